@@ -1,0 +1,39 @@
+"""Captum-compatible attribution engine: ``from service.attribution import IntegratedGradients``.
+
+Pure PyTorch; no serving imports.
+"""
+
+from ._base import (
+    Attribution,
+    GradientAttribution,
+    InternalAttribution,
+    LayerAttribution,
+    NeuronAttribution,
+    PerturbationAttribution,
+)
+from .deep_lift import DeepLift, DeepLiftShap
+from .gradient_shap import GradientShap, InputBaselineXGradient
+from .guided_backprop_deconvnet import Deconvolution, GuidedBackprop
+from .input_x_gradient import InputXGradient
+from .integrated_gradients import IntegratedGradients
+from .noise_tunnel import NoiseTunnel
+from .saliency import Saliency
+
+__all__ = [
+    "Attribution",
+    "GradientAttribution",
+    "PerturbationAttribution",
+    "InternalAttribution",
+    "LayerAttribution",
+    "NeuronAttribution",
+    "Saliency",
+    "InputXGradient",
+    "IntegratedGradients",
+    "NoiseTunnel",
+    "GradientShap",
+    "InputBaselineXGradient",
+    "DeepLift",
+    "DeepLiftShap",
+    "GuidedBackprop",
+    "Deconvolution",
+]

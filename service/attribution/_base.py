@@ -1,0 +1,108 @@
+"""The public class hierarchy, mirroring Captum's (users test it with ``isinstance``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._common import (
+    Target,
+    as_tuple,
+    check_baselines,
+    format_args,
+    format_baselines,
+    run_forward,
+    sum_rows,
+    tensorize_baselines,
+)
+
+
+class Attribution:
+    """An attribution method over ``forward_func``."""
+
+    def __init__(self, forward_func: Callable) -> None:
+        if not callable(forward_func):
+            raise TypeError(f"`forward_func` must be callable, got {type(forward_func).__name__}")
+        self.forward_func = forward_func
+
+    def attribute(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not implement attribute()")
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        return False
+
+    def has_convergence_delta(self) -> bool:
+        return False
+
+    @classmethod
+    def get_name(cls) -> str:
+        """The class name split into words: ``IntegratedGradients`` -> ``Integrated Gradients``."""
+        name = cls.__name__
+        return "".join(c if c.islower() or i == 0 else " " + c for i, c in enumerate(name))
+
+
+class GradientAttribution(Attribution):
+    """Methods built on gradients of the targeted output with respect to the inputs."""
+
+    def compute_convergence_delta(self, attributions: Tensor | tuple[Tensor, ...],
+                                  start_point: Any, end_point: Tensor | tuple[Tensor, ...],
+                                  target: Any = None,
+                                  additional_forward_args: Any = None) -> Tensor:
+        """Per example: sum of attributions - (F(end_point) - F(start_point))."""
+        end = as_tuple(end_point, "end_point")
+        start = format_baselines(start_point, end, "start_point")
+        check_baselines(end, start, "start_point")
+        start_t = tensorize_baselines(end, start)
+        attrs = as_tuple(attributions, "attributions")
+        for a, e in zip(attrs, end):
+            if a.shape[0] != e.shape[0]:
+                raise ValueError(
+                    f"attributions have {a.shape[0]} rows but end_point has {e.shape[0]}"
+                )
+        tgt = Target.of(target, end[0].shape[0])
+        args = format_args(additional_forward_args)
+        with torch.no_grad():
+            start_out = sum_rows(run_forward(self.forward_func, start_t, tgt, args))
+            end_out = sum_rows(run_forward(self.forward_func, end, tgt, args))
+            attr_sum = torch.stack([sum_rows(a) for a in attrs]).sum(0)
+            return attr_sum - (end_out - start_out)
+
+
+class PerturbationAttribution(Attribution):
+    """Methods that run the model on perturbed inputs, with no gradients."""
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        return True
+
+
+class InternalAttribution(Attribution):
+    """Attribution with respect to a hidden layer or neuron."""
+
+    def __init__(self, forward_func: Callable, layer: Any, device_ids: list[int] | None = None) -> None:
+        super().__init__(forward_func)
+        self.layer = layer
+        self.device_ids = device_ids
+
+
+class LayerAttribution(InternalAttribution):
+    """Attribution of the output to the neurons of a layer."""
+
+    @staticmethod
+    def interpolate(layer_attribution: Tensor, interpolate_dims: int | tuple[int, ...],
+                    interpolate_mode: str = "nearest") -> Tensor:
+        """Upsamples a layer attribution (N, C, *spatial) to ``interpolate_dims``."""
+        return F.interpolate(layer_attribution, interpolate_dims, mode=interpolate_mode)
+
+
+class NeuronAttribution(InternalAttribution):
+    """Attribution of one neuron of a layer to the inputs."""
+
+    def __init__(self, forward_func: Callable, layer: nn.Module,
+                 device_ids: list[int] | None = None) -> None:
+        super().__init__(forward_func, layer, device_ids)

@@ -1,0 +1,48 @@
+"""Gradients of the targeted outputs with respect to the inputs.
+
+Autograd is seeded once, on the sum of the selected outputs, and asked for the input gradients
+only: the gradients equal Captum's one-seed-per-row ``torch.unbind`` (each row's output depends on
+its own row) at a fraction of the Python cost, and no weight gradients are computed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from ._common import Inputs, Target, run_forward
+
+
+def grad_ready(inputs: Inputs) -> Inputs:
+    """Inputs that autograd can differentiate against, without mutating the caller's tensors."""
+    out = []
+    for i, x in enumerate(inputs):
+        if not (x.is_floating_point() or x.is_complex()):
+            raise TypeError(
+                f"input {i} has dtype {x.dtype}; gradient methods need floating-point inputs "
+                "(for token ids, attribute to the embedding layer with a layer method)"
+            )
+        out.append(x if x.requires_grad else x.detach().requires_grad_())
+    return tuple(out)
+
+
+def output_for_grad(selected: Tensor) -> Tensor:
+    """The scalar whose gradient is the sum of every row's targeted-output gradient."""
+    if selected.dim() > 1 and selected[0].numel() != 1:
+        raise ValueError(
+            "the targeted output must be one number per example, but the selected output has "
+            f"shape {tuple(selected.shape)}; pass a `target` that picks one output per example"
+        )
+    return selected.sum()
+
+
+def input_gradients(forward_func: Callable, inputs: Inputs, target: Target,
+                    args: tuple | None = None) -> Inputs:
+    """d(sum of targeted outputs) / d(inputs), one tensor per input, on the inputs' shapes."""
+    with torch.enable_grad():
+        ready = grad_ready(inputs)
+        selected = run_forward(forward_func, ready, target, args)
+        grads = torch.autograd.grad(output_for_grad(selected), ready, allow_unused=True)
+    return tuple(torch.zeros_like(x) if g is None else g for x, g in zip(ready, grads))

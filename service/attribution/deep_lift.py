@@ -1,0 +1,256 @@
+"""DeepLift with the Rescale rule (Shrikumar et al., 2017) and DeepLiftShap.
+
+The model runs once on the inputs and the baselines stacked, (2N, ...). Each non-linearity call
+is rewritten so that its backward pass carries the DeepLift multiplier
+``(f(x) - f(x')) / (x - x')`` instead of ``f'(x)``; the gradient of the targeted outputs with
+respect to the inputs is then the multiplier, and ``(x - x') * multiplier`` the attribution.
+
+Unlike Captum, the rule is attached to every *call* of a module, not to the module: a model that
+calls one ReLU several times per forward (torchvision's ResNet blocks) gets correct
+attributions. Softmax's multiplier normalisation is taken per example (Captum takes it over the
+whole batch, so an example's attribution depends on its batch-mates); for one example the two
+agree exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._base import GradientAttribution
+from ._common import (
+    Inputs,
+    Target,
+    as_tuple,
+    call_with_arity,
+    callable_baselines,
+    check_baselines,
+    expand_args,
+    format_args,
+    format_baselines,
+    format_output,
+    is_tuple,
+    run_forward,
+    tensorize_baselines,
+)
+from ._gradients import grad_ready, output_for_grad
+from ._hooks import CallRule, call_rules, map_grad
+
+# Captum's set of rescaled non-linearities, plus the elementwise activations Captum silently
+# treats as linear (for which the rescale rule is exact and keeps completeness).
+ELEMENTWISE = (
+    nn.ReLU, nn.ELU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.Softplus,
+    nn.ReLU6, nn.Hardtanh, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Softsign,
+    nn.LogSigmoid, nn.Hardsigmoid, nn.Hardswish, nn.Threshold, nn.PReLU, nn.Tanhshrink,
+    nn.Softshrink, nn.Hardshrink, nn.RReLU,
+)
+MAXPOOLS = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3}
+# Non-linear modules whose DeepLift rule is not defined here: refused rather than silently
+# treated as linear.
+UNSUPPORTED = (
+    nn.LogSoftmax, nn.Softmin, nn.Softmax2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d,
+    nn.AdaptiveMaxPool3d, nn.FractionalMaxPool2d, nn.FractionalMaxPool3d, nn.LPPool1d,
+    nn.LPPool2d, nn.GLU, nn.MaxUnpool1d, nn.MaxUnpool2d, nn.MaxUnpool3d,
+)
+
+
+def _halves(t: Tensor) -> tuple[Tensor, Tensor]:
+    if t.shape[0] % 2:
+        raise RuntimeError(
+            f"DeepLift expects every non-linearity to see the inputs and baselines stacked along "
+            f"dimension 0, but one got a tensor of shape {tuple(t.shape)}; models that mix "
+            "examples along the batch dimension cannot be explained with DeepLift"
+        )
+    return t.chunk(2)
+
+
+def _pairwise(t: Tensor) -> Tensor:
+    """(2N, ...) -> per-example difference repeated for both halves: (2N, ...)."""
+    a, b = _halves(t)
+    d = a - b
+    return torch.cat([d, d])
+
+
+def _rescale(x: Tensor, y: Tensor, eps: float) -> Tensor:
+    """y's values; backward multiplies by (y - y') / (x - x'), or by f'(x) where x ~ x'."""
+    with torch.no_grad():
+        dx = _pairwise(x.detach())
+        dy = _pairwise(y.detach())
+        small = dx.abs() < eps
+        m = dy / torch.where(small, torch.ones_like(dx), dx)
+    return torch.where(small, y, y.detach() + m * (x - x.detach()))
+
+
+def _rescale_rule(eps: float) -> CallRule:
+    return lambda module, x, y: _rescale(x, y, eps)
+
+
+def _softmax_rule(eps: float) -> CallRule:
+    def rule(module: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        n = x.shape[0] // 2
+
+        def center(g: Tensor) -> Tensor:
+            a, b = _halves(g)
+            per_example = (a.reshape(n, -1).sum(1) + b.reshape(n, -1).sum(1)) / (2 * a[0].numel())
+            shift = per_example.view(n, *([1] * (g.dim() - 1)))
+            return g - torch.cat([shift, shift])
+
+        xc = map_grad(x, center)
+        return _rescale(xc, F.softmax(xc, module.dim, _stacklevel=5), eps)
+
+    return rule
+
+
+_POOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
+_UNPOOL = {1: F.max_unpool1d, 2: F.max_unpool2d, 3: F.max_unpool3d}
+
+
+class _MaxPoolRescale(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, module: nn.Module, dims: int, eps: float) -> Tensor:  # type: ignore[override]
+        y, idx = _POOL[dims](x, module.kernel_size, module.stride, module.padding,
+                             module.dilation, module.ceil_mode, True)
+        ya, yb = _halves(y)
+        top = torch.max(ya, yb)
+        dy = torch.cat([top - yb, ya - top])
+        ctx.save_for_backward(_pairwise(x), dy, idx)
+        ctx.module, ctx.dims, ctx.eps, ctx.shape = module, dims, eps, x.shape
+        return y
+
+    @staticmethod
+    def backward(ctx, g: Tensor):  # type: ignore[override]
+        dx, dy, idx = ctx.saved_tensors
+        m = ctx.module
+        moved = _UNPOOL[ctx.dims](g * dy, idx, m.kernel_size, m.stride, m.padding,
+                                  output_size=list(ctx.shape))
+        a, b = _halves(moved)
+        s = torch.cat([a + b, a + b])
+        n, c = ctx.shape[0], ctx.shape[1]
+        true = torch.zeros(n, c, ctx.shape[2:].numel(), dtype=g.dtype, device=g.device)
+        true.scatter_add_(2, idx.reshape(n, c, -1), g.reshape(n, c, -1))
+        small = dx.abs() < ctx.eps
+        grad = torch.where(small, true.view(ctx.shape), s / torch.where(small, torch.ones_like(dx), dx))
+        return grad, None, None, None
+
+
+def _maxpool_rule(dims: int, eps: float) -> CallRule:
+    def rule(module: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        if x.dim() != dims + 2:
+            raise RuntimeError(f"DeepLift's {type(module).__name__} rule needs a batched input of "
+                               f"{dims + 2} dimensions, got shape {tuple(x.shape)}")
+        return _MaxPoolRescale.apply(x, module, dims, eps)
+
+    return rule
+
+
+def deeplift_rule(module: nn.Module, eps: float) -> CallRule | None:
+    """The DeepLift rule for one module, None for linear/structural modules."""
+    if isinstance(module, UNSUPPORTED):
+        raise ValueError(
+            f"DeepLift has no rule for {type(module).__name__}; supported non-linearities: "
+            f"{', '.join(t.__name__ for t in (*ELEMENTWISE, nn.Softmax, *MAXPOOLS))}"
+        )
+    kind = type(module)
+    if kind in MAXPOOLS:
+        if module.return_indices:
+            raise ValueError(f"DeepLift cannot explain {kind.__name__} with return_indices=True")
+        return _maxpool_rule(MAXPOOLS[kind], eps)
+    if kind is nn.Softmax:
+        return _softmax_rule(eps)
+    if isinstance(module, ELEMENTWISE):
+        return _rescale_rule(eps)
+    return None
+
+
+def deeplift_multipliers(model: nn.Module, inputs: Inputs, baselines: Inputs, target: Target,
+                         args: tuple | None, eps: float) -> Inputs:
+    """DeepLift multipliers d(target)/d(input) under the rescale rules, one per input."""
+    with call_rules(model, lambda m: deeplift_rule(m, eps)), torch.enable_grad():
+        ready = grad_ready(inputs)
+        joined = tuple(torch.cat([x, b.to(dtype=x.dtype, device=x.device).expand_as(x)])
+                       for x, b in zip(ready, baselines))  # (2N, ...): inputs, then baselines
+        out = run_forward(model, joined, target.expand(2), expand_args(args, 2))
+        grads = torch.autograd.grad(output_for_grad(out), ready, allow_unused=True)
+    return tuple(torch.zeros_like(x) if g is None else g for x, g in zip(ready, grads))
+
+
+class DeepLift(GradientAttribution):
+    def __init__(self, model: nn.Module, multiply_by_inputs: bool = True, eps: float = 1e-10) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError("`model` must be a torch.nn.Module for DeepLift")
+        super().__init__(model)
+        self.model = model
+        self.eps = eps
+        self._multiply_by_inputs = multiply_by_inputs
+
+    def attribute(self, inputs, baselines=None, target=None, additional_forward_args=None,
+                  return_convergence_delta: bool = False,
+                  custom_attribution_func: Callable | None = None):
+        was_tuple = is_tuple(inputs)
+        xs = as_tuple(inputs)
+        bs = format_baselines(baselines, xs)
+        check_baselines(xs, bs)
+        bt = tensorize_baselines(xs, bs)
+        tgt = Target.of(target, xs[0].shape[0])
+        args = format_args(additional_forward_args)
+        grads = deeplift_multipliers(self.model, xs, bt, tgt, args, self.eps)
+        with torch.no_grad():
+            if custom_attribution_func is not None:
+                attrs = tuple(call_with_arity(custom_attribution_func, grads, xs, bt,
+                                              name="custom_attribution_func"))
+            elif self._multiply_by_inputs:
+                attrs = tuple((x - b) * g for x, b, g in zip(xs, bt, grads))
+            else:
+                attrs = grads
+        result = format_output(was_tuple, attrs)
+        if return_convergence_delta:
+            return result, self.compute_convergence_delta(attrs, bt, xs, target,
+                                                          additional_forward_args)
+        return result
+
+    def has_convergence_delta(self) -> bool:
+        return True
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        return self._multiply_by_inputs
+
+
+class DeepLiftShap(DeepLift):
+    """DeepLift averaged over a distribution of baselines (each input against every baseline)."""
+
+    def __init__(self, model: nn.Module, multiply_by_inputs: bool = True) -> None:
+        super().__init__(model, multiply_by_inputs=multiply_by_inputs)
+
+    def attribute(self, inputs, baselines, target=None, additional_forward_args=None,
+                  return_convergence_delta: bool = False,
+                  custom_attribution_func: Callable | None = None):
+        bs = callable_baselines(baselines, inputs)
+        if not isinstance(bs[0], Tensor) or bs[0].shape[0] < 2:
+            raise ValueError(
+                "`baselines` for DeepLiftShap must be a tensor distribution with more than one "
+                "example; with a single baseline use DeepLift"
+            )
+        was_tuple = is_tuple(inputs)
+        xs = as_tuple(inputs)
+        n, m = xs[0].shape[0], bs[0].shape[0]
+        exp_inputs = tuple(x.repeat_interleave(m, dim=0) for x in xs)
+        exp_bases = tuple(b.repeat(n, *([1] * (b.dim() - 1))) if isinstance(b, Tensor) else b
+                          for b in bs)
+        from .noise_tunnel import expand_target_rows
+
+        out = DeepLift.attribute(
+            self, exp_inputs if was_tuple else exp_inputs[0], exp_bases,
+            target=expand_target_rows(target, m),
+            additional_forward_args=expand_args(format_args(additional_forward_args), m,
+                                                interleave=True),
+            return_convergence_delta=return_convergence_delta,
+            custom_attribution_func=custom_attribution_func)
+        attrs, delta = out if return_convergence_delta else (out, None)
+        with torch.no_grad():
+            means = tuple(a.reshape(n, m, *a.shape[1:]).mean(1) for a in as_tuple(attrs))
+        result = format_output(was_tuple, means)
+        return (result, delta) if return_convergence_delta else result
