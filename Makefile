@@ -7,7 +7,7 @@ CONSTRAINTS ?= constraints.txt
 PIP_CONSTRAINTS := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-fast lint bench serve
+.PHONY: venv test test-fast lint bench serve protos
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,3 +31,6 @@ bench: $(STAMP)
 
 serve: $(STAMP)
 	$(PY) -m service.examples.getting_started
+
+protos: $(STAMP)
+	$(PY) scripts/gen_protos.py

@@ -1,0 +1,170 @@
+"""Transport-free request and response types: what a transport decodes into and encodes from."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Union
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ImagePayload:
+    data: bytes  # PNG or JPEG bytes
+
+
+@dataclass(frozen=True)
+class TensorPayload:
+    array: np.ndarray = field(compare=False)
+
+
+@dataclass(frozen=True)
+class TabularPayload:
+    features: dict[str, float] = field(compare=False)
+
+
+Payload = Union[ImagePayload, TensorPayload, TabularPayload]
+
+
+class TargetKind(str, Enum):
+    DEFAULT = "default"  # the spec's default_target
+    PREDICTED = "predicted"
+    INDEX = "index"
+    LABEL = "label"
+    TOP_K = "top_k"
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    kind: TargetKind = TargetKind.DEFAULT
+    index: int = 0
+    label: str = ""
+    k: int = 1
+
+
+class BaselineKind(str, Enum):
+    DEFAULT = "default"  # the spec's default baseline
+    NAMED = "named"
+    ZEROS = "zeros"
+    CONSTANT = "constant"
+    BLUR = "blur"
+    DATASET_MEAN = "dataset_mean"
+    UNIFORM = "uniform"
+    REFERENCE_SET = "reference_set"
+    TENSOR = "tensor"
+
+
+@dataclass(frozen=True)
+class BaselineSpec:
+    kind: BaselineKind = BaselineKind.DEFAULT
+    name: str = ""
+    value: float = 0.0
+    sigma: float = 0.0
+    low: float = 0.0
+    high: float = 0.0
+    seed: int = 0
+    array: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    def canonical(self) -> tuple:
+        """A hashable description: equal for baselines that resolve to the same tensor (for
+        input-independent kinds)."""
+        if self.kind is BaselineKind.TENSOR and self.array is not None:
+            a = np.ascontiguousarray(self.array)
+            digest = hashlib.sha1(a.tobytes()).hexdigest()
+            return (self.kind.value, a.shape, str(a.dtype), digest)
+        if self.kind is BaselineKind.UNIFORM:
+            return (self.kind.value, self.low, self.high, self.seed)
+        if self.kind is BaselineKind.CONSTANT:
+            return (self.kind.value, self.value)
+        if self.kind is BaselineKind.BLUR:
+            return (self.kind.value, self.sigma)
+        return (self.kind.value, self.name)
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    attributions: bool = True
+    top_features: int | None = None  # None: the spec's top_k_features
+    heatmap: bool = False
+    reasons: bool = True
+
+
+@dataclass
+class Request:
+    """One caller's request. ``explain`` says which kind of answer the caller asked for."""
+
+    inputs: Payload | None
+    explain: bool
+    algorithm: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    target: TargetSpec = field(default_factory=TargetSpec)
+    baseline: BaselineSpec = field(default_factory=BaselineSpec)
+    outputs: OutputOptions = field(default_factory=OutputOptions)
+    max_batch_rows: int | None = None
+    deadline_ms: int | None = None
+    request_id: str = ""
+    model: str = ""
+    received_at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class ClassScore:
+    index: int
+    label: str
+    probability: float
+    logit: float
+
+
+@dataclass
+class Prediction:
+    index: int
+    label: str
+    probability: float
+    top: list[ClassScore]
+    output: np.ndarray
+
+
+@dataclass
+class Feature:
+    name: str
+    value: float
+    attribution: float
+
+
+@dataclass
+class TargetExplanation:
+    target: int
+    label: str
+    attributions: np.ndarray | None
+    instance_output: float
+    baseline_output: float
+    approximation_error: float | None
+    top_features: list[Feature] = field(default_factory=list)
+    heatmap_png: bytes | None = None
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Timings:
+    queue_ms: float = 0.0
+    preprocess_ms: float = 0.0
+    predict_ms: float = 0.0
+    explain_ms: float = 0.0
+    postprocess_ms: float = 0.0
+    total_ms: float = 0.0
+    fused_group_size: int = 0
+    baseline_cache_hit: bool = False
+
+
+@dataclass
+class Response:
+    model: str
+    model_version: str
+    request_id: str
+    algorithm: str
+    prediction: Prediction
+    explanations: list[TargetExplanation] = field(default_factory=list)
+    timings: Timings = field(default_factory=Timings)

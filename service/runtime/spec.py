@@ -1,0 +1,200 @@
+"""ModelSpec: the typed, frozen description of a served model, parsed from the archive's
+spec.yaml (see serving-contract.md). Parsing errors name the yaml path."""
+
+from __future__ import annotations
+
+import pathlib
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import yaml
+
+
+class SpecError(ValueError):
+    """spec.yaml is malformed; the message names the key."""
+
+
+class InputKind(str, Enum):
+    IMAGE = "image"
+    TENSOR = "tensor"
+    TABULAR = "tabular"
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    mode: str = "L"
+    size: tuple[int, int] = (28, 28)  # (width, height) as PIL takes it
+    scale: float = 255.0
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+    invert: bool = False
+
+
+@dataclass(frozen=True)
+class Scaler:
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class ReasonRule:
+    prefix: str
+    template: str
+
+
+@dataclass(frozen=True)
+class BaselineDef:
+    kind: str  # zeros | constant | blur | tensor | reference_set | uniform
+    file: str | None = None
+    value: float = 0.0
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    batch_size: int = 1
+    max_batch_delay_ms: int = 10
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    version: str
+    description: str
+    purpose: str
+    model_file: str
+    model_class: str
+    weights: str
+    input_kind: InputKind
+    input_shape: tuple[int, ...]
+    image: ImageSpec | None
+    feature_names: tuple[str, ...]
+    scaler: Scaler | None
+    output_kind: str
+    class_names: tuple[str, ...]
+    algorithms: tuple[str, ...]
+    default_algorithm: str
+    default_params: dict[str, dict[str, Any]] = field(hash=False, compare=False)
+    cam_layer: str | None
+    default_target: str
+    top_k_features: int
+    reasons: tuple[ReasonRule, ...]
+    baselines: dict[str, BaselineDef] = field(hash=False, compare=False)
+    default_baseline: str
+    limits: dict[str, int] = field(hash=False, compare=False)
+    batch: BatchSpec
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    def class_index(self, label: str) -> int | None:
+        try:
+            return self.class_names.index(label)
+        except ValueError:
+            return None
+
+
+def _get(d: dict, key: str, path: str, default: Any = ..., kind: type | tuple = object) -> Any:
+    if not isinstance(d, dict):
+        raise SpecError(f"spec.yaml: `{path}` must be a mapping")
+    if key not in d or d[key] is None:
+        if default is ...:
+            raise SpecError(f"spec.yaml: `{f'{path}.{key}'.lstrip('.')}` is required")
+        return default
+    value = d[key]
+    if not isinstance(value, kind):
+        where = f"{path}.{key}".lstrip(".")
+        raise SpecError(f"spec.yaml: `{where}` has type {type(value).__name__}")
+    return value
+
+
+def parse_spec(data: dict) -> ModelSpec:
+    """Build a ModelSpec from the parsed yaml mapping."""
+    if not isinstance(data, dict):
+        raise SpecError("spec.yaml must hold a mapping")
+    model = _get(data, "model", "", kind=dict)
+    inp = _get(data, "input", "", kind=dict)
+    out = _get(data, "output", "", default={}, kind=dict)
+    exp = _get(data, "explain", "", default={}, kind=dict)
+    bl = _get(data, "baselines", "", default={}, kind=dict)
+    try:
+        kind = InputKind(_get(inp, "kind", "input", kind=str))
+    except ValueError as e:
+        raise SpecError(f"spec.yaml: `input.kind` must be one of "
+                        f"{', '.join(k.value for k in InputKind)}") from e
+    shape = tuple(int(s) for s in _get(inp, "shape", "input", kind=list))
+    image = None
+    if kind is InputKind.IMAGE:
+        im = _get(inp, "image", "input", default={}, kind=dict)
+        default_size = (shape[2], shape[1]) if len(shape) == 3 else (28, 28)
+        size = tuple(int(s) for s in im.get("size", default_size))
+        image = ImageSpec(mode=str(im.get("mode", "L")), size=(size[0], size[1]),
+                          scale=float(im.get("scale", 255.0)),
+                          mean=tuple(float(v) for v in im.get("mean", [0.0])),
+                          std=tuple(float(v) for v in im.get("std", [1.0])),
+                          invert=bool(im.get("invert", False)))
+    names = tuple(str(n) for n in _get(inp, "feature_names", "input", default=[], kind=list))
+    if kind is InputKind.TABULAR:
+        width = int(shape[-1]) if shape else 0
+        if len(names) != width:
+            raise SpecError(f"spec.yaml: `input.feature_names` has {len(names)} names for "
+                            f"input.shape {list(shape)}")
+    scaler = None
+    if inp.get("scaler"):
+        sc = inp["scaler"]
+        scaler = Scaler(mean=tuple(float(v) for v in sc["mean"]),
+                        std=tuple(float(v) for v in sc["std"]))
+    classes = tuple(str(c) for c in _get(out, "class_names", "output", default=[], kind=list))
+    algorithms = tuple(str(a) for a in _get(exp, "algorithms", "explain",
+                                             default=["IntegratedGradients"], kind=list))
+    default_algorithm = str(_get(exp, "default_algorithm", "explain", default=algorithms[0]))
+    if default_algorithm not in algorithms:
+        raise SpecError("spec.yaml: `explain.default_algorithm` is not in `explain.algorithms`")
+    defs = {"zeros": BaselineDef("zeros")}
+    for name, d in (_get(bl, "definitions", "baselines", default={}, kind=dict)).items():
+        if not isinstance(d, dict) or "kind" not in d:
+            raise SpecError(f"spec.yaml: `baselines.definitions.{name}` needs a `kind`")
+        defs[str(name)] = BaselineDef(kind=str(d["kind"]), file=d.get("file"),
+                                      value=float(d.get("value", 0.0)))
+    default_baseline = str(_get(bl, "default", "baselines", default="zeros"))
+    if default_baseline not in defs:
+        raise SpecError(f"spec.yaml: `baselines.default` {default_baseline!r} is not defined")
+    reasons = tuple(ReasonRule(prefix=str(r["prefix"]), template=str(r["template"]))
+                    for r in _get(exp, "reasons", "explain", default=[], kind=list))
+    batch = _get(data, "batch", "", default={}, kind=dict)
+    return ModelSpec(
+        name=str(_get(data, "name", "", kind=str)),
+        version=str(_get(data, "version", "", default="1.0")),
+        description=str(_get(data, "description", "", default="")),
+        purpose=str(_get(data, "purpose", "", default="production")),
+        model_file=str(_get(model, "file", "model")),
+        model_class=str(_get(model, "class", "model")),
+        weights=str(_get(model, "weights", "model", default="weights.pt")),
+        input_kind=kind,
+        input_shape=shape,
+        image=image,
+        feature_names=names,
+        scaler=scaler,
+        output_kind=str(_get(out, "kind", "output", default="classification", kind=str)),
+        class_names=classes,
+        algorithms=algorithms,
+        default_algorithm=default_algorithm,
+        default_params={str(k): dict(v) for k, v in
+                        (_get(exp, "default_params", "explain", default={}, kind=dict)).items()},
+        cam_layer=exp.get("cam_layer"),
+        default_target=str(_get(exp, "default_target", "explain", default="predicted")),
+        top_k_features=int(_get(exp, "top_k_features", "explain", default=5, kind=int)),
+        reasons=reasons,
+        baselines=defs,
+        default_baseline=default_baseline,
+        limits={str(k): int(v) for k, v in
+                (_get(data, "limits", "", default={}, kind=dict)).items()},
+        batch=BatchSpec(batch_size=int(batch.get("batch_size", 1)),
+                        max_batch_delay_ms=int(batch.get("max_batch_delay_ms", 10))),
+    )
+
+
+def load_spec(path: str | pathlib.Path) -> ModelSpec:
+    with open(path) as f:
+        return parse_spec(yaml.safe_load(f))

@@ -1,0 +1,240 @@
+"""protobuf / protobuf-JSON <-> runtime types. The only module that knows both."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from google.protobuf import json_format
+
+from service._proto.explain.v1 import explain_pb2 as pb
+from service.runtime.errors import InvalidInput, LimitExceeded
+from service.runtime.request import (
+    BaselineKind,
+    BaselineSpec,
+    ImagePayload,
+    OutputOptions,
+    Payload,
+    Request,
+    Response,
+    TabularPayload,
+    TargetKind,
+    TargetSpec,
+    TensorPayload,
+)
+
+_DTYPES = {
+    pb.DTYPE_UNSPECIFIED: np.dtype("<f4"), pb.FLOAT32: np.dtype("<f4"),
+    pb.FLOAT64: np.dtype("<f8"), pb.FLOAT16: np.dtype("<f2"), pb.INT64: np.dtype("<i8"),
+    pb.INT32: np.dtype("<i4"), pb.UINT8: np.dtype("u1"),
+}
+_TO_PB = {np.dtype(v).newbyteorder("=").str: k for k, v in _DTYPES.items()
+          if k != pb.DTYPE_UNSPECIFIED}
+
+IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
+
+
+# -- tensors ----------------------------------------------------------------------------------
+
+def tensor_from_proto(t: pb.Tensor, field: str) -> np.ndarray:
+    dtype = _DTYPES.get(t.dtype)
+    if dtype is None:
+        raise InvalidInput(f"{field}.dtype", f"unknown dtype {t.dtype}", pb.DType.keys())
+    shape = tuple(int(s) for s in t.shape)
+    if any(s < 0 for s in shape):
+        raise InvalidInput(f"{field}.shape", f"negative size in {list(shape)}")
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(t.data) != expected:
+        raise InvalidInput(f"{field}.data", f"{len(t.data)} bytes, shape {list(shape)} of "
+                           f"{pb.DType.Name(t.dtype)} needs {expected}")
+    return np.frombuffer(t.data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def tensor_to_proto(a: np.ndarray) -> pb.Tensor:
+    a = np.asarray(a)
+    key = a.dtype.newbyteorder("=").str
+    if key not in _TO_PB:
+        a, key = a.astype(np.float32), np.dtype(np.float32).str
+    le = a.astype(a.dtype.newbyteorder("<"), copy=False)
+    return pb.Tensor(shape=list(a.shape), dtype=_TO_PB[key],
+                     data=np.ascontiguousarray(le).tobytes())
+
+
+# -- requests ---------------------------------------------------------------------------------
+
+def _payload(m: pb.ExplainRequest) -> Payload | None:
+    if not m.HasField("inputs"):
+        return None
+    which = m.inputs.WhichOneof("kind")
+    if which == "image":
+        return ImagePayload(bytes(m.inputs.image))
+    if which == "tensor":
+        return TensorPayload(tensor_from_proto(m.inputs.tensor, "inputs.tensor"))
+    if which == "tabular":
+        return TabularPayload(dict(m.inputs.tabular.features))
+    return None
+
+
+def _target(m: pb.ExplainRequest) -> TargetSpec:
+    which = m.target.WhichOneof("kind") if m.HasField("target") else None
+    if which is None:
+        return TargetSpec()
+    if which == "predicted":
+        return TargetSpec(TargetKind.PREDICTED)
+    if which == "index":
+        return TargetSpec(TargetKind.INDEX, index=m.target.index)
+    if which == "label":
+        return TargetSpec(TargetKind.LABEL, label=m.target.label)
+    return TargetSpec(TargetKind.TOP_K, k=m.target.top_k)
+
+
+def _baseline(m: pb.ExplainRequest) -> BaselineSpec:
+    b = m.baseline
+    which = b.WhichOneof("kind") if m.HasField("baseline") else None
+    if which is None:
+        return BaselineSpec()
+    if which == "named":
+        return BaselineSpec(BaselineKind.NAMED, name=b.named)
+    if which == "zeros":
+        return BaselineSpec(BaselineKind.ZEROS)
+    if which == "constant":
+        return BaselineSpec(BaselineKind.CONSTANT, value=b.constant)
+    if which == "blur":
+        return BaselineSpec(BaselineKind.BLUR, sigma=b.blur.sigma)
+    if which == "dataset_mean":
+        return BaselineSpec(BaselineKind.DATASET_MEAN)
+    if which == "uniform":
+        return BaselineSpec(BaselineKind.UNIFORM, low=b.uniform.low, high=b.uniform.high,
+                            seed=b.uniform.seed)
+    if which == "reference_set":
+        return BaselineSpec(BaselineKind.REFERENCE_SET, name=b.reference_set)
+    return BaselineSpec(BaselineKind.TENSOR, array=tensor_from_proto(b.tensor, "baseline.tensor"))
+
+
+def _outputs(m: pb.ExplainRequest) -> OutputOptions:
+    o = m.outputs
+    return OutputOptions(
+        attributions=o.attributions if o.HasField("attributions") else True,
+        top_features=o.top_features if o.HasField("top_features") else None,
+        heatmap=o.heatmap,
+        reasons=o.reasons if o.HasField("reasons") else True)
+
+
+def request_from_proto(m: pb.ExplainRequest, explain: bool) -> Request:
+    params: dict[str, Any] = json_format.MessageToDict(m.params) if m.HasField("params") else {}
+    return Request(
+        inputs=_payload(m), explain=explain, algorithm=m.algorithm or None, params=params,
+        target=_target(m), baseline=_baseline(m), outputs=_outputs(m),
+        max_batch_rows=(m.limits.max_batch_rows or None) if m.HasField("limits") else None,
+        deadline_ms=m.deadline_ms or None, request_id=m.request_id, model=m.model)
+
+
+def _parse_error_field(text: str) -> str:
+    """The dotted request field a json_format.ParseError is about ("body" if unknown)."""
+    unknown = re.search(r'has no field named "([^"]+)"', text)
+    path = re.search(r"at ExplainRequest\.?([\w.]*)", text)
+    prefix = path.group(1).strip(".") if path else ""
+    leaf = unknown.group(1) if unknown else None
+    if leaf is None:
+        parsed = re.findall(r"Failed to parse (\w+) field", text)
+        leaf = parsed[-1] if parsed else None
+    if leaf is None:
+        return prefix or "body"
+    if prefix.split(".")[-1] == leaf:
+        return prefix
+    return f"{prefix}.{leaf}" if prefix else leaf
+
+
+def request_from_dict(body: Mapping[str, Any], explain: bool) -> Request:
+    """The canonical protobuf-JSON mapping of ExplainRequest (already parsed from JSON)."""
+    if not isinstance(body, Mapping):
+        raise InvalidInput("body", "a JSON body must be an object (an ExplainRequest)")
+    m = pb.ExplainRequest()
+    try:
+        json_format.ParseDict(body, m)
+    except json_format.ParseError as e:
+        raise InvalidInput(_parse_error_field(str(e)), str(e)) from e
+    return request_from_proto(m, explain)
+
+
+def request_from_body(body: bytes | bytearray | str | Mapping | None, explain: bool,
+                      max_body_bytes: int) -> Request:
+    """A REST body: raw PNG/JPEG bytes (model defaults) or an ExplainRequest as JSON."""
+    if body is None or (isinstance(body, (bytes, bytearray, str)) and len(body) == 0):
+        raise InvalidInput("body", "empty request body; send an ExplainRequest JSON object or "
+                           "PNG/JPEG bytes")
+    if isinstance(body, Mapping):
+        return request_from_dict(body, explain)
+    if isinstance(body, (bytes, bytearray)):
+        if len(body) > max_body_bytes:
+            raise LimitExceeded("body", f"{len(body)} bytes is above the limit {max_body_bytes} "
+                                "(max_body_bytes)")
+        if bytes(body[:8]).startswith(IMAGE_MAGIC):
+            return Request(inputs=ImagePayload(bytes(body)), explain=explain)
+        try:
+            body = bytes(body).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InvalidInput("body", "not JSON and not a PNG/JPEG image") from e
+    if len(body) > max_body_bytes:
+        raise LimitExceeded("body", f"{len(body)} bytes is above the limit {max_body_bytes} "
+                            "(max_body_bytes)")
+    try:
+        parsed = json.loads(body)
+    except json.JSONDecodeError as e:
+        raise InvalidInput("body", f"not valid JSON: {e}") from e
+    return request_from_dict(parsed, explain)
+
+
+def request_from_serialized(data: bytes | bytearray, explain: bool,
+                            max_body_bytes: int) -> Request:
+    """A serialized ExplainRequest (the gRPC gateway's path): no JSON round trip."""
+    if len(data) > max_body_bytes:
+        raise LimitExceeded("explain_request", f"{len(data)} bytes is above the limit "
+                            f"{max_body_bytes} (max_body_bytes)")
+    m = pb.ExplainRequest()
+    try:
+        m.ParseFromString(bytes(data))
+    except Exception as e:
+        raise InvalidInput("explain_request", f"not a serialized ExplainRequest: {e}") from e
+    return request_from_proto(m, explain)
+
+
+# -- responses --------------------------------------------------------------------------------
+
+def response_to_proto(r: Response) -> pb.ExplainResponse:
+    p = r.prediction
+    out = pb.ExplainResponse(
+        model=r.model, model_version=r.model_version, request_id=r.request_id,
+        algorithm=r.algorithm,
+        prediction=pb.Prediction(
+            index=p.index, label=p.label, probability=p.probability,
+            top=[pb.ClassScore(index=c.index, label=c.label, probability=c.probability,
+                               logit=c.logit) for c in p.top],
+            output=tensor_to_proto(p.output)),
+        timings=pb.Timings(**vars(r.timings)))
+    for e in r.explanations:
+        te = out.explanations.add(
+            target=e.target, label=e.label, instance_output=e.instance_output,
+            baseline_output=e.baseline_output, reasons=e.reasons,
+            top_features=[pb.Feature(name=f.name, value=f.value, attribution=f.attribution)
+                          for f in e.top_features])
+        if e.attributions is not None:
+            te.attributions.CopyFrom(tensor_to_proto(e.attributions))
+        if e.approximation_error is not None:
+            te.approximation_error = e.approximation_error
+        if e.heatmap_png:
+            te.heatmap_png = e.heatmap_png
+    return out
+
+
+def response_to_json(r: Response) -> str:
+    return json_format.MessageToJson(response_to_proto(r), indent=None)
+
+
+def response_from_json(text: str | bytes) -> pb.ExplainResponse:
+    return json_format.Parse(text, pb.ExplainResponse())
+
+

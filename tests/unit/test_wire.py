@@ -1,0 +1,115 @@
+"""protobuf / protobuf-JSON <-> runtime conversions and the error mapping."""
+
+from __future__ import annotations
+
+import io
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from google.protobuf import json_format
+from PIL import Image
+
+from service import wire
+from service._proto.explain.v1 import explain_pb2 as pb
+from service.runtime import (
+    BaselineKind,
+    ImagePayload,
+    InvalidInput,
+    LimitExceeded,
+    ModelError,
+    TabularPayload,
+    TargetKind,
+    TensorPayload,
+    UnknownAlgorithm,
+)
+from service.runtime.errors import DeadlineExceeded
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_tensor_round_trip_little_endian():
+    for a in (np.arange(6, dtype=np.float32).reshape(2, 3), np.arange(4, dtype=">f8"),
+              np.array([1, 2], dtype=np.int64), np.array([[7]], dtype=np.uint8)):
+        t = wire.tensor_to_proto(a)
+        assert t.data == np.ascontiguousarray(a.astype(a.dtype.newbyteorder("<"))).tobytes()
+        np.testing.assert_array_equal(wire.tensor_from_proto(t, "x"), a)
+    with pytest.raises(InvalidInput, match="x.data"):
+        wire.tensor_from_proto(pb.Tensor(shape=[2], dtype=pb.FLOAT32, data=b"1234"), "x")
+
+
+def test_json_request_canonical_mapping():
+    x = np.ones((1, 2, 2), np.float32)
+    body = {
+        "model": "tiny", "algorithm": "GradientShap", "params": {"n_samples": 8},
+        "inputs": {"tensor": json_format.MessageToDict(wire.tensor_to_proto(x))},
+        "target": {"topK": 2}, "baseline": {"referenceSet": "reference"},
+        "outputs": {"topFeatures": 3, "heatmap": True, "attributions": False},
+        "limits": {"max_batch_rows": 64}, "deadlineMs": 500, "requestId": "r1",
+    }
+    r = wire.request_from_body(json.dumps(body).encode(), explain=True, max_body_bytes=10**6)
+    assert r.explain and r.algorithm == "GradientShap" and r.params == {"n_samples": 8}
+    assert isinstance(r.inputs, TensorPayload)
+    np.testing.assert_array_equal(r.inputs.array, x)
+    assert (r.target.kind, r.target.k) == (TargetKind.TOP_K, 2)
+    assert (r.baseline.kind, r.baseline.name) == (BaselineKind.REFERENCE_SET, "reference")
+    assert (r.outputs.top_features, r.outputs.heatmap, r.outputs.attributions) == (3, True, False)
+    assert r.outputs.reasons is True
+    assert (r.max_batch_rows, r.deadline_ms, r.request_id) == (64, 500, "r1")
+    # the same request, serialized, needs no JSON
+    m = json_format.ParseDict(body, pb.ExplainRequest())
+    r2 = wire.request_from_serialized(m.SerializeToString(), explain=False, max_body_bytes=10**6)
+    assert not r2.explain and r2.target == r.target and r2.baseline == r.baseline
+    tab = wire.request_from_dict({"inputs": {"tabular": {"features": {"age": 3}}}}, True)
+    assert isinstance(tab.inputs, TabularPayload) and tab.inputs.features == {"age": 3.0}
+
+
+def test_raw_image_body():
+    buf = io.BytesIO()
+    Image.new("L", (4, 4)).save(buf, format="PNG")
+    r = wire.request_from_body(bytearray(buf.getvalue()), explain=True, max_body_bytes=10**6)
+    assert isinstance(r.inputs, ImagePayload) and r.inputs.data == buf.getvalue()
+    assert r.algorithm is None and r.target.kind is TargetKind.DEFAULT
+
+
+@pytest.mark.parametrize("body, field", [
+    (b'{"algorithm": 3}', "algorithm"),
+    (b'{"inputs": {"tensor": {"shape": "x"}}}', "inputs.tensor.shape"),
+    (b'{"nsteps": 3}', "nsteps"),
+    (b"not json", "body"),
+    (b"", "body"),
+    (b"[1, 2]", "body"),
+])
+def test_malformed_bodies_name_the_field(body, field):
+    with pytest.raises(InvalidInput) as err:
+        wire.request_from_body(body, explain=True, max_body_bytes=10**6)
+    assert err.value.field == field, str(err.value)
+
+
+def test_body_limit():
+    with pytest.raises(LimitExceeded, match="max_body_bytes"):
+        wire.request_from_body(b"{}" * 100, explain=True, max_body_bytes=10)
+
+
+def test_error_mapping():
+    cases = [(InvalidInput("f", "m"), 400, "INVALID_ARGUMENT"),
+             (UnknownAlgorithm("algorithm", "m", ["A"]), 400, "INVALID_ARGUMENT"),
+             (LimitExceeded("params.n_steps", "m"), 422, "OUT_OF_RANGE"),
+             (DeadlineExceeded("deadline_ms", "m"), 504, "DEADLINE_EXCEEDED"),
+             (ModelError("", "m"), 500, "INTERNAL")]
+    for e, status, code in cases:
+        assert (wire.http_status(e), wire.grpc_code(e)) == (status, code)
+    body = json.loads(wire.error_to_json(UnknownAlgorithm("algorithm", "nope", ["A", "B"])))
+    assert body == {"code": "UNKNOWN_ALGORITHM", "field": "algorithm",
+                    "message": "algorithm: nope (allowed: A, B)", "allowed": ["A", "B"]}
+
+
+def test_generated_stubs_are_current(tmp_path):
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_protos.py"), str(tmp_path)],
+                   check=True, capture_output=True)
+    for f in (tmp_path / "explain" / "v1").glob("*_pb2*"):
+        committed = ROOT / "service" / "_proto" / "explain" / "v1" / f.name
+        assert committed.read_text() == f.read_text(), f"{f.name} is stale: run make protos"
