@@ -64,7 +64,8 @@ def _image(data: bytes, spec: ModelSpec, limits: Limits) -> np.ndarray:
     except (LimitExceeded, InvalidInput):
         raise
     except Exception as e:  # PIL raises many types for undecodable bytes
-        raise InvalidInput(f"{FIELD}.image", f"cannot decode image bytes: {e}") from e
+        reason = "not a PNG/JPEG image" if "identify image" in str(e) else str(e)
+        raise InvalidInput(f"{FIELD}.image", f"cannot decode image bytes: {reason}") from e
     a = a / spec.image.scale
     if spec.image.invert:
         a = 1.0 - a

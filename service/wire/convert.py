@@ -156,7 +156,7 @@ def request_from_dict(body: Mapping[str, Any], explain: bool) -> Request:
     try:
         json_format.ParseDict(body, m)
     except json_format.ParseError as e:
-        raise InvalidInput(_parse_error_field(str(e)), str(e)) from e
+        raise InvalidInput(_parse_error_field(str(e)), " ".join(str(e).split())) from e
     return request_from_proto(m, explain)
 
 

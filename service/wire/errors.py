@@ -32,6 +32,12 @@ def grpc_code(e: ExplainError) -> str:
     return next(name for cls, _, name in _STATUS if isinstance(e, cls))
 
 
+def status_phrase(e: ExplainError, limit: int = 200) -> str:
+    """A one-line HTTP reason phrase (TorchServe's frontend rejects CR/LF in it)."""
+    text = " ".join(str(e).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def error_to_proto(e: ExplainError) -> pb.Error:
     return pb.Error(code=e.code, field=e.field, message=str(e), allowed=list(e.allowed))
 
