@@ -7,7 +7,7 @@ CONSTRAINTS ?= constraints.txt
 PIP_CONSTRAINTS := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-fast lint bench serve
+.PHONY: venv test test-fast lint bench serve models
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,3 +31,18 @@ bench: $(STAMP)
 
 serve: $(STAMP)
 	$(PY) -m service.examples.getting_started
+
+# Bundled models: one archive per recipe, rebuilt only when its recipe, the shared recipe code,
+# the architectures, the handler or the venv changed. HANDLER is packed into every archive.
+HANDLER ?= handlers/explain_handler.py
+MODEL_NAMES := digits breast_cancer recommender resnet18
+MODEL_BUILD := model_store/build
+MODEL_COMMON := $(wildcard model_store/_*.py) model_store/archive.py $(wildcard service/nets/*.py)
+
+models: $(MODEL_NAMES:%=$(MODEL_BUILD)/%.mar)
+
+$(MODEL_BUILD)/%.mar: model_store/%.py $(MODEL_COMMON) $(HANDLER) $(STAMP)
+	$(PY) -m model_store $* --handler $(HANDLER) --out $(MODEL_BUILD)
+
+$(HANDLER):
+	@echo "make models: handler file $(HANDLER) not found (it comes with the serving code; pass HANDLER=path)" >&2; exit 1
