@@ -7,4 +7,4 @@ package or is generated with fixed seeds, deterministically and with nothing dow
 metrics) and packs the ``.mar``. Run ``python -m model_store --help``.
 """
 
-RECIPES = ("digits", "breast_cancer")
+RECIPES = ("digits", "breast_cancer", "recommender", "resnet18")

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         mar = pack(built, args.out / name, args.out, args.handler)
         seconds = time.perf_counter() - start
         metrics = built.reports.get("metrics.json", {})
-        shown = {k: v for k, v in metrics.items() if "accuracy" in k or k == "purpose"}
+        shown = {k: v for k, v in metrics.items() if k.startswith("held_out_") or k == "purpose"}
         print(f"{name}: {mar} in {seconds:.1f}s {json.dumps(shown)}", flush=True)
     return 0
 

@@ -171,3 +171,18 @@ def test_pack_names_a_missing_handler(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="handler file not found"):
         pack(build("breast_cancer"), tmp_path / "w", tmp_path, tmp_path / "missing.py")
+
+
+def test_resnet18_is_labelled_load_test_only_and_shares_the_bench_architecture(archived):
+    from bench.models import ResNet18 as BenchResNet18
+    from service.nets import ResNet18
+
+    work, _ = archived("resnet18")
+    spec = yaml.safe_load((work / "spec.yaml").read_text())
+    assert spec["purpose"] == "load_test_only"
+    assert "LOAD TEST ONLY" in spec["description"]
+    assert json.loads((work / "metrics.json").read_text())["purpose"] == "load_test_only"
+    assert BenchResNet18 is ResNet18
+    model = build("resnet18").model
+    assert isinstance(model, ResNet18)
+    assert sum(p.numel() for p in model.parameters()) == 11_689_512   # torchvision's resnet18
