@@ -1,4 +1,4 @@
-"""recommender: "why this recommendation", trained on generated user-movie data with planted effects.
+"""recommender: "why this recommendation", trained on generated users with planted effects.
 
 Each user is a vector of named features: ``watched:<title>`` (0/1), ``recent:<title>`` (recency
 of that viewing, exp(-days/60), 0 when not watched) and ``genre:<genre>`` (stated affinity in
@@ -21,7 +21,15 @@ from torch import Tensor
 
 from service.nets import MLP
 
-from ._recipe import BATCH, DEFAULT_PARAMS, GRADIENT_ALGORITHMS, Built, baselines, deterministic, fit
+from ._recipe import (
+    BATCH,
+    DEFAULT_PARAMS,
+    GRADIENT_ALGORITHMS,
+    Built,
+    baselines,
+    deterministic,
+    fit,
+)
 
 NAME = "recommender"
 SEED = 0
