@@ -7,7 +7,7 @@ CONSTRAINTS ?= constraints.txt
 PIP_CONSTRAINTS := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-fast lint bench serve protos
+.PHONY: venv test test-fast lint bench serve serve-stop protos models
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) models
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)
@@ -29,8 +29,32 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench.engine_vs_captum
 
-serve: $(STAMP)
-	$(PY) -m service.examples.getting_started
+# make serve [AUTH=off] [INSTANCE=name] [PORT_BASE=n]: TorchServe with every bundled model,
+# working files in run/$(INSTANCE)/ (ports are free ports unless PORT_BASE is given).
+AUTH ?= on
+INSTANCE ?= default
+PORT_BASE ?= 0
+
+serve: $(STAMP) models
+	$(PY) -m service.launcher start --instance $(INSTANCE) --auth $(AUTH) --port-base $(PORT_BASE)
+
+serve-stop: $(STAMP)
+	$(PY) -m service.launcher stop --instance $(INSTANCE)
 
 protos: $(STAMP)
 	$(PY) scripts/gen_protos.py
+
+# Bundled models: one archive per recipe, rebuilt only when its recipe, the shared recipe code,
+# the architectures, the handler or the venv changed. HANDLER is packed into every archive.
+HANDLER ?= handlers/explain_handler.py
+MODEL_NAMES := digits breast_cancer recommender resnet18
+MODEL_BUILD := model_store/build
+MODEL_COMMON := $(wildcard model_store/_*.py) model_store/archive.py $(wildcard service/nets/*.py)
+
+models: $(MODEL_NAMES:%=$(MODEL_BUILD)/%.mar)
+
+$(MODEL_BUILD)/%.mar: model_store/%.py $(MODEL_COMMON) $(HANDLER) $(STAMP)
+	$(PY) -m model_store $* --handler $(HANDLER) --out $(MODEL_BUILD)
+
+$(HANDLER):
+	@echo "make models: handler file $(HANDLER) not found (it comes with the serving code; pass HANDLER=path)" >&2; exit 1

@@ -7,84 +7,15 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+# The architectures live in service.nets, shared with the bundled models (model_store/).
+from service.nets import MLP, BasicBlock, ResNet18, SmallCNN
 
-class TabularMLP(nn.Module):
+
+class TabularMLP(MLP):
     """30 features -> 64 -> 32 -> 2 (the breast-cancer shape)."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(30, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(),
-                                 nn.Linear(32, 2))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
-
-
-class SmallCNN(nn.Module):
-    """1x28x28 digits: two conv blocks with MaxPool, then two linear layers."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 16, 3, padding=1)
-        self.pool1 = nn.MaxPool2d(2)
-        self.relu1 = nn.ReLU()
-        self.conv2 = nn.Conv2d(16, 32, 3, padding=1)
-        self.pool2 = nn.MaxPool2d(2)
-        self.relu2 = nn.ReLU()
-        self.fc1 = nn.Linear(32 * 7 * 7, 64)
-        self.relu3 = nn.ReLU()
-        self.fc2 = nn.Linear(64, 10)
-
-    def forward(self, x: Tensor) -> Tensor:
-        h = self.relu1(self.pool1(self.conv1(x)))
-        h = self.relu2(self.pool2(self.conv2(h)))
-        return self.fc2(self.relu3(self.fc1(h.flatten(1))))
-
-
-class BasicBlock(nn.Module):
-    """A ResNet basic block that reuses one in-place ReLU, as torchvision's does."""
-
-    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.downsample = None
-        if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
-                                            nn.BatchNorm2d(cout))
-
-    def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
-
-
-class ResNet18(nn.Module):
-    """ResNet-18's layout (11.7M parameters) at 3x224x224, random weights: for speed only."""
-
-    def __init__(self, n_classes: int = 1000) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        layers = []
-        cin = 64
-        for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
-            layers.append(nn.Sequential(BasicBlock(cin, cout, stride), BasicBlock(cout, cout)))
-            cin = cout
-        self.layer1, self.layer2, self.layer3, self.layer4 = layers
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(512, n_classes)
-
-    def forward(self, x: Tensor) -> Tensor:
-        h = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        h = self.layer4(self.layer3(self.layer2(self.layer1(h))))
-        return self.fc(self.avgpool(h).flatten(1))
+        super().__init__(30, (64, 32), 2)
 
 
 def _build(cls: type[nn.Module], seed: int) -> nn.Module:

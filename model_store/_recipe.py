@@ -1,0 +1,127 @@
+"""What every recipe shares: the deterministic scope, the training loop, and the result type."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+# Attribution algorithms the engine exposes today (service.attribution); a spec lists a subset.
+GRADIENT_ALGORITHMS = (
+    "IntegratedGradients",
+    "Saliency",
+    "InputXGradient",
+    "DeepLift",
+    "DeepLiftShap",
+    "GradientShap",
+    "InputBaselineXGradient",
+    "GuidedBackprop",
+    "Deconvolution",
+    "NoiseTunnel",
+)
+
+DEFAULT_PARAMS = {"IntegratedGradients": {"n_steps": 32}, "GradientShap": {"n_samples": 16}}
+
+BATCH = {"batch_size": 8, "max_batch_delay_ms": 10}
+
+
+@dataclass(frozen=True)
+class Built:
+    """A trained model and everything its archive carries.
+
+    ``base`` names the architecture in ``service.nets`` and ``base_args`` the Python source of
+    its constructor arguments; the archive's model.py defines ``spec["model"]["class"]`` as a
+    no-argument subclass of it. ``data_files`` are saved with ``torch.save`` under their names
+    (the baselines, in the model's input space); ``reports`` are JSON files written next to the
+    archive's work directory (metrics.json, planted.json, ...), not packed into the archive.
+    """
+
+    name: str
+    model: nn.Module
+    base: str
+    base_args: str
+    spec: dict[str, Any]
+    data_files: dict[str, Tensor]
+    reports: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@contextmanager
+def deterministic(seed: int) -> Iterator[torch.Generator]:
+    """Seed everything and force reproducible kernels; restores the caller's settings on exit.
+
+    One intra-op thread: reductions then run in a fixed order, so two builds give bit-identical
+    weights on the same CPU regardless of its core count.
+    """
+    threads = torch.get_num_threads()
+    det = torch.are_deterministic_algorithms_enabled()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        torch.set_num_threads(1)
+        torch.use_deterministic_algorithms(True)
+        try:
+            yield torch.Generator().manual_seed(seed)
+        finally:
+            torch.use_deterministic_algorithms(det)
+            torch.set_num_threads(threads)
+
+
+def fit(model: nn.Module, x: Tensor, y: Tensor, *, epochs: int, batch_size: int, lr: float,
+        generator: torch.Generator, weight_decay: float = 0.0) -> list[float]:
+    """Adam on cross-entropy over shuffled minibatches; returns the mean loss of each epoch.
+
+    ``y`` holds class indices ``(n,)`` or class probabilities ``(n, n_classes)``.
+    """
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    n = x.shape[0]
+    losses = []
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=generator)
+        total = 0.0
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            loss.backward()
+            opt.step()
+            total += loss.item() * idx.numel()
+        losses.append(total / n)
+    model.eval()
+    if not all(math.isfinite(v) for v in losses):
+        raise RuntimeError(f"training diverged: epoch losses {losses}")
+    return losses
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
+    return (model(x).argmax(1) == y).float().mean().item()
+
+
+def stratified_reference(x: Tensor, y: Tensor, k: int) -> Tensor:
+    """``k`` training rows, round-robin over classes, first rows first: ``(k, *x.shape[1:])``."""
+    per_class = [torch.nonzero(y == c).flatten().tolist() for c in torch.unique(y).tolist()]
+    picked: list[int] = []
+    depth = 0
+    while len(picked) < k:
+        for rows in per_class:
+            if depth < len(rows) and len(picked) < k:
+                picked.append(rows[depth])
+        depth += 1
+    return x[sorted(picked)].clone()
+
+
+def baselines(default: str) -> dict[str, Any]:
+    """The spec's ``baselines`` block with the three standard entries."""
+    return {
+        "default": default,
+        "definitions": {
+            "zeros": {"kind": "zeros"},
+            "mean": {"kind": "tensor", "file": "baseline_mean.pt"},
+            "reference": {"kind": "reference_set", "file": "reference.pt"},
+        },
+    }
