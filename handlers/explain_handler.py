@@ -5,6 +5,9 @@ frontend: False on /predictions, True on /explanations; or an ``explain`` key in
 map), decodes the body (ExplainRequest JSON, raw PNG/JPEG bytes, or a serialized ExplainRequest
 under the input key ``explain_request``), runs the batch through the runtime's executor, and
 gives every request its own status with ``context.set_response_status(code, message, idx)``.
+The gRPC gateway's requests carry the input key ``envelope``: they are always answered 200 with a
+serialized HandlerReply (response, error or, for a ``spec`` input, the model spec), so that an
+error keeps its code and field across TorchServe's gRPC API.
 This file defines exactly one class: TorchServe refuses handler modules with more.
 """
 
@@ -61,7 +64,13 @@ class ExplainHandler:
         max_bytes = ex.limits.max_body_bytes
         requests: list = []
         binary: list[bool] = []
+        enveloped: list[bool] = []
         for idx, row in enumerate(data):
+            enveloped.append(row.get("envelope") is not None)
+            if row.get("spec") is not None:  # the gateway's GetModelSpec
+                requests.append(None)
+                binary.append(True)
+                continue
             header = _text(context.get_request_header(idx, "explain")).lower()
             explain = header in TRUE or _text(row.get("explain")).lower() in TRUE
             serialized = row.get("explain_request")
@@ -76,12 +85,17 @@ class ExplainHandler:
                 requests.append(req)
             except ExplainError as e:
                 requests.append(e)
-        outcomes = ex.run(requests)
+        todo = [i for i, r in enumerate(requests) if r is not None]
+        outcomes: list = [None] * len(requests)
+        for i, outcome in zip(todo, ex.run([requests[i] for i in todo])):
+            outcomes[i] = outcome
         replies: list = []
         for idx, (outcome, is_binary) in enumerate(zip(outcomes, binary)):
             content_type = "application/x-protobuf" if is_binary else "application/json"
             context.set_response_content_type(idx, content_type)
-            if isinstance(outcome, ExplainError):
+            if enveloped[idx]:
+                replies.append(wire.handler_reply(outcome, ex.spec).SerializeToString())
+            elif isinstance(outcome, ExplainError):
                 context.set_response_status(wire.http_status(outcome),
                                            wire.status_phrase(outcome), idx)
                 replies.append(wire.error_to_proto(outcome).SerializeToString() if is_binary
@@ -102,7 +116,7 @@ class ExplainHandler:
 
             seen_groups = set()
             for o in outcomes:
-                if isinstance(o, ExplainError) or not o.explanations:
+                if o is None or isinstance(o, ExplainError) or not o.explanations:
                     continue
                 dims = [Dimension("Algorithm", o.algorithm)]
                 metrics.add_time("ExplainLatency", o.timings.explain_ms, dimensions=dims)

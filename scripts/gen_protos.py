@@ -29,10 +29,13 @@ def generate(out_dir: pathlib.Path) -> list[pathlib.Path]:
         pkg = out_dir / pathlib.Path(src).parent
         for d in [pkg, *pkg.relative_to(out_dir).parents]:
             (out_dir / d / "__init__.py").touch()
-        # protoc emits absolute imports ("from explain.v1 import ..."); make them package-relative.
+        # protoc emits imports rooted at protos/ ("from explain.v1 import ..."); root them in
+        # the service._proto package instead.
         for f in pkg.glob("*_pb2*.py"):
             text = f.read_text()
-            text = text.replace("from explain.v1 import", "from service._proto.explain.v1 import")
+            for top in sorted({pathlib.Path(s).parts[0] for s in sources}):
+                text = text.replace(f"from {top}.", f"from service._proto.{top}.")
+                text = text.replace(f"from {top} import", f"from service._proto.{top} import")
             f.write_text(text)
         written.extend(sorted(pkg.glob("*_pb2*")))
     return written

@@ -16,7 +16,7 @@ from service.runtime.errors import (
 # Most specific first.
 _STATUS: tuple[tuple[type[ExplainError], int, str], ...] = (
     (UnknownAlgorithm, 400, "INVALID_ARGUMENT"),
-    (LimitExceeded, 422, "OUT_OF_RANGE"),
+    (LimitExceeded, 422, "RESOURCE_EXHAUSTED"),
     (DeadlineExceeded, 504, "DEADLINE_EXCEEDED"),
     (ModelError, 500, "INTERNAL"),
     (ExplainError, 400, "INVALID_ARGUMENT"),

@@ -229,7 +229,7 @@ class Timings(_message.Message):
     def __init__(self, queue_ms: _Optional[float] = ..., preprocess_ms: _Optional[float] = ..., predict_ms: _Optional[float] = ..., explain_ms: _Optional[float] = ..., postprocess_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., fused_group_size: _Optional[int] = ..., baseline_cache_hit: _Optional[bool] = ...) -> None: ...
 
 class ExplainResponse(_message.Message):
-    __slots__ = ("model", "model_version", "request_id", "algorithm", "prediction", "explanations", "timings")
+    __slots__ = ("model", "model_version", "request_id", "algorithm", "prediction", "explanations", "timings", "error")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
@@ -237,6 +237,7 @@ class ExplainResponse(_message.Message):
     PREDICTION_FIELD_NUMBER: _ClassVar[int]
     EXPLANATIONS_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     model: str
     model_version: str
     request_id: str
@@ -244,7 +245,8 @@ class ExplainResponse(_message.Message):
     prediction: Prediction
     explanations: _containers.RepeatedCompositeFieldContainer[TargetExplanation]
     timings: Timings
-    def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ..., request_id: _Optional[str] = ..., algorithm: _Optional[str] = ..., prediction: _Optional[_Union[Prediction, _Mapping]] = ..., explanations: _Optional[_Iterable[_Union[TargetExplanation, _Mapping]]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ...) -> None: ...
+    error: Error
+    def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ..., request_id: _Optional[str] = ..., algorithm: _Optional[str] = ..., prediction: _Optional[_Union[Prediction, _Mapping]] = ..., explanations: _Optional[_Iterable[_Union[TargetExplanation, _Mapping]]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
 
 class Error(_message.Message):
     __slots__ = ("code", "field", "message", "allowed")
@@ -315,3 +317,31 @@ class ModelSpec(_message.Message):
     batch_size: int
     max_batch_delay_ms: int
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., description: _Optional[str] = ..., purpose: _Optional[str] = ..., input_kind: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., feature_names: _Optional[_Iterable[str]] = ..., class_names: _Optional[_Iterable[str]] = ..., algorithms: _Optional[_Iterable[_Union[AlgorithmInfo, _Mapping]]] = ..., default_algorithm: _Optional[str] = ..., baselines: _Optional[_Iterable[str]] = ..., default_baseline: _Optional[str] = ..., batch_size: _Optional[int] = ..., max_batch_delay_ms: _Optional[int] = ...) -> None: ...
+
+class ListModelsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListModelsResponse(_message.Message):
+    __slots__ = ("models",)
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[ModelSpec]
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelSpec, _Mapping]]] = ...) -> None: ...
+
+class GetModelSpecRequest(_message.Message):
+    __slots__ = ("model", "model_version")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    model_version: str
+    def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
+
+class HandlerReply(_message.Message):
+    __slots__ = ("response", "error", "spec")
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    response: ExplainResponse
+    error: Error
+    spec: ModelSpec
+    def __init__(self, response: _Optional[_Union[ExplainResponse, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., spec: _Optional[_Union[ModelSpec, _Mapping]] = ...) -> None: ...

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from service._proto.explain.v1 import explain_pb2 as explain_dot_v1_dot_explain__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -22,3 +23,261 @@ if _version_not_supported:
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
+
+
+class ExplainerStub:
+    """---------------------------------------------------------------------------------------------
+    The gRPC API, served by the gateway (python -m service.gateway). Every call is forwarded into
+    TorchServe, so gRPC and REST requests share one batching queue and are fused together.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Explain = channel.unary_unary(
+                '/explain.v1.Explainer/Explain',
+                request_serializer=explain_dot_v1_dot_explain__pb2.ExplainRequest.SerializeToString,
+                response_deserializer=explain_dot_v1_dot_explain__pb2.ExplainResponse.FromString,
+                _registered_method=True)
+        self.ExplainStream = channel.stream_stream(
+                '/explain.v1.Explainer/ExplainStream',
+                request_serializer=explain_dot_v1_dot_explain__pb2.ExplainRequest.SerializeToString,
+                response_deserializer=explain_dot_v1_dot_explain__pb2.ExplainResponse.FromString,
+                _registered_method=True)
+        self.Predict = channel.unary_unary(
+                '/explain.v1.Explainer/Predict',
+                request_serializer=explain_dot_v1_dot_explain__pb2.ExplainRequest.SerializeToString,
+                response_deserializer=explain_dot_v1_dot_explain__pb2.ExplainResponse.FromString,
+                _registered_method=True)
+        self.ListModels = channel.unary_unary(
+                '/explain.v1.Explainer/ListModels',
+                request_serializer=explain_dot_v1_dot_explain__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=explain_dot_v1_dot_explain__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
+        self.GetModelSpec = channel.unary_unary(
+                '/explain.v1.Explainer/GetModelSpec',
+                request_serializer=explain_dot_v1_dot_explain__pb2.GetModelSpecRequest.SerializeToString,
+                response_deserializer=explain_dot_v1_dot_explain__pb2.ModelSpec.FromString,
+                _registered_method=True)
+
+
+class ExplainerServicer:
+    """---------------------------------------------------------------------------------------------
+    The gRPC API, served by the gateway (python -m service.gateway). Every call is forwarded into
+    TorchServe, so gRPC and REST requests share one batching queue and are fused together.
+    """
+
+    def Explain(self, request, context):
+        """Prediction and explanation of one input.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExplainStream(self, request_iterator, context):
+        """Many requests on one stream; each response carries its request's request_id (the gateway
+        numbers requests that have none) and, if that request failed, its error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Predict(self, request, context):
+        """Prediction only (the explanation fields of the request are ignored).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListModels(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetModelSpec(self, request, context):
+        """The algorithms a model allows, their default params, its targets and baselines.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ExplainerServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Explain': grpc.unary_unary_rpc_method_handler(
+                    servicer.Explain,
+                    request_deserializer=explain_dot_v1_dot_explain__pb2.ExplainRequest.FromString,
+                    response_serializer=explain_dot_v1_dot_explain__pb2.ExplainResponse.SerializeToString,
+            ),
+            'ExplainStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.ExplainStream,
+                    request_deserializer=explain_dot_v1_dot_explain__pb2.ExplainRequest.FromString,
+                    response_serializer=explain_dot_v1_dot_explain__pb2.ExplainResponse.SerializeToString,
+            ),
+            'Predict': grpc.unary_unary_rpc_method_handler(
+                    servicer.Predict,
+                    request_deserializer=explain_dot_v1_dot_explain__pb2.ExplainRequest.FromString,
+                    response_serializer=explain_dot_v1_dot_explain__pb2.ExplainResponse.SerializeToString,
+            ),
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=explain_dot_v1_dot_explain__pb2.ListModelsRequest.FromString,
+                    response_serializer=explain_dot_v1_dot_explain__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'GetModelSpec': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetModelSpec,
+                    request_deserializer=explain_dot_v1_dot_explain__pb2.GetModelSpecRequest.FromString,
+                    response_serializer=explain_dot_v1_dot_explain__pb2.ModelSpec.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'explain.v1.Explainer', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('explain.v1.Explainer', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Explainer:
+    """---------------------------------------------------------------------------------------------
+    The gRPC API, served by the gateway (python -m service.gateway). Every call is forwarded into
+    TorchServe, so gRPC and REST requests share one batching queue and are fused together.
+    """
+
+    @staticmethod
+    def Explain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/explain.v1.Explainer/Explain',
+            explain_dot_v1_dot_explain__pb2.ExplainRequest.SerializeToString,
+            explain_dot_v1_dot_explain__pb2.ExplainResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExplainStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/explain.v1.Explainer/ExplainStream',
+            explain_dot_v1_dot_explain__pb2.ExplainRequest.SerializeToString,
+            explain_dot_v1_dot_explain__pb2.ExplainResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Predict(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/explain.v1.Explainer/Predict',
+            explain_dot_v1_dot_explain__pb2.ExplainRequest.SerializeToString,
+            explain_dot_v1_dot_explain__pb2.ExplainResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/explain.v1.Explainer/ListModels',
+            explain_dot_v1_dot_explain__pb2.ListModelsRequest.SerializeToString,
+            explain_dot_v1_dot_explain__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetModelSpec(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/explain.v1.Explainer/GetModelSpec',
+            explain_dot_v1_dot_explain__pb2.GetModelSpecRequest.SerializeToString,
+            explain_dot_v1_dot_explain__pb2.ModelSpec.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
