@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+# "worker" comes last: TorchServe numbers worker ports upwards from it.
 PORT_NAMES = ("inference", "management", "metrics", "grpc_inference", "grpc_management",
-              "worker")
+              "gateway", "worker")
 
 LOG4J2 = """<?xml version="1.0" encoding="UTF-8"?>
 <Configuration status="WARN">
@@ -222,8 +223,9 @@ def wait_ready(server: Server, timeout: float = 300.0) -> None:
 
 def start(store: pathlib.Path, run_dir: pathlib.Path, models: list[str] | None = None,
           auth: bool = True, port_base: int | None = None, workers: int = 1,
-          timeout: float = 300.0) -> Server:
-    """Start TorchServe with ``store``'s archives (all, or ``models``) and wait until ready."""
+          timeout: float = 300.0, gateway: bool = True) -> Server:
+    """Start TorchServe with ``store``'s archives (all, or ``models``) and wait until ready;
+    with ``gateway``, also the gRPC Explainer gateway in front of it."""
     store, run_dir = store.resolve(), run_dir.resolve()
     if shutil.which("java") is None:
         raise RuntimeError("TorchServe needs Java 11+ (`java` is not on PATH)")
@@ -253,6 +255,11 @@ def start(store: pathlib.Path, run_dir: pathlib.Path, models: list[str] | None =
                        stdin=subprocess.DEVNULL, check=True)
     try:
         wait_ready(server, timeout)
+        if gateway:
+            from service.gateway.process import start_gateway
+
+            start_gateway(run_dir, ports["gateway"], ports["grpc_inference"],
+                          server.management_url, server.key_file if auth else None)
     except BaseException:
         stop(run_dir)
         raise
@@ -260,9 +267,12 @@ def start(store: pathlib.Path, run_dir: pathlib.Path, models: list[str] | None =
 
 
 def stop(run_dir: pathlib.Path) -> None:
+    from service.gateway.process import stop_gateway
+
     run_dir = run_dir.resolve()
     if not (run_dir / "tmp").is_dir():
         return
+    stop_gateway(run_dir)
     with open(run_dir / "logs" / "torchserve.out", "ab") as out:
         subprocess.run(["torchserve", "--stop"], cwd=run_dir, env=server_env(run_dir),
                        stdout=out, stderr=out, stdin=subprocess.DEVNULL, check=False)
@@ -345,7 +355,9 @@ def print_banner(server: Server, store: pathlib.Path, instance: str) -> None:
     p(f"\nTorchServe is up (instance {instance!r}, run directory {server.run_dir})")
     p(f"  inference  {server.inference_url}   management {server.management_url}   "
       f"metrics {server.metrics_url}/metrics")
-    p(f"  gRPC       127.0.0.1:{server.ports['grpc_inference']}   logs {server.run_dir}/logs")
+    p(f"  gRPC       Explainer gateway 127.0.0.1:{server.ports['gateway']}   "
+      f"(TorchServe's own gRPC 127.0.0.1:{server.ports['grpc_inference']})   "
+      f"logs {server.run_dir}/logs")
     if server.auth:
         p(f"\nToken authorization is ON. Keys: {server.key_file} (inference keys expire after "
           "60 min; the API key rotates them).\nSet the key in your shell first:")
@@ -359,6 +371,15 @@ def print_banner(server: Server, store: pathlib.Path, instance: str) -> None:
         p(f"\n# {name}: {server.models[name].get('description', '')}{note}")
         for line in lines:
             p(f"  {line}")
+    token = ", token=KEY" if server.auth else ""
+    first = next(iter(server.models), "digits")
+    p("\n# gRPC, with the Python client (service.client) or grpcurl (reflection is on):")
+    p(f"  .venv/bin/python -c \"import os; from service.client import ExplainClient; "
+      f"KEY=os.environ.get('KEY'); c=ExplainClient('127.0.0.1:{server.ports['gateway']}'{token}); "
+      f"print([m.name for m in c.list_models()])\"")
+    auth_h = " -H \"authorization: Bearer $KEY\"" if server.auth else ""
+    p(f"  grpcurl -plaintext{auth_h} -d '{{\"model\": \"{first}\"}}' "
+      f"127.0.0.1:{server.ports['gateway']} explain.v1.Explainer/GetModelSpec")
     p(f"\nStop it with: make serve-stop INSTANCE={instance}\n")
 
 
@@ -371,8 +392,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default="", help="comma-separated names (default: all)")
     ap.add_argument("--auth", choices=("on", "off"), default="on")
     ap.add_argument("--port-base", type=int, default=0,
-                    help="first of 6 consecutive ports (default: free ports)")
+                    help="first of 7 consecutive ports (default: free ports)")
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--gateway", choices=("on", "off"), default="on",
+                    help="also start the gRPC Explainer gateway (default on)")
     args = ap.parse_args(argv)
     run_dir = pathlib.Path(args.run_root) / args.instance
     if args.command == "stop":
@@ -383,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     models = [m for m in args.models.split(",") if m] or None
     with contextlib.suppress(KeyboardInterrupt):
         server = start(store, run_dir, models, auth=args.auth == "on",
-                       port_base=args.port_base or None, workers=args.workers)
+                       port_base=args.port_base or None, workers=args.workers,
+                       gateway=args.gateway == "on")
         print_banner(server, store.resolve(), args.instance)
     return 0
 

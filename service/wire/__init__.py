@@ -12,11 +12,19 @@ from .convert import (
     tensor_from_proto,
     tensor_to_proto,
 )
-from .errors import error_to_json, error_to_proto, grpc_code, http_status, status_phrase
+from .errors import (
+    error_to_json,
+    error_to_proto,
+    grpc_code,
+    grpc_code_of,
+    http_status,
+    status_phrase,
+)
 from .spec import handler_reply, spec_to_proto
 
 __all__ = [
-    "error_to_json", "error_to_proto", "grpc_code", "handler_reply", "http_status", "request_from_body",
+    "error_to_json", "error_to_proto", "grpc_code", "grpc_code_of",
+    "handler_reply", "http_status", "request_from_body",
     "request_from_dict", "request_from_proto", "request_from_serialized", "response_from_json",
     "response_to_json", "response_to_proto", "spec_to_proto", "status_phrase",
     "tensor_from_proto", "tensor_to_proto",

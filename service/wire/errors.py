@@ -32,6 +32,14 @@ def grpc_code(e: ExplainError) -> str:
     return next(name for cls, _, name in _STATUS if isinstance(e, cls))
 
 
+def grpc_code_of(error_code: str) -> str:
+    """The gRPC status-code name for an Error message's ``code`` (as ``grpc_code``)."""
+    for cls, _, name in _STATUS:
+        if cls.code == error_code:
+            return name
+    return "INVALID_ARGUMENT" if error_code else "INTERNAL"
+
+
 def status_phrase(e: ExplainError, limit: int = 200) -> str:
     """A one-line HTTP reason phrase (TorchServe's frontend rejects CR/LF in it)."""
     text = " ".join(str(e).split())

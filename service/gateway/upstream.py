@@ -1,0 +1,109 @@
+"""TorchServe as the gateway sees it: one persistent gRPC channel for Predictions and Ping, and
+the REST management API for the list of models."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+
+import grpc
+from google.protobuf import empty_pb2
+
+from service._proto.torchserve import inference_client_pb2 as ts_pb
+from service._proto.torchserve import inference_client_pb2_grpc as ts_grpc
+
+from .config import GatewayConfig
+
+
+class UpstreamError(Exception):
+    """A failed TorchServe call, already mapped to the status the gateway's client gets."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _mapped(e: grpc.aio.AioRpcError, model: str) -> UpstreamError:
+    code, details = e.code(), e.details() or ""
+    lowered = details.lower()
+    if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.NOT_FOUND) and (
+            "not found" in lowered or "model not" in lowered):
+        return UpstreamError(grpc.StatusCode.NOT_FOUND, f"model: {model!r} is not served ({details})")
+    if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return UpstreamError(code, f"message too large or TorchServe queue full: {details}")
+    return UpstreamError(code, details or code.name)
+
+
+class TorchServe:
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        size = config.max_message_bytes
+        self.channel = grpc.aio.insecure_channel(
+            config.torchserve,
+            options=[("grpc.max_receive_message_length", size),
+                     ("grpc.max_send_message_length", size),
+                     ("grpc.keepalive_time_ms", 30_000)])
+        self.stub = ts_grpc.InferenceAPIsServiceStub(self.channel)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def predictions(self, model: str, version: str, inputs: dict[str, bytes],
+                          metadata: Sequence[tuple[str, str]], timeout: float) -> bytes:
+        request = ts_pb.PredictionsRequest(model_name=model, model_version=version, input=inputs)
+        try:
+            reply = await self.stub.Predictions(request, metadata=tuple(metadata), timeout=timeout)
+        except grpc.aio.AioRpcError as e:
+            raise _mapped(e, model) from None
+        return reply.prediction
+
+    async def healthy(self, timeout: float = 2.0) -> bool:
+        """TorchServe answers Ping as healthy (with the inference key when token auth is on)."""
+        key = self._key("inference")
+        metadata = (("authorization", f"Bearer {key}"),) if key else ()
+        try:
+            reply = await self.stub.Ping(empty_pb2.Empty(), metadata=metadata, timeout=timeout)
+        except grpc.aio.AioRpcError:
+            return False
+        return "healthy" in reply.health.lower()
+
+    def _key(self, kind: str) -> str | None:
+        """The current ``inference`` or ``management`` key from TorchServe's key file (re-read:
+        keys rotate)."""
+        if not self.config.key_file:
+            return None
+        try:
+            with open(self.config.key_file) as f:
+                entry = json.load(f).get(kind, {})
+        except (OSError, ValueError):
+            return None
+        return entry.get("key") if isinstance(entry, dict) else entry
+
+    async def model_names(self) -> list[str]:
+        """Every registered model, from the management API (with the management key when token
+        authorization is on)."""
+        return await asyncio.to_thread(self._model_names)
+
+    def _model_names(self) -> list[str]:
+        key = self._key("management")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        names: list[str] = []
+        token = ""
+        while True:
+            query = urllib.parse.urlencode({"limit": 100, **({"next_page_token": token} if token else {})})
+            req = urllib.request.Request(f"{self.config.management_url}/models?{query}",
+                                         headers=headers)
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    body = json.load(r)
+            except OSError as e:
+                raise UpstreamError(grpc.StatusCode.UNAVAILABLE,
+                                    f"TorchServe management API unreachable: {e}") from e
+            names.extend(m["modelName"] for m in body.get("models", []))
+            token = body.get("nextPageToken", "")
+            if not token:
+                return names
