@@ -7,7 +7,7 @@ CONSTRAINTS ?= constraints.txt
 PIP_CONSTRAINTS := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-fast lint bench serve serve-stop protos models
+.PHONY: venv test test-fast lint bench bench-service loadtest serve serve-stop protos models
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,17 @@ PORT_BASE ?= 0
 
 serve: $(STAMP) models
 	$(PY) -m service.launcher start --instance $(INSTANCE) --auth $(AUTH) --port-base $(PORT_BASE)
+
+# make loadtest [INSTANCE=name] [USERS=8] [SECONDS=20]: a bounded locust run (REST + gRPC users)
+# against the service `make serve` started; CSV and JSON results in loadtest/results/.
+USERS ?= 8
+SECONDS ?= 20
+loadtest: $(STAMP)
+	$(PY) -m loadtest.run --instance $(INSTANCE) --users $(USERS) --seconds $(SECONDS)
+
+# make bench-service: bench/service_throughput.py (ours fused vs batch 1 vs stock captum handler).
+bench-service: $(STAMP) models
+	$(PY) -m bench.service_throughput
 
 serve-stop: $(STAMP)
 	$(PY) -m service.launcher stop --instance $(INSTANCE)
