@@ -331,6 +331,8 @@ def write_examples(server: Server, store: pathlib.Path) -> dict[str, list[str]]:
                      if abs(v) > 1e-9}
             body = {"inputs": {"tabular": {"features": feats}},
                     "outputs": {"topFeatures": 5, "attributions": False}}
+            lines.append(f"curl -s{auth} {server.inference_url}/predictions/{name} "
+                         f"-H 'Content-Type: application/json' -d @{ex_dir / f'{name}.json'}")
         path = ex_dir / f"{name}.json"
         path.write_text(json.dumps(body, indent=1))
         lines.append(f"curl -s{auth} {server.inference_url}/explanations/{name} "
@@ -355,7 +357,9 @@ def print_banner(server: Server, store: pathlib.Path, instance: str) -> None:
         p("\nToken authorization is OFF (AUTH=off): local use only.")
     for name, lines in examples.items():
         purpose = server.models[name].get("purpose", "production")
-        note = "  (load testing only: untrained weights)" if purpose == "load_test_only" else ""
+        note = ("  [load testing only: untrained weights]"
+                if purpose == "load_test_only" and "LOAD TEST" not in
+                str(server.models[name].get("description", "")).upper() else "")
         p(f"\n# {name}: {server.models[name].get('description', '')}{note}")
         for line in lines:
             p(f"  {line}")

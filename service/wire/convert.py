@@ -231,7 +231,10 @@ def response_to_proto(r: Response) -> pb.ExplainResponse:
 
 
 def response_to_json(r: Response) -> str:
-    return json_format.MessageToJson(response_to_proto(r), indent=None)
+    # Fields at their default (index 0, ...) are printed too: still the canonical mapping, and
+    # clearer to read than an absent field.
+    return json_format.MessageToJson(response_to_proto(r), indent=None,
+                                     always_print_fields_with_no_presence=True)
 
 
 def response_from_json(text: str | bytes) -> pb.ExplainResponse:
