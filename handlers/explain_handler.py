@@ -5,6 +5,8 @@ frontend: False on /predictions, True on /explanations; or an ``explain`` key in
 map), decodes the body (ExplainRequest JSON, raw PNG/JPEG bytes, or a serialized ExplainRequest
 under the input key ``explain_request``), runs the batch through the runtime's executor, and
 gives every request its own status with ``context.set_response_status(code, message, idx)``.
+A serialized request is answered with a serialized ExplainReply (response or error), because
+TorchServe's gRPC frontend drops per-request statuses.
 This file defines exactly one class: TorchServe refuses handler modules with more.
 """
 
@@ -84,10 +86,10 @@ class ExplainHandler:
             if isinstance(outcome, ExplainError):
                 context.set_response_status(wire.http_status(outcome),
                                            wire.status_phrase(outcome), idx)
-                replies.append(wire.error_to_proto(outcome).SerializeToString() if is_binary
+                replies.append(wire.reply_to_bytes(outcome) if is_binary
                                else wire.error_to_json(outcome))
             else:
-                replies.append(wire.response_to_proto(outcome).SerializeToString() if is_binary
+                replies.append(wire.reply_to_bytes(outcome) if is_binary
                                else wire.response_to_json(outcome))
         self._metrics(context, outcomes)
         return replies

@@ -181,6 +181,8 @@ def write_config(run_dir: pathlib.Path, store: pathlib.Path, mars: list[pathlib.
         "metrics_mode": "prometheus",
         "model_metrics_auto_detect": "true",
         "async_logging": "true",
+        "max_request_size": 16 * 1024 * 1024,  # the runtime's max_body_bytes is the real limit
+        "max_response_size": 64 * 1024 * 1024,
         "vmargs": f"-Xmx512m -XX:+UseSerialGC -Dlog4j.configurationFile=file://{run_dir}/log4j2.xml",
     }
     text = "".join(f"{k}={v}\n" for k, v in lines.items())

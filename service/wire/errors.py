@@ -39,7 +39,8 @@ def status_phrase(e: ExplainError, limit: int = 200) -> str:
 
 
 def error_to_proto(e: ExplainError) -> pb.Error:
-    return pb.Error(code=e.code, field=e.field, message=str(e), allowed=list(e.allowed))
+    return pb.Error(code=e.code, field=e.field, message=str(e), allowed=list(e.allowed),
+                    http_status=http_status(e), grpc_code=grpc_code(e))
 
 
 def error_to_json(e: ExplainError) -> str:

@@ -89,8 +89,9 @@ def test_serialized_request_with_explain_marker(handler):
             {"explain_request": b"\xff\xff\xff"}]
     ctx = Context(d, [{}, {}])
     out = h.handle(rows, ctx)
-    resp = pb.ExplainResponse.FromString(out[0])
+    resp = pb.ExplainReply.FromString(out[0]).response
     assert resp.explanations[0].target == 1 and resp.explanations[0].attributions.data
     assert ctx.content_types[0] == "application/x-protobuf"
-    err = pb.Error.FromString(out[1])
+    err = pb.ExplainReply.FromString(out[1]).error
     assert ctx.status[1][0] == 400 and err.field == "explain_request"
+    assert (err.http_status, err.grpc_code) == (400, "INVALID_ARGUMENT")

@@ -354,3 +354,26 @@ def test_deadline(ex):
     r.received_at = time.monotonic() - 1.0
     out = ex.run([r])[0]
     assert isinstance(out, ExplainError) and out.field == "deadline_ms"
+
+
+def test_rows_budget_slices_methods_that_do_not_chunk(image_dir):
+    from service.attribution import Saliency
+    from service.runtime import Limits
+
+    spec = load_spec(image_dir / "spec.yaml")
+    model = load_model(spec, image_dir)
+    ex = Executor(model, spec, image_dir,
+                  limits=Limits.build(spec, env={"EXPLAIN_LIMIT_MAX_BATCH_ROWS": "2"}))
+    seen = []
+    handle = model.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[0]))
+    try:
+        inputs = xs(5)
+        out = [ok(o) for o in ex.run([req(x, algorithm="Saliency") for x in inputs])]
+    finally:
+        handle.remove()
+    assert seen == [5, 2, 2, 1]  # one prediction pass, then engine passes of <= 2 rows
+    assert all(r.timings.fused_group_size == 5 for r in out)
+    for x, r in zip(inputs, out):
+        want = Saliency(model).attribute(torch.from_numpy(x)[None],
+                                         target=r.explanations[0].target)
+        np.testing.assert_allclose(r.explanations[0].attributions, want[0].numpy(), rtol=1e-5)

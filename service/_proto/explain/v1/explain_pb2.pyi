@@ -247,16 +247,28 @@ class ExplainResponse(_message.Message):
     def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ..., request_id: _Optional[str] = ..., algorithm: _Optional[str] = ..., prediction: _Optional[_Union[Prediction, _Mapping]] = ..., explanations: _Optional[_Iterable[_Union[TargetExplanation, _Mapping]]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ...) -> None: ...
 
 class Error(_message.Message):
-    __slots__ = ("code", "field", "message", "allowed")
+    __slots__ = ("code", "field", "message", "allowed", "http_status", "grpc_code")
     CODE_FIELD_NUMBER: _ClassVar[int]
     FIELD_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    HTTP_STATUS_FIELD_NUMBER: _ClassVar[int]
+    GRPC_CODE_FIELD_NUMBER: _ClassVar[int]
     code: str
     field: str
     message: str
     allowed: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, code: _Optional[str] = ..., field: _Optional[str] = ..., message: _Optional[str] = ..., allowed: _Optional[_Iterable[str]] = ...) -> None: ...
+    http_status: int
+    grpc_code: str
+    def __init__(self, code: _Optional[str] = ..., field: _Optional[str] = ..., message: _Optional[str] = ..., allowed: _Optional[_Iterable[str]] = ..., http_status: _Optional[int] = ..., grpc_code: _Optional[str] = ...) -> None: ...
+
+class ExplainReply(_message.Message):
+    __slots__ = ("response", "error")
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    response: ExplainResponse
+    error: Error
+    def __init__(self, response: _Optional[_Union[ExplainResponse, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
 
 class ParamInfo(_message.Message):
     __slots__ = ("name", "type", "default_value", "choices", "minimum", "maximum")
