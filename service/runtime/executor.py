@@ -150,7 +150,6 @@ class Executor:
         spec, limits = self.spec, self.limits
         x, shown = decode(req.inputs, spec, limits, self.device)
         item = _Item(pos, req, x.to(self.dtype), shown)
-        item.timings.queue_ms = 0.0
         self._check_target(req)
         k = req.outputs.top_features
         if k is not None and not 0 <= k <= limits.max_top_features:

@@ -220,3 +220,35 @@ def test_run_directory_holds_the_working_files(server):
     assert (run / "logs" / "ts_log.log").is_file() and server.key_file.is_file()
     assert list((run / "tmp").glob(".ts.sock.*")), "worker sockets are not in the run dir"
     assert not pathlib.Path("logs").exists() or pathlib.Path("logs").resolve() != run / "logs"
+
+
+def test_heatmap_png(server):
+    digits = torch.load(BUNDLED_STORE / "digits" / "reference.pt", weights_only=True)
+    body = tensor_body(digits[:1].numpy(), algorithm="Saliency", outputs={"heatmap": True})
+    r = post(server, "explanations", "digits", body)
+    assert r.status_code == 200, r.text
+    data = base64.b64decode(r.json()["explanations"][0]["heatmapPng"])
+    img = Image.open(io.BytesIO(data))
+    assert img.format == "PNG" and img.size[0] >= 28 * 4
+
+
+def test_second_instance_does_not_collide(server, sources, tmp_path_factory):
+    """Another instance (auth off) next to the session's: its own ports and files."""
+    from service import launcher
+    from tests.e2e.conftest import archive
+
+    store = tmp_path_factory.mktemp("store2")
+    archive(sources["tab"], "tab", store)
+    run_dir = tmp_path_factory.mktemp("run2") / "second"
+    other = launcher.start(store, run_dir, auth=False, timeout=300)
+    try:
+        assert not set(other.ports.values()) & set(server.ports.values())
+        assert not other.key_file.exists()
+        r = requests.post(f"{other.inference_url}/predictions/tab", timeout=60,
+                          json={"inputs": {"tabular": {"features": {"age": 30}}}})
+        assert r.status_code == 200, r.text
+        assert post(server, "predictions", "tiny", tensor_body(tiny_input(7))).status_code == 200
+        assert list((run_dir / "tmp").glob(".ts.sock.*"))
+    finally:
+        launcher.stop(run_dir)
+    assert post(server, "predictions", "tiny", tensor_body(tiny_input(8))).status_code == 200
