@@ -19,7 +19,14 @@ import pathlib
 import torch
 
 from service import wire
-from service.runtime import BaselineCache, Executor, ExplainError, Limits, load_spec
+from service.runtime import (
+    BaselineCache,
+    Executor,
+    ExplainError,
+    InvalidInput,
+    Limits,
+    load_spec,
+)
 from service.runtime.loader import load_model
 
 log = logging.getLogger(__name__)
@@ -73,6 +80,10 @@ class ExplainHandler:
                     req = wire.request_from_serialized(serialized, explain, max_bytes)
                 else:
                     body = row.get("body") if row.get("body") is not None else row.get("data")
+                    if body is None and set(row) - {"explain"}:
+                        raise InvalidInput("body", "got form fields; send the ExplainRequest "
+                                           "JSON with 'Content-Type: application/json', or "
+                                           "the image bytes (curl -T image.png)")
                     req = wire.request_from_body(body, explain, max_bytes)
                 req.request_id = req.request_id or _text(context.request_ids.get(idx, ""))
                 requests.append(req)

@@ -387,9 +387,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     store = pathlib.Path(args.model_store)
     models = [m for m in args.models.split(",") if m] or None
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         server = start(store, run_dir, models, auth=args.auth == "on",
                        port_base=args.port_base or None, workers=args.workers)
+    except (RuntimeError, FileNotFoundError, TimeoutError, subprocess.CalledProcessError) as e:
+        print(f"make serve: {e}", file=sys.stderr)
+        return 1
+    with contextlib.suppress(KeyboardInterrupt):
         print_banner(server, store.resolve(), args.instance)
     return 0
 

@@ -69,11 +69,13 @@ def body(seed: int, **kw) -> dict:
 def test_each_request_gets_its_kind_and_status(handler):
     h, d = handler
     rows = [{"body": body(0)}, {"body": json.dumps(body(1)).encode()},
-            {"body": body(2, algorithm="Nope")}, {"body": bytearray(b"\x00garbage")}]
+            {"body": body(2, algorithm="Nope")}, {"body": bytearray(b"\x00garbage")},
+            {'{"inputs": {}}': ""}]
     ctx = Context(d, [{"explain": "False"}, {"explain": "True"}, {"explain": "True"},
-                      {"explain": "False"}])
+                      {"explain": "False"}, {"explain": "True"}])
     out = h.handle(rows, ctx)
-    assert set(ctx.status) == {2, 3}
+    assert set(ctx.status) == {2, 3, 4}
+    assert "Content-Type: application/json" in json.loads(out[4])["message"]
     assert ctx.status[2][0] == 400 and "\n" not in ctx.status[2][1]
     assert json.loads(out[2])["code"] == "UNKNOWN_ALGORITHM"
     assert json.loads(out[3])["field"] == "body"
