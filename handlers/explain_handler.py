@@ -5,9 +5,9 @@ frontend: False on /predictions, True on /explanations; or an ``explain`` key in
 map), decodes the body (ExplainRequest JSON, raw PNG/JPEG bytes, or a serialized ExplainRequest
 under the input key ``explain_request``), runs the batch through the runtime's executor, and
 gives every request its own status with ``context.set_response_status(code, message, idx)``.
-The gRPC gateway's requests carry the input key ``envelope``: they are always answered 200 with a
-serialized HandlerReply (response, error or, for a ``spec`` input, the model spec), so that an
-error keeps its code and field across TorchServe's gRPC API.
+A serialized request is answered with a serialized ExplainReply (response or error), because
+TorchServe's gRPC frontend drops per-request statuses; an input map carrying ``spec`` (the gRPC
+gateway's GetModelSpec) is answered with the model's spec.
 This file defines exactly one class: TorchServe refuses handler modules with more.
 """
 
@@ -20,7 +20,14 @@ import pathlib
 import torch
 
 from service import wire
-from service.runtime import BaselineCache, Executor, ExplainError, Limits, load_spec
+from service.runtime import (
+    BaselineCache,
+    Executor,
+    ExplainError,
+    InvalidInput,
+    Limits,
+    load_spec,
+)
 from service.runtime.loader import load_model
 
 log = logging.getLogger(__name__)
@@ -64,11 +71,10 @@ class ExplainHandler:
         max_bytes = ex.limits.max_body_bytes
         requests: list = []
         binary: list[bool] = []
-        enveloped: list[bool] = []
+        spec_rows: set[int] = set()
         for idx, row in enumerate(data):
-            enveloped.append(row.get("envelope") is not None)
             if row.get("spec") is not None:  # the gateway's GetModelSpec
-                requests.append(None)
+                spec_rows.add(idx)
                 binary.append(True)
                 continue
             header = _text(context.get_request_header(idx, "explain")).lower()
@@ -80,30 +86,33 @@ class ExplainHandler:
                     req = wire.request_from_serialized(serialized, explain, max_bytes)
                 else:
                     body = row.get("body") if row.get("body") is not None else row.get("data")
+                    if body is None and set(row) - {"explain"}:
+                        raise InvalidInput("body", "got form fields; send the ExplainRequest "
+                                           "JSON with 'Content-Type: application/json', or "
+                                           "the image bytes (curl -T image.png)")
                     req = wire.request_from_body(body, explain, max_bytes)
                 req.request_id = req.request_id or _text(context.request_ids.get(idx, ""))
                 requests.append(req)
             except ExplainError as e:
                 requests.append(e)
-        todo = [i for i, r in enumerate(requests) if r is not None]
-        outcomes: list = [None] * len(requests)
-        for i, outcome in zip(todo, ex.run([requests[i] for i in todo])):
-            outcomes[i] = outcome
+        outcomes: list = list(ex.run(requests))
+        for idx in sorted(spec_rows):
+            outcomes.insert(idx, ex.spec)
         replies: list = []
         for idx, (outcome, is_binary) in enumerate(zip(outcomes, binary)):
             content_type = "application/x-protobuf" if is_binary else "application/json"
             context.set_response_content_type(idx, content_type)
-            if enveloped[idx]:
-                replies.append(wire.handler_reply(outcome, ex.spec).SerializeToString())
+            if idx in spec_rows:
+                replies.append(wire.reply_to_bytes(outcome))
             elif isinstance(outcome, ExplainError):
                 context.set_response_status(wire.http_status(outcome),
                                            wire.status_phrase(outcome), idx)
-                replies.append(wire.error_to_proto(outcome).SerializeToString() if is_binary
+                replies.append(wire.reply_to_bytes(outcome) if is_binary
                                else wire.error_to_json(outcome))
             else:
-                replies.append(wire.response_to_proto(outcome).SerializeToString() if is_binary
+                replies.append(wire.reply_to_bytes(outcome) if is_binary
                                else wire.response_to_json(outcome))
-        self._metrics(context, outcomes)
+        self._metrics(context, [o for i, o in enumerate(outcomes) if i not in spec_rows])
         return replies
 
     def _metrics(self, context, outcomes: list) -> None:
@@ -116,7 +125,7 @@ class ExplainHandler:
 
             seen_groups = set()
             for o in outcomes:
-                if o is None or isinstance(o, ExplainError) or not o.explanations:
+                if isinstance(o, ExplainError) or not o.explanations:
                     continue
                 dims = [Dimension("Algorithm", o.algorithm)]
                 metrics.add_time("ExplainLatency", o.timings.explain_ms, dimensions=dims)

@@ -182,6 +182,8 @@ def write_config(run_dir: pathlib.Path, store: pathlib.Path, mars: list[pathlib.
         "metrics_mode": "prometheus",
         "model_metrics_auto_detect": "true",
         "async_logging": "true",
+        "max_request_size": 16 * 1024 * 1024,  # the runtime's max_body_bytes is the real limit
+        "max_response_size": 64 * 1024 * 1024,
         "vmargs": f"-Xmx512m -XX:+UseSerialGC -Dlog4j.configurationFile=file://{run_dir}/log4j2.xml",
     }
     text = "".join(f"{k}={v}\n" for k, v in lines.items())
@@ -341,6 +343,8 @@ def write_examples(server: Server, store: pathlib.Path) -> dict[str, list[str]]:
                      if abs(v) > 1e-9}
             body = {"inputs": {"tabular": {"features": feats}},
                     "outputs": {"topFeatures": 5, "attributions": False}}
+            lines.append(f"curl -s{auth} {server.inference_url}/predictions/{name} "
+                         f"-H 'Content-Type: application/json' -d @{ex_dir / f'{name}.json'}")
         path = ex_dir / f"{name}.json"
         path.write_text(json.dumps(body, indent=1))
         lines.append(f"curl -s{auth} {server.inference_url}/explanations/{name} "
@@ -367,7 +371,9 @@ def print_banner(server: Server, store: pathlib.Path, instance: str) -> None:
         p("\nToken authorization is OFF (AUTH=off): local use only.")
     for name, lines in examples.items():
         purpose = server.models[name].get("purpose", "production")
-        note = "  (load testing only: untrained weights)" if purpose == "load_test_only" else ""
+        note = ("  [load testing only: untrained weights]"
+                if purpose == "load_test_only" and "LOAD TEST" not in
+                str(server.models[name].get("description", "")).upper() else "")
         p(f"\n# {name}: {server.models[name].get('description', '')}{note}")
         for line in lines:
             p(f"  {line}")
@@ -404,10 +410,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     store = pathlib.Path(args.model_store)
     models = [m for m in args.models.split(",") if m] or None
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         server = start(store, run_dir, models, auth=args.auth == "on",
                        port_base=args.port_base or None, workers=args.workers,
                        gateway=args.gateway == "on")
+    except (RuntimeError, FileNotFoundError, TimeoutError, subprocess.CalledProcessError) as e:
+        print(f"make serve: {e}", file=sys.stderr)
+        return 1
+    with contextlib.suppress(KeyboardInterrupt):
         print_banner(server, store.resolve(), args.instance)
     return 0
 

@@ -70,6 +70,7 @@ def tiny_image(root: pathlib.Path, name: str = "tiny", batch_size: int = 4) -> p
                             "std": [1.0], "invert": False}},
         "output": {"kind": "classification", "class_names": ["zero", "one", "two"]},
         "explain": {"algorithms": ["IntegratedGradients", "Saliency", "InputXGradient",
+                                   "InputBaselineXGradient",
                                    "DeepLift", "DeepLiftShap", "GradientShap", "NoiseTunnel",
                                    "GuidedBackprop", "Deconvolution"],
                     "default_algorithm": "IntegratedGradients",

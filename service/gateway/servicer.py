@@ -1,6 +1,7 @@
 """The Explainer servicer: a thin adapter. Each call becomes one TorchServe Predictions call
-carrying the serialized request and the explain marker; the handler's HandlerReply becomes the
-response or a status with the same message REST gives. Conversions live in service.wire."""
+carrying the serialized request and the explain marker; the handler's ExplainReply becomes the
+response or a status with the same message REST gives (its Error carries the gRPC code the wire
+layer chose). Conversions live in service.wire."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from service import wire
 from service._proto.explain.v1 import explain_pb2 as pb
 from service._proto.explain.v1 import explain_pb2_grpc as pb_grpc
 
@@ -47,22 +47,25 @@ class ExplainerServicer(pb_grpc.ExplainerServicer):
         return max(0.001, min(remaining - _MARGIN_S, self.config.default_timeout_s))
 
     async def _call(self, model: str, version: str, inputs: dict[str, bytes],
-                    metadata: list[tuple[str, str]], timeout: float) -> pb.HandlerReply:
+                    metadata: list[tuple[str, str]], timeout: float) -> pb.ExplainReply:
         if not model:
             raise CallError(grpc.StatusCode.INVALID_ARGUMENT, "model: is required")
         try:
-            raw = await self.upstream.predictions(model, version, {**inputs, "envelope": b"1"},
-                                                  metadata, timeout)
+            raw = await self.upstream.predictions(model, version, inputs, metadata, timeout)
         except UpstreamError as e:
             raise CallError(e.code, e.message) from None
-        reply = pb.HandlerReply()
+        reply = pb.ExplainReply()
         try:
             reply.ParseFromString(raw)
         except Exception:
+            reply.Clear()
+        if reply.WhichOneof("result") is None:
             raise CallError(grpc.StatusCode.INTERNAL,
-                            "the model handler did not answer with a HandlerReply") from None
-        if reply.WhichOneof("kind") == "error":
-            code = grpc.StatusCode[wire.grpc_code_of(reply.error.code)]
+                            f"model {model!r} did not answer with an ExplainReply (is it served "
+                            "by this project's handler?)")
+        if reply.WhichOneof("result") == "error":
+            code = grpc.StatusCode.__members__.get(reply.error.grpc_code,
+                                                   grpc.StatusCode.INVALID_ARGUMENT)
             raise CallError(code, reply.error.message, reply.error)
         return reply
 

@@ -150,7 +150,6 @@ class Executor:
         spec, limits = self.spec, self.limits
         x, shown = decode(req.inputs, spec, limits, self.device)
         item = _Item(pos, req, x.to(self.dtype), shown)
-        item.timings.queue_ms = 0.0
         self._check_target(req)
         k = req.outputs.top_features
         if k is not None and not 0 <= k <= limits.max_top_features:
@@ -301,12 +300,20 @@ class Executor:
         ctx = BuildContext(model=self.model, layer=self._layer(entry))
         t0 = time.perf_counter()
         seed = params.get("seed") if entry.stochastic else None
+        budget = self._chunk_rows(group[0])
+        # Methods that do not chunk themselves run in slices that keep each pass within the
+        # rows budget (a reference set of K rows costs K rows per example).
+        per_example = baselines.shape[0] if mode is BaselineMode.REFERENCE_SET else 1
+        step = len(rows) if entry.chunk_param else max(1, budget // max(1, per_example))
+        parts = []
         with _seeded(seed, self.device):
             engine = entry.build(ctx, params)
-            attr = entry.execute(engine, inputs, baselines, targets, params,
-                                 self._chunk_rows(group[0]))
-        if isinstance(attr, tuple):
-            attr = attr[0]
+            for s in range(0, len(rows), step):
+                b = baselines[s:s + step] if mode is BaselineMode.PER_EXAMPLE else baselines
+                part = entry.execute(engine, inputs[s:s + step], b, targets[s:s + step],
+                                     params, budget)
+                parts.append(part[0] if isinstance(part, tuple) else part)
+        attr = parts[0] if len(parts) == 1 else torch.cat(parts)
         if not isinstance(attr, Tensor) or attr.shape[0] != len(rows):
             raise ModelError("algorithm", f"{entry.name} returned an unexpected result")
         ms = _ms(t0)

@@ -23,7 +23,7 @@ class Limits:
     max_top_k: int = 10
     max_top_features: int = 100
     max_reference_rows: int = 1024
-    max_batch_rows: int = 4096  # rows per engine pass: the memory budget of one chunk
+    max_batch_rows: int = 512  # rows per engine pass: the memory budget of one chunk
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

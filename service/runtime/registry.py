@@ -234,3 +234,7 @@ register(AlgorithmEntry(
             Param("base_n_steps", int, 16, minimum=1, limit="max_n_steps")),
     stochastic=True, fusable=False, run=_nt_run,
     baselines_of=lambda p: REGISTRY[p["base"]].baselines))
+
+register(AlgorithmEntry(
+    name="InputBaselineXGradient", build=lambda ctx, p: A.InputBaselineXGradient(ctx.model),
+    baselines=BaselineMode.PER_EXAMPLE, stochastic=True, fusable=False))

@@ -149,7 +149,6 @@ class TargetExplanation:
 
 @dataclass
 class Timings:
-    queue_ms: float = 0.0
     preprocess_ms: float = 0.0
     predict_ms: float = 0.0
     explain_ms: float = 0.0

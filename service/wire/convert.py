@@ -11,7 +11,8 @@ import numpy as np
 from google.protobuf import json_format
 
 from service._proto.explain.v1 import explain_pb2 as pb
-from service.runtime.errors import InvalidInput, LimitExceeded
+from service.runtime.errors import ExplainError, InvalidInput, LimitExceeded
+from service.runtime.registry import REGISTRY
 from service.runtime.request import (
     BaselineKind,
     BaselineSpec,
@@ -25,6 +26,9 @@ from service.runtime.request import (
     TargetSpec,
     TensorPayload,
 )
+from service.runtime.spec import ModelSpec
+
+from .errors import error_to_proto
 
 _DTYPES = {
     pb.DTYPE_UNSPECIFIED: np.dtype("<f4"), pb.FLOAT32: np.dtype("<f4"),
@@ -230,11 +234,53 @@ def response_to_proto(r: Response) -> pb.ExplainResponse:
     return out
 
 
+def reply_to_bytes(outcome: Response | ExplainError | ModelSpec) -> bytes:
+    """A serialized ExplainReply: the response, the error or the model spec, for the
+    serialized-request path (TorchServe gRPC / the gateway)."""
+    if isinstance(outcome, ModelSpec):
+        return pb.ExplainReply(spec=spec_to_proto(outcome)).SerializeToString()
+    if isinstance(outcome, ExplainError):
+        return pb.ExplainReply(error=error_to_proto(outcome)).SerializeToString()
+    return pb.ExplainReply(response=response_to_proto(outcome)).SerializeToString()
+
+
 def response_to_json(r: Response) -> str:
-    return json_format.MessageToJson(response_to_proto(r), indent=None)
+    # Fields at their default (index 0, ...) are printed too: still the canonical mapping, and
+    # clearer to read than an absent field.
+    return json_format.MessageToJson(response_to_proto(r), indent=None,
+                                     always_print_fields_with_no_presence=True)
 
 
 def response_from_json(text: str | bytes) -> pb.ExplainResponse:
     return json_format.Parse(text, pb.ExplainResponse())
 
 
+
+
+# -- model specs --------------------------------------------------------------------------------
+
+def spec_to_proto(spec: ModelSpec) -> pb.ModelSpec:
+    """What a client may know about a served model (GetModelSpec / ListModels)."""
+    algorithms = []
+    for name in spec.algorithms:
+        entry = REGISTRY.get(name)
+        if entry is None:
+            continue
+        defaults = {p.name: p.default for p in entry.all_params()}
+        defaults.update(spec.default_params.get(name, {}))  # as the model's spec sets them
+        params = [pb.ParamInfo(name=p.name, type=p.type.__name__,
+                               default_value=str(defaults[p.name]),
+                               choices=[str(c) for c in p.choices],
+                               minimum=float(p.minimum) if p.minimum is not None else 0.0,
+                               maximum=float(p.maximum) if p.maximum is not None else 0.0)
+                  for p in entry.all_params()]
+        algorithms.append(pb.AlgorithmInfo(name=name, params=params,
+                                           baselines=entry.baseline_mode(defaults).value))
+    return pb.ModelSpec(
+        name=spec.name, version=spec.version, description=spec.description,
+        purpose=spec.purpose, input_kind=spec.input_kind.value,
+        input_shape=list(spec.input_shape), feature_names=list(spec.feature_names),
+        class_names=list(spec.class_names), algorithms=algorithms,
+        default_algorithm=spec.default_algorithm, baselines=list(spec.baselines),
+        default_baseline=spec.default_baseline, batch_size=spec.batch.batch_size,
+        max_batch_delay_ms=spec.batch.max_batch_delay_ms)

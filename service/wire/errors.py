@@ -32,14 +32,6 @@ def grpc_code(e: ExplainError) -> str:
     return next(name for cls, _, name in _STATUS if isinstance(e, cls))
 
 
-def grpc_code_of(error_code: str) -> str:
-    """The gRPC status-code name for an Error message's ``code`` (as ``grpc_code``)."""
-    for cls, _, name in _STATUS:
-        if cls.code == error_code:
-            return name
-    return "INVALID_ARGUMENT" if error_code else "INTERNAL"
-
-
 def status_phrase(e: ExplainError, limit: int = 200) -> str:
     """A one-line HTTP reason phrase (TorchServe's frontend rejects CR/LF in it)."""
     text = " ".join(str(e).split())
@@ -47,7 +39,8 @@ def status_phrase(e: ExplainError, limit: int = 200) -> str:
 
 
 def error_to_proto(e: ExplainError) -> pb.Error:
-    return pb.Error(code=e.code, field=e.field, message=str(e), allowed=list(e.allowed))
+    return pb.Error(code=e.code, field=e.field, message=str(e), allowed=list(e.allowed),
+                    http_status=http_status(e), grpc_code=grpc_code(e))
 
 
 def error_to_json(e: ExplainError) -> str:

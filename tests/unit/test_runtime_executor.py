@@ -221,7 +221,7 @@ def test_baselines_and_cache(ex, image_dir):
         np.testing.assert_allclose(e.attributions, want[0].detach().numpy(), rtol=1e-4,
                                    atol=1e-6)
         assert e.baseline_output == pytest.approx(float(ex.model(b)[0, 0].detach()), rel=1e-5)
-    # the blurred baseline is smoother than the input and keeps its mean
+    # IG against the blurred baseline is complete too (the cache does not hold it: input-dependent)
     assert abs(out[5].explanations[0].approximation_error) < 0.05
     assert out[0].timings.fused_group_size == 6  # per-example baselines fuse
     after = ex.cache.stats()
@@ -354,3 +354,26 @@ def test_deadline(ex):
     r.received_at = time.monotonic() - 1.0
     out = ex.run([r])[0]
     assert isinstance(out, ExplainError) and out.field == "deadline_ms"
+
+
+def test_rows_budget_slices_methods_that_do_not_chunk(image_dir):
+    from service.attribution import Saliency
+    from service.runtime import Limits
+
+    spec = load_spec(image_dir / "spec.yaml")
+    model = load_model(spec, image_dir)
+    ex = Executor(model, spec, image_dir,
+                  limits=Limits.build(spec, env={"EXPLAIN_LIMIT_MAX_BATCH_ROWS": "2"}))
+    seen = []
+    handle = model.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[0]))
+    try:
+        inputs = xs(5)
+        out = [ok(o) for o in ex.run([req(x, algorithm="Saliency") for x in inputs])]
+    finally:
+        handle.remove()
+    assert seen == [5, 2, 2, 1]  # one prediction pass, then engine passes of <= 2 rows
+    assert all(r.timings.fused_group_size == 5 for r in out)
+    for x, r in zip(inputs, out):
+        want = Saliency(model).attribute(torch.from_numpy(x)[None],
+                                         target=r.explanations[0].target)
+        np.testing.assert_allclose(r.explanations[0].attributions, want[0].numpy(), rtol=1e-5)

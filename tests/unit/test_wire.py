@@ -113,3 +113,19 @@ def test_generated_stubs_are_current(tmp_path):
     for f in (tmp_path / "explain" / "v1").glob("*_pb2*"):
         committed = ROOT / "service" / "_proto" / "explain" / "v1" / f.name
         assert committed.read_text() == f.read_text(), f"{f.name} is stale: run make protos"
+
+
+def test_spec_to_proto(tmp_path):
+    from service.runtime import load_spec
+    from tests.serving_fixture import tiny_image
+
+    spec = load_spec(tiny_image(tmp_path) / "spec.yaml")
+    m = wire.spec_to_proto(spec)
+    assert (m.name, m.input_kind, list(m.input_shape)) == ("tiny", "image", [1, 8, 8])
+    algos = {a.name: a for a in m.algorithms}
+    assert set(algos) == set(spec.algorithms)
+    ig = {p.name: p for p in algos["IntegratedGradients"].params}
+    assert ig["n_steps"].default_value == "50" and "riemann_left" in ig["method"].choices
+    assert algos["GradientShap"].baselines == "reference_set"
+    assert "seed" in {p.name for p in algos["GradientShap"].params}
+    assert m.batch_size == 4 and m.default_baseline == "zeros"

@@ -209,8 +209,7 @@ class TargetExplanation(_message.Message):
     def __init__(self, target: _Optional[int] = ..., label: _Optional[str] = ..., attributions: _Optional[_Union[Tensor, _Mapping]] = ..., instance_output: _Optional[float] = ..., baseline_output: _Optional[float] = ..., approximation_error: _Optional[float] = ..., top_features: _Optional[_Iterable[_Union[Feature, _Mapping]]] = ..., heatmap_png: _Optional[bytes] = ..., reasons: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Timings(_message.Message):
-    __slots__ = ("queue_ms", "preprocess_ms", "predict_ms", "explain_ms", "postprocess_ms", "total_ms", "fused_group_size", "baseline_cache_hit")
-    QUEUE_MS_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("preprocess_ms", "predict_ms", "explain_ms", "postprocess_ms", "total_ms", "fused_group_size", "baseline_cache_hit")
     PREPROCESS_MS_FIELD_NUMBER: _ClassVar[int]
     PREDICT_MS_FIELD_NUMBER: _ClassVar[int]
     EXPLAIN_MS_FIELD_NUMBER: _ClassVar[int]
@@ -218,7 +217,6 @@ class Timings(_message.Message):
     TOTAL_MS_FIELD_NUMBER: _ClassVar[int]
     FUSED_GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
     BASELINE_CACHE_HIT_FIELD_NUMBER: _ClassVar[int]
-    queue_ms: float
     preprocess_ms: float
     predict_ms: float
     explain_ms: float
@@ -226,7 +224,7 @@ class Timings(_message.Message):
     total_ms: float
     fused_group_size: int
     baseline_cache_hit: bool
-    def __init__(self, queue_ms: _Optional[float] = ..., preprocess_ms: _Optional[float] = ..., predict_ms: _Optional[float] = ..., explain_ms: _Optional[float] = ..., postprocess_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., fused_group_size: _Optional[int] = ..., baseline_cache_hit: _Optional[bool] = ...) -> None: ...
+    def __init__(self, preprocess_ms: _Optional[float] = ..., predict_ms: _Optional[float] = ..., explain_ms: _Optional[float] = ..., postprocess_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., fused_group_size: _Optional[int] = ..., baseline_cache_hit: _Optional[bool] = ...) -> None: ...
 
 class ExplainResponse(_message.Message):
     __slots__ = ("model", "model_version", "request_id", "algorithm", "prediction", "explanations", "timings", "error")
@@ -249,16 +247,30 @@ class ExplainResponse(_message.Message):
     def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ..., request_id: _Optional[str] = ..., algorithm: _Optional[str] = ..., prediction: _Optional[_Union[Prediction, _Mapping]] = ..., explanations: _Optional[_Iterable[_Union[TargetExplanation, _Mapping]]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
 
 class Error(_message.Message):
-    __slots__ = ("code", "field", "message", "allowed")
+    __slots__ = ("code", "field", "message", "allowed", "http_status", "grpc_code")
     CODE_FIELD_NUMBER: _ClassVar[int]
     FIELD_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    HTTP_STATUS_FIELD_NUMBER: _ClassVar[int]
+    GRPC_CODE_FIELD_NUMBER: _ClassVar[int]
     code: str
     field: str
     message: str
     allowed: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, code: _Optional[str] = ..., field: _Optional[str] = ..., message: _Optional[str] = ..., allowed: _Optional[_Iterable[str]] = ...) -> None: ...
+    http_status: int
+    grpc_code: str
+    def __init__(self, code: _Optional[str] = ..., field: _Optional[str] = ..., message: _Optional[str] = ..., allowed: _Optional[_Iterable[str]] = ..., http_status: _Optional[int] = ..., grpc_code: _Optional[str] = ...) -> None: ...
+
+class ExplainReply(_message.Message):
+    __slots__ = ("response", "error", "spec")
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    response: ExplainResponse
+    error: Error
+    spec: ModelSpec
+    def __init__(self, response: _Optional[_Union[ExplainResponse, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., spec: _Optional[_Union[ModelSpec, _Mapping]] = ...) -> None: ...
 
 class ParamInfo(_message.Message):
     __slots__ = ("name", "type", "default_value", "choices", "minimum", "maximum")
@@ -335,13 +347,3 @@ class GetModelSpecRequest(_message.Message):
     model: str
     model_version: str
     def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
-
-class HandlerReply(_message.Message):
-    __slots__ = ("response", "error", "spec")
-    RESPONSE_FIELD_NUMBER: _ClassVar[int]
-    ERROR_FIELD_NUMBER: _ClassVar[int]
-    SPEC_FIELD_NUMBER: _ClassVar[int]
-    response: ExplainResponse
-    error: Error
-    spec: ModelSpec
-    def __init__(self, response: _Optional[_Union[ExplainResponse, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., spec: _Optional[_Union[ModelSpec, _Mapping]] = ...) -> None: ...

@@ -28,7 +28,9 @@ if _version_not_supported:
 class ExplainerStub:
     """---------------------------------------------------------------------------------------------
     The gRPC API, served by the gateway (python -m service.gateway). Every call is forwarded into
-    TorchServe, so gRPC and REST requests share one batching queue and are fused together.
+    TorchServe's gRPC Predictions (input map: "explain_request" = the serialized request,
+    "explain" = true|false; or "spec" for GetModelSpec), so gRPC and REST requests share one
+    batching queue and are fused together. The handler answers with an ExplainReply.
     """
 
     def __init__(self, channel):
@@ -67,7 +69,9 @@ class ExplainerStub:
 class ExplainerServicer:
     """---------------------------------------------------------------------------------------------
     The gRPC API, served by the gateway (python -m service.gateway). Every call is forwarded into
-    TorchServe, so gRPC and REST requests share one batching queue and are fused together.
+    TorchServe's gRPC Predictions (input map: "explain_request" = the serialized request,
+    "explain" = true|false; or "spec" for GetModelSpec), so gRPC and REST requests share one
+    batching queue and are fused together. The handler answers with an ExplainReply.
     """
 
     def Explain(self, request, context):
@@ -144,7 +148,9 @@ def add_ExplainerServicer_to_server(servicer, server):
 class Explainer:
     """---------------------------------------------------------------------------------------------
     The gRPC API, served by the gateway (python -m service.gateway). Every call is forwarded into
-    TorchServe, so gRPC and REST requests share one batching queue and are fused together.
+    TorchServe's gRPC Predictions (input map: "explain_request" = the serialized request,
+    "explain" = true|false; or "spec" for GetModelSpec), so gRPC and REST requests share one
+    batching queue and are fused together. The handler answers with an ExplainReply.
     """
 
     @staticmethod

@@ -1,0 +1,99 @@
+"""The TorchServe handler with a stand-in context: per-request kind, status and body, and the
+serialized-protobuf input the gRPC gateway sends."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import json
+import pathlib
+
+import numpy as np
+import pytest
+from google.protobuf import json_format
+
+from service import wire
+from service._proto.explain.v1 import explain_pb2 as pb
+from tests.serving_fixture import tiny_image
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def handler_module():
+    spec = importlib.util.spec_from_file_location("explain_handler",
+                                                  ROOT / "handlers" / "explain_handler.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Context:
+    def __init__(self, model_dir, headers):
+        self.system_properties = {"model_dir": str(model_dir), "gpu_id": None}
+        self.headers = headers
+        self.request_ids = {i: f"req-{i}" for i in range(len(headers))}
+        self.status: dict[int, tuple[int, str]] = {}
+        self.content_types: dict[int, str] = {}
+        self.metrics = None
+
+    def get_request_header(self, idx, key):
+        return self.headers[idx].get(key)
+
+    def set_response_status(self, code, phrase, idx):
+        self.status[idx] = (code, phrase)
+
+    def set_response_content_type(self, idx, value):
+        self.content_types[idx] = value
+
+
+def test_handler_module_defines_one_class():
+    module = handler_module()
+    classes = [c for _, c in inspect.getmembers(module, inspect.isclass)
+               if c.__module__ == module.__name__]
+    assert len(classes) == 1
+
+
+@pytest.fixture(scope="module")
+def handler(tmp_path_factory):
+    d = tiny_image(tmp_path_factory.mktemp("h"))
+    h = handler_module().ExplainHandler()
+    h.initialize(Context(d, [{}]))
+    return h, d
+
+
+def body(seed: int, **kw) -> dict:
+    x = np.random.default_rng(seed).random((1, 8, 8)).astype(np.float32)
+    return {"inputs": {"tensor": json_format.MessageToDict(wire.tensor_to_proto(x))}, **kw}
+
+
+def test_each_request_gets_its_kind_and_status(handler):
+    h, d = handler
+    rows = [{"body": body(0)}, {"body": json.dumps(body(1)).encode()},
+            {"body": body(2, algorithm="Nope")}, {"body": bytearray(b"\x00garbage")},
+            {'{"inputs": {}}': ""}]
+    ctx = Context(d, [{"explain": "False"}, {"explain": "True"}, {"explain": "True"},
+                      {"explain": "False"}, {"explain": "True"}])
+    out = h.handle(rows, ctx)
+    assert set(ctx.status) == {2, 3, 4}
+    assert "Content-Type: application/json" in json.loads(out[4])["message"]
+    assert ctx.status[2][0] == 400 and "\n" not in ctx.status[2][1]
+    assert json.loads(out[2])["code"] == "UNKNOWN_ALGORITHM"
+    assert json.loads(out[3])["field"] == "body"
+    first, second = (json.loads(o) for o in out[:2])
+    assert first["explanations"] == [] and len(second["explanations"]) == 1
+    assert first["requestId"] == "req-0" and ctx.content_types[0] == "application/json"
+
+
+def test_serialized_request_with_explain_marker(handler):
+    h, d = handler
+    m = json_format.ParseDict(body(3, target={"index": 1}), pb.ExplainRequest())
+    rows = [{"explain_request": bytearray(m.SerializeToString()), "explain": b"true"},
+            {"explain_request": b"\xff\xff\xff"}]
+    ctx = Context(d, [{}, {}])
+    out = h.handle(rows, ctx)
+    resp = pb.ExplainReply.FromString(out[0]).response
+    assert resp.explanations[0].target == 1 and resp.explanations[0].attributions.data
+    assert ctx.content_types[0] == "application/x-protobuf"
+    err = pb.ExplainReply.FromString(out[1]).error
+    assert ctx.status[1][0] == 400 and err.field == "explain_request"
+    assert (err.http_status, err.grpc_code) == (400, "INVALID_ARGUMENT")
