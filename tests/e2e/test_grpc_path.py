@@ -4,17 +4,10 @@ ExplainReply because TorchServe's gRPC frontend drops per-request statuses."""
 
 from __future__ import annotations
 
-import importlib
-import pathlib
-import subprocess
-import sys
-import zipfile
-
 import grpc
 import numpy as np
 import pytest
 import torch
-import ts
 
 from service import wire
 from service._proto.explain.v1 import explain_pb2 as pb
@@ -25,28 +18,12 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def ts_grpc(tmp_path_factory):
-    """Stubs for TorchServe's inference.proto (shipped inside its jar), generated here."""
-    import grpc_tools
+def ts_grpc():
+    """Stubs for the part of TorchServe's inference API the gateway calls
+    (protos/torchserve/inference_client.proto)."""
+    from service._proto.torchserve import inference_client_pb2, inference_client_pb2_grpc
 
-    out = tmp_path_factory.mktemp("ts_proto")
-    jar = pathlib.Path(ts.__file__).parent / "frontend" / "model-server.jar"
-    with zipfile.ZipFile(jar) as z:
-        (out / "inference.proto").write_bytes(z.read("proto/inference.proto"))
-    import google.rpc.status_pb2  # googleapis-common-protos ships google/rpc/status.proto
-
-    include = pathlib.Path(grpc_tools.__file__).parent / "_proto"
-    googleapis = pathlib.Path(google.rpc.status_pb2.__file__).parents[2]
-    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{out}", f"-I{include}",
-                    f"-I{googleapis}",
-                    f"--python_out={out}", f"--grpc_python_out={out}", "inference.proto"],
-                   check=True)
-    sys.path.insert(0, str(out))
-    try:
-        return importlib.import_module("inference_pb2"), importlib.import_module(
-            "inference_pb2_grpc")
-    finally:
-        sys.path.remove(str(out))
+    return inference_client_pb2, inference_client_pb2_grpc
 
 
 def test_serialized_explain_request_over_torchserve_grpc(server, sources, ts_grpc):

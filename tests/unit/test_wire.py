@@ -97,7 +97,7 @@ def test_body_limit():
 def test_error_mapping():
     cases = [(InvalidInput("f", "m"), 400, "INVALID_ARGUMENT"),
              (UnknownAlgorithm("algorithm", "m", ["A"]), 400, "INVALID_ARGUMENT"),
-             (LimitExceeded("params.n_steps", "m"), 422, "OUT_OF_RANGE"),
+             (LimitExceeded("params.n_steps", "m"), 422, "RESOURCE_EXHAUSTED"),
              (DeadlineExceeded("deadline_ms", "m"), 504, "DEADLINE_EXCEEDED"),
              (ModelError("", "m"), 500, "INTERNAL")]
     for e, status, code in cases:
@@ -124,8 +124,8 @@ def test_spec_to_proto(tmp_path):
     assert (m.name, m.input_kind, list(m.input_shape)) == ("tiny", "image", [1, 8, 8])
     algos = {a.name: a for a in m.algorithms}
     assert set(algos) == set(spec.algorithms)
-    ig = {p.name: p for p in algos["IntegratedGradients"].params}
-    assert ig["n_steps"].default_value == "50" and "riemann_left" in ig["method"].choices
+    ig = {p.name: p for p in algos["IntegratedGradients"].params}  # defaults as the spec sets them
+    assert ig["n_steps"].default_value == "16" and "riemann_left" in ig["method"].choices
     assert algos["GradientShap"].baselines == "reference_set"
     assert "seed" in {p.name for p in algos["GradientShap"].params}
     assert m.batch_size == 4 and m.default_baseline == "zeros"
