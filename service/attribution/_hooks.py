@@ -19,7 +19,9 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 # rule(module, x, y) -> replacement output. ``x`` is the call's input *before* the module ran
-# (still attached to the graph), ``y`` the module's output.
+# (still attached to the graph), ``y`` the module's output. A rule object that also has
+# ``dummy_input(module, x) -> Tensor`` computes the output itself: the module then runs on that
+# minimal input and ``y`` is meaningless.
 CallRule = Callable[[nn.Module, Tensor, Tensor], Tensor]
 
 
@@ -48,6 +50,8 @@ def call_rules(model: nn.Module, pick: Callable[[nn.Module], CallRule | None]) -
 def _attach(module: nn.Module, rule: CallRule, handles: list[RemovableHandle]) -> None:
     pending: list[Tensor] = []  # inputs of calls that have started and not yet finished
     inplace = bool(getattr(module, "inplace", False))
+    # A rule with ``dummy_input(module, x)`` computes the module's output itself.
+    dummy = getattr(rule, "dummy_input", None)
 
     def pre_hook(mod: nn.Module, args: tuple) -> tuple | None:
         if len(args) != 1 or not isinstance(args[0], Tensor):
@@ -57,6 +61,9 @@ def _attach(module: nn.Module, rule: CallRule, handles: list[RemovableHandle]) -
             )
         x = args[0]
         pending.append(x)
+        if dummy is not None:
+            # The rule computes the output itself: run the module on a minimal input.
+            return (dummy(mod, x),)
         # An in-place module would overwrite the input the rule needs: give it a copy.
         return (x.clone(),) if inplace else None
 

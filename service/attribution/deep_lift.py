@@ -67,21 +67,46 @@ def _halves(t: Tensor) -> tuple[Tensor, Tensor]:
     return t.chunk(2)
 
 
-def _pairwise(t: Tensor) -> Tensor:
-    """(2N, ...) -> per-example difference repeated for both halves: (2N, ...)."""
+def _diff(t: Tensor) -> Tensor:
+    """(2N, ...) inputs-then-baselines -> (N, ...) per-example difference."""
     a, b = _halves(t)
-    d = a - b
-    return torch.cat([d, d])
+    return a - b
+
+
+def _both_halves(g: Tensor, m: Tensor) -> Tensor:
+    """g (2N, ...) times the per-example m (N, ...), for both halves."""
+    return (g.view(2, *m.shape) * m).view(g.shape)
+
+
+def _safe_div(num: Tensor, den: Tensor, small: Tensor) -> Tensor:
+    return (num / torch.where(small, torch.ones_like(den), den)).masked_fill_(small, 0.0)
+
+
+class _Rescale(torch.autograd.Function):
+    """Returns ``y``; backward sends ``grad * m`` to ``x`` and, where ``small``, ``grad`` to
+    ``y`` (whose own graph then applies f'(x)). ``m`` and ``small`` are per example (N, ...)
+    and serve both halves."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, y: Tensor, m: Tensor, small: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.any_small = bool(small.any())
+        ctx.save_for_backward(m, small)
+        return y.detach().clone()
+
+    @staticmethod
+    def backward(ctx, g: Tensor):  # type: ignore[override]
+        m, small = ctx.saved_tensors
+        to_y = _both_halves(g, small.to(g.dtype)) if ctx.any_small else None
+        return _both_halves(g, m), to_y, None, None
 
 
 def _rescale(x: Tensor, y: Tensor, eps: float) -> Tensor:
     """y's values; backward multiplies by (y - y') / (x - x'), or by f'(x) where x ~ x'."""
     with torch.no_grad():
-        dx = _pairwise(x.detach())
-        dy = _pairwise(y.detach())
+        dx = _diff(x.detach())
         small = dx.abs() < eps
-        m = dy / torch.where(small, torch.ones_like(dx), dx)
-    return torch.where(small, y, y.detach() + m * (x - x.detach()))
+        m = _safe_div(_diff(y.detach()), dx, small)
+    return _Rescale.apply(x, y, m, small)
 
 
 def _rescale_rule(eps: float) -> CallRule:
@@ -116,7 +141,7 @@ class _MaxPoolRescale(torch.autograd.Function):
         ya, yb = _halves(y)
         top = torch.max(ya, yb)
         dy = torch.cat([top - yb, ya - top])
-        ctx.save_for_backward(_pairwise(x), dy, idx)
+        ctx.save_for_backward(_diff(x), dy, idx)
         ctx.module, ctx.dims, ctx.eps, ctx.shape = module, dims, eps, x.shape
         return y
 
@@ -127,23 +152,40 @@ class _MaxPoolRescale(torch.autograd.Function):
         moved = _UNPOOL[ctx.dims](g * dy, idx, m.kernel_size, m.stride, m.padding,
                                   output_size=list(ctx.shape))
         a, b = _halves(moved)
-        s = torch.cat([a + b, a + b])
-        n, c = ctx.shape[0], ctx.shape[1]
-        true = torch.zeros(n, c, ctx.shape[2:].numel(), dtype=g.dtype, device=g.device)
-        true.scatter_add_(2, idx.reshape(n, c, -1), g.reshape(n, c, -1))
         small = dx.abs() < ctx.eps
-        grad = torch.where(small, true.view(ctx.shape), s / torch.where(small, torch.ones_like(dx), dx))
+        half = _safe_div(a + b, dx, small)  # (N, ...): the same multiplier for both halves
+        grad = torch.cat([half, half])
+        if bool(small.any()):
+            n, c = ctx.shape[0], ctx.shape[1]
+            true = torch.zeros(n, c, ctx.shape[2:].numel(), dtype=g.dtype, device=g.device)
+            true.scatter_add_(2, idx.reshape(n, c, -1), g.reshape(n, c, -1))
+            grad = torch.where(torch.cat([small, small]), true.view(ctx.shape), grad)
         return grad, None, None, None
 
 
-def _maxpool_rule(dims: int, eps: float) -> CallRule:
-    def rule(module: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-        if x.dim() != dims + 2:
-            raise RuntimeError(f"DeepLift's {type(module).__name__} rule needs a batched input of "
-                               f"{dims + 2} dimensions, got shape {tuple(x.shape)}")
-        return _MaxPoolRescale.apply(x, module, dims, eps)
+class _MaxPoolRule:
+    """MaxPool's DeepLift rule. It computes the pooled output itself (with the indices it
+    needs), so the module's own forward is handed a minimal input instead of being run twice."""
 
-    return rule
+    def __init__(self, dims: int, eps: float) -> None:
+        self.dims, self.eps = dims, eps
+
+    def dummy_input(self, module: nn.Module, x: Tensor) -> Tensor:
+        size = [1] * self.dims
+        k = _ntuple(module.kernel_size, self.dims)
+        d = _ntuple(module.dilation, self.dims)
+        size = [dd * (kk - 1) + 1 for kk, dd in zip(k, d)]
+        return x.new_zeros(1, 1, *size)
+
+    def __call__(self, module: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        if x.dim() != self.dims + 2:
+            raise RuntimeError(f"DeepLift's {type(module).__name__} rule needs a batched input of "
+                               f"{self.dims + 2} dimensions, got shape {tuple(x.shape)}")
+        return _MaxPoolRescale.apply(x, module, self.dims, self.eps)
+
+
+def _ntuple(v: int | tuple[int, ...], n: int) -> tuple[int, ...]:
+    return tuple(v) if isinstance(v, (tuple, list)) else (v,) * n
 
 
 def deeplift_rule(module: nn.Module, eps: float) -> CallRule | None:
@@ -157,7 +199,7 @@ def deeplift_rule(module: nn.Module, eps: float) -> CallRule | None:
     if kind in MAXPOOLS:
         if module.return_indices:
             raise ValueError(f"DeepLift cannot explain {kind.__name__} with return_indices=True")
-        return _maxpool_rule(MAXPOOLS[kind], eps)
+        return _MaxPoolRule(MAXPOOLS[kind], eps)
     if kind is nn.Softmax:
         return _softmax_rule(eps)
     if isinstance(module, ELEMENTWISE):

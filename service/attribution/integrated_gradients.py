@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from ._base import GradientAttribution
-from ._batching import spans, variants_per_pass
+from ._batching import PassPlanner, model_key
 from ._common import (
     Baselines,
     Inputs,
@@ -41,24 +41,33 @@ def path_points(inputs: Inputs, baselines: Baselines, alphas: Tensor) -> Inputs:
 
 def path_integral(gradients: GradientFn, inputs: Inputs, baselines: Baselines, target: Target,
                   args: tuple | None, n_steps: int, method: str,
-                  internal_batch_size: int | None) -> Inputs:
+                  internal_batch_size: int | None, key: tuple | None = None) -> Inputs:
     """Sum over quadrature nodes of weight * gradient at the path point; one tensor per input,
-    of the input's shape (not yet multiplied by input - baseline)."""
+    of the input's shape (not yet multiplied by input - baseline). ``key`` (see
+    ``_batching.model_key``) lets the pass size adapt to the model's activation memory."""
     x0 = inputs[0]
     batch = x0.shape[0]
     alphas, weights = nodes_tensor(method, n_steps, x0.dtype, x0.device)
     row_numel = sum(x[0].numel() for x in inputs) if batch else 1
-    per_pass = variants_per_pass(n_steps, batch, row_numel, internal_batch_size)
-    totals: list[Tensor] | None = None
-    for start, stop in spans(n_steps, per_pass):
+    planner = PassPlanner(key if key is not None else ("path", id(gradients)), n_steps, batch,
+                          row_numel, internal_batch_size)
+    totals: list[Tensor] = []
+
+    def run(start: int, stop: int) -> None:
         steps = stop - start
         points = path_points(inputs, baselines, alphas[start:stop])
         grads = gradients(points, target.expand(steps), expand_args(args, steps))
         w = weights[start:stop]
+        # (S, B, *shape[1:]) contracted with the step weights -> (B, *shape[1:])
         part = [torch.tensordot(w.to(g.dtype), g.reshape(steps, batch, *g.shape[1:]), dims=1)
-                for g in grads]  # each (B, *shape[1:])
-        totals = part if totals is None else [t + p for t, p in zip(totals, part)]
-    assert totals is not None
+                for g in grads]
+        if totals:
+            for t, p in zip(totals, part):
+                t.add_(p)
+        else:
+            totals.extend(part)
+
+    planner.passes(run)
     return tuple(totals)
 
 
@@ -90,7 +99,8 @@ class IntegratedGradients(GradientAttribution):
         def gradients(points: Inputs, t: Target, a: tuple | None) -> Inputs:
             return input_gradients(self.forward_func, points, t, a)
 
-        totals = path_integral(gradients, xs, bs, tgt, args, n_steps, method, internal_batch_size)
+        totals = path_integral(gradients, xs, bs, tgt, args, n_steps, method, internal_batch_size,
+                               key=model_key(self.forward_func, xs))
         with torch.no_grad():
             if self._multiply_by_inputs:
                 attrs = tuple(g * (x - b) for g, x, b in zip(totals, xs, bs))
