@@ -12,6 +12,7 @@ from ._base import (
     PerturbationAttribution,
 )
 from .deep_lift import DeepLift, DeepLiftShap
+from .feature_ablation import FeatureAblation
 from .gradient_shap import GradientShap, InputBaselineXGradient
 from .guided_backprop_deconvnet import Deconvolution, GuidedBackprop
 from .input_x_gradient import InputXGradient
@@ -36,4 +37,5 @@ __all__ = [
     "DeepLiftShap",
     "GuidedBackprop",
     "Deconvolution",
+    "FeatureAblation",
 ]

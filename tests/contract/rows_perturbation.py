@@ -1,0 +1,79 @@
+"""Contract rows for the perturbation family.
+
+Deterministic methods (FeatureAblation, Occlusion, ShapleyValues) match captum exactly
+(float64 models; captum accumulates some results in float32, hence the tolerances). Sampled
+methods draw from torch's global generator in captum's order, so a seeded run makes captum's
+draws: FeaturePermutation and ShapleyValueSampling are identical under the same random stream;
+Lime and KernelShap are identical in their samples and differ only by the solver of the
+surrogate model (sklearn's in captum, torch's here), so they agree to the solvers' tolerance.
+"""
+
+from __future__ import annotations
+
+import captum.attr as ca
+import torch
+
+import service.attribution as sa
+
+from . import models_perturbation  # noqa: F401  (registers the family's models)
+from .models import MODELS, ModelSpec
+from .table import Case, extra, one_or_tuple, per_example_baselines, per_example_target
+
+MODELS_ALL = ("linear", "mlp", "cnn", "pool", "two_input")
+
+
+def _target(spec: ModelSpec, rows: list[int]) -> dict:
+    if spec.n_outputs == 1:
+        return extra(spec, rows)
+    return {"target": per_example_target(spec, rows), **extra(spec, rows)}
+
+
+def _const(spec: ModelSpec, value: float):
+    """One number per input tensor."""
+    n = len(spec.inputs([0]))
+    return value if n == 1 else (value,) * n
+
+
+def group_mask(spec: ModelSpec, rows: list[int], per_example: bool = False, size: int = 3):
+    """Feature groups of ``size`` consecutive scalars, numbered across all input tensors with
+    ids wrapping around, so one id covers scalars of several tensors (ids are global)."""
+    xs = spec.inputs(rows[:1])
+    total = sum(x[0].numel() for x in xs)
+    n_groups = max(2, total // (size * 2))
+    masks, start = [], 0
+    for x in xs:
+        n = x[0].numel()
+        flat = torch.arange(start, start + n)
+        start += n
+        if per_example:
+            m = torch.stack([((flat + r) // size) % n_groups for r in rows])
+            masks.append(m.reshape(len(rows), *x.shape[1:]))
+        else:
+            masks.append(((flat // size) % n_groups).reshape(1, *x.shape[1:]))
+    return one_or_tuple(tuple(masks))
+
+
+def _ablation_rows(model: str) -> list[Case]:
+    fa, cfa = sa.FeatureAblation, ca.FeatureAblation
+    return [
+        Case("FeatureAblation", model, fa, cfa, _target),
+        Case("FeatureAblation-ppe3-baselines", model, fa, cfa,
+             lambda s, r: {**_target(s, r), "baselines": per_example_baselines(s, r),
+                           "perturbations_per_eval": 3}),
+        Case("FeatureAblation-groups", model, fa, cfa,
+             lambda s, r: {**_target(s, r), "feature_mask": group_mask(s, r),
+                           "baselines": _const(s, 0.25), "perturbations_per_eval": 2}),
+        Case("FeatureAblation-groups-per-example", model, fa, cfa,
+             lambda s, r: {**_target(s, r), "feature_mask": group_mask(s, r, per_example=True)}),
+    ]
+
+
+ROWS: list[Case] = []
+for _m in MODELS_ALL:
+    ROWS += _ablation_rows(_m)
+
+# A model that aggregates its batch into one scalar: attributions have one row.
+ROWS += [
+    Case("FeatureAblation-aggregate", "batch_sum", sa.FeatureAblation, ca.FeatureAblation,
+         lambda s, r: {"feature_mask": group_mask(s, r)}, batch_equals_singles=False),
+]
