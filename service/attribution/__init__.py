@@ -13,11 +13,13 @@ from ._base import (
 )
 from .deep_lift import DeepLift, DeepLiftShap
 from .feature_ablation import FeatureAblation
+from .feature_permutation import FeaturePermutation
 from .gradient_shap import GradientShap, InputBaselineXGradient
 from .guided_backprop_deconvnet import Deconvolution, GuidedBackprop
 from .input_x_gradient import InputXGradient
 from .integrated_gradients import IntegratedGradients
 from .noise_tunnel import NoiseTunnel
+from .occlusion import Occlusion
 from .saliency import Saliency
 
 __all__ = [
@@ -38,4 +40,6 @@ __all__ = [
     "GuidedBackprop",
     "Deconvolution",
     "FeatureAblation",
+    "FeaturePermutation",
+    "Occlusion",
 ]

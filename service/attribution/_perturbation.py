@@ -19,7 +19,6 @@ from torch import Tensor
 
 from ._common import Inputs, Target, expand_args, run_forward
 
-
 # ---------------------------------------------------------------------------------------------
 # Feature masks
 

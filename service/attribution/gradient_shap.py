@@ -73,7 +73,7 @@ class InputBaselineXGradient(GradientAttribution):
         points = []
         for x, b in zip(xs, bs):
             c = coef.view(-1, *([1] * (x.dim() - 1)))
-            points.append((c * x.detach() + (1.0 - c) * b))
+            points.append(c * x.detach() + (1.0 - c) * b)
         grads = input_gradients(self.forward_func, tuple(points), Target.of(target, x0.shape[0]),
                                 format_args(additional_forward_args))
         with torch.no_grad():

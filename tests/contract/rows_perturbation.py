@@ -16,7 +16,7 @@ import torch
 import service.attribution as sa
 
 from . import models_perturbation  # noqa: F401  (registers the family's models)
-from .models import MODELS, ModelSpec
+from .models import ModelSpec
 from .table import Case, extra, one_or_tuple, per_example_baselines, per_example_target
 
 MODELS_ALL = ("linear", "mlp", "cnn", "pool", "two_input")
@@ -77,3 +77,42 @@ ROWS += [
     Case("FeatureAblation-aggregate", "batch_sum", sa.FeatureAblation, ca.FeatureAblation,
          lambda s, r: {"feature_mask": group_mask(s, r)}, batch_equals_singles=False),
 ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Occlusion: windows per model (single input: one shape; two inputs: one per input).
+
+_WINDOWS = {
+    "linear": ((2,), 1), "mlp": ((3,), 2), "cnn": ((1, 3, 3), (1, 2, 2)),
+    "pool": ((1, 4, 4), 3), "two_input": (((2,), (2,)), (1, 1)),
+    "patch": ((1, 3, 3), 1),
+}
+
+
+def _occ(spec: ModelSpec, rows: list[int], model: str, **more) -> dict:
+    shapes, strides = _WINDOWS[model]
+    return {**_target(spec, rows), "sliding_window_shapes": shapes, "strides": strides, **more}
+
+
+for _m in MODELS_ALL:
+    ROWS += [
+        Case("Occlusion", _m, sa.Occlusion, ca.Occlusion,
+             lambda s, r, m=_m: _occ(s, r, m), atol=1e-6, rtol=1e-5),
+        Case("Occlusion-ppe4-baselines", _m, sa.Occlusion, ca.Occlusion,
+             lambda s, r, m=_m: _occ(s, r, m, perturbations_per_eval=4,
+                                     baselines=per_example_baselines(s, r)),
+             atol=1e-6, rtol=1e-5),
+    ]
+
+# ---------------------------------------------------------------------------------------------
+# FeaturePermutation: identical to captum under the same random stream (same randperm draws).
+
+for _m in MODELS_ALL:
+    ROWS += [
+        Case("FeaturePermutation", _m, sa.FeaturePermutation, ca.FeaturePermutation, _target,
+             sampled=True),
+        Case("FeaturePermutation-groups-ppe3", _m, sa.FeaturePermutation,
+             ca.FeaturePermutation,
+             lambda s, r: {**_target(s, r), "feature_mask": group_mask(s, r),
+                           "perturbations_per_eval": 3}, sampled=True),
+    ]
