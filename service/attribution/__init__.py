@@ -21,6 +21,7 @@ from .integrated_gradients import IntegratedGradients
 from .noise_tunnel import NoiseTunnel
 from .occlusion import Occlusion
 from .saliency import Saliency
+from .shapley_value import ShapleyValues, ShapleyValueSampling
 
 __all__ = [
     "Attribution",
@@ -42,4 +43,6 @@ __all__ = [
     "FeatureAblation",
     "FeaturePermutation",
     "Occlusion",
+    "ShapleyValueSampling",
+    "ShapleyValues",
 ]

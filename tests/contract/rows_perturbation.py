@@ -116,3 +116,31 @@ for _m in MODELS_ALL:
              lambda s, r: {**_target(s, r), "feature_mask": group_mask(s, r),
                            "perturbations_per_eval": 3}, sampled=True),
     ]
+
+# ---------------------------------------------------------------------------------------------
+# Shapley values. Sampling: identical to captum under the same random stream (same randperm
+# orderings). Exact: captum averages all F! orderings in float32, we sum 2**F coalitions in the
+# output dtype; groups keep F <= 6 so captum's F * F! passes stay cheap.
+
+
+def _few_groups(spec: ModelSpec, rows: list[int], per_example: bool = False):
+    xs = spec.inputs(rows[:1])
+    total = sum(x[0].numel() for x in xs)
+    return group_mask(spec, rows, per_example, size=max(1, -(-total // 5)))
+
+
+for _m in MODELS_ALL:
+    ROWS += [
+        Case("ShapleyValueSampling", _m, sa.ShapleyValueSampling, ca.ShapleyValueSampling,
+             lambda s, r: {**_target(s, r), "feature_mask": group_mask(s, r), "n_samples": 4,
+                           "perturbations_per_eval": 3}, sampled=True, atol=1e-5),
+        Case("ShapleyValueSampling-baselines-per-example-mask", _m, sa.ShapleyValueSampling,
+             ca.ShapleyValueSampling,
+             lambda s, r: {**_target(s, r), "feature_mask": group_mask(s, r, per_example=True),
+                           "baselines": per_example_baselines(s, r), "n_samples": 3},
+             sampled=True, atol=1e-5),
+        Case("ShapleyValues", _m, sa.ShapleyValues, ca.ShapleyValues,
+             lambda s, r: {**_target(s, r), "feature_mask": _few_groups(s, r),
+                           "baselines": per_example_baselines(s, r),
+                           "perturbations_per_eval": 4}, atol=1e-5),
+    ]
