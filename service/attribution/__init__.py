@@ -18,6 +18,8 @@ from .gradient_shap import GradientShap, InputBaselineXGradient
 from .guided_backprop_deconvnet import Deconvolution, GuidedBackprop
 from .input_x_gradient import InputXGradient
 from .integrated_gradients import IntegratedGradients
+from .kernel_shap import KernelShap
+from .lime import Lime, LimeBase
 from .noise_tunnel import NoiseTunnel
 from .occlusion import Occlusion
 from .saliency import Saliency
@@ -45,4 +47,7 @@ __all__ = [
     "Occlusion",
     "ShapleyValueSampling",
     "ShapleyValues",
+    "LimeBase",
+    "Lime",
+    "KernelShap",
 ]

@@ -14,6 +14,7 @@ import captum.attr as ca
 import torch
 
 import service.attribution as sa
+import service.attribution.lime  # noqa: F401  (get_exp_kernel_similarity_function)
 
 from . import models_perturbation  # noqa: F401  (registers the family's models)
 from .models import ModelSpec
@@ -144,3 +145,63 @@ for _m in MODELS_ALL:
                            "baselines": per_example_baselines(s, r),
                            "perturbations_per_eval": 4}, atol=1e-5),
     ]
+
+# ---------------------------------------------------------------------------------------------
+# Lime and KernelShap: identical samples under the same random stream (captum's draw order,
+# including the draws its per-example sklearn fit makes); the surrogates are solved in torch,
+# captum's with sklearn on float32 copies, hence the tolerances.
+
+_SURROGATE_TOL = {"atol": 2e-5, "rtol": 1e-4}
+
+
+def _lime_kw(spec: ModelSpec, rows: list[int], **more) -> dict:
+    return {**_target(spec, rows), "feature_mask": group_mask(spec, rows), "n_samples": 40,
+            **more}
+
+
+for _m in MODELS_ALL:
+    ROWS += [
+        Case("Lime", _m, sa.Lime, ca.Lime, _lime_kw, sampled=True, **_SURROGATE_TOL),
+        Case("Lime-ppe3-baselines-coefs", _m, sa.Lime, ca.Lime,
+             lambda s, r: _lime_kw(s, r, baselines=per_example_baselines(s, r),
+                                   perturbations_per_eval=3, return_input_shape=False),
+             sampled=True, **_SURROGATE_TOL),
+        Case("Lime-euclidean-kernel", _m,
+             lambda m: sa.Lime(m, similarity_func=sa.lime.get_exp_kernel_similarity_function(
+                 "euclidean", 2.0)),
+             lambda m: ca.Lime(m, similarity_func=ca._core.lime.get_exp_kernel_similarity_function(
+                 "euclidean", 2.0)),
+             _lime_kw, sampled=True, **_SURROGATE_TOL),
+        Case("KernelShap", _m, sa.KernelShap, ca.KernelShap, _lime_kw, sampled=True,
+             **_SURROGATE_TOL),
+        Case("KernelShap-ppe4-baselines-coefs", _m, sa.KernelShap, ca.KernelShap,
+             lambda s, r: _lime_kw(s, r, baselines=per_example_baselines(s, r),
+                                   perturbations_per_eval=4, return_input_shape=False),
+             sampled=True, **_SURROGATE_TOL),
+    ]
+
+# Captum-style surrogate objects (fit(DataLoader) / representation()) also work; checked one
+# example at a time, where the draw order is captum's whatever the surrogate.
+ROWS += [
+    Case("Lime-sklearn-surrogate", "two_input",
+         lambda m: sa.Lime(m, interpretable_model=_sklearn_linear()),
+         lambda m: ca.Lime(m, interpretable_model=_sklearn_linear()),
+         _lime_kw, sampled=True, captum_per_example=True, **_SURROGATE_TOL),
+]
+
+# Models that aggregate their batch into one scalar.
+ROWS += [
+    Case("ShapleyValueSampling-aggregate", "batch_sum", sa.ShapleyValueSampling,
+         ca.ShapleyValueSampling, lambda s, r: {"feature_mask": group_mask(s, r),
+                                                "n_samples": 3}, sampled=True, atol=1e-5),
+    Case("Lime-aggregate", "batch_sum", sa.Lime, ca.Lime, _lime_kw, sampled=True,
+         **_SURROGATE_TOL),
+    Case("KernelShap-aggregate", "batch_sum", sa.KernelShap, ca.KernelShap, _lime_kw,
+         sampled=True, **_SURROGATE_TOL),
+]
+
+
+def _sklearn_linear():
+    from captum._utils.models.linear_model import SkLearnLinearRegression
+
+    return SkLearnLinearRegression()
