@@ -64,6 +64,33 @@ class KernelShap(Lime):
             threshold = torch.kthvalue(draws, n - size).values.item()
             yield (draws > threshold).to(device=device).long()
 
+    def _draw(self, xs, bases, masks, problems, n_samples, was_tuple, kwargs):  # type: ignore[no-untyped-def, override]
+        if self.perturb_func != self.kernel_shap_perturb_generator or \
+                type(self).kernel_shap_perturb_generator is not \
+                KernelShap.kernel_shap_perturb_generator:
+            return super()._draw(xs, bases, masks, problems, n_samples, was_tuple, kwargs)
+        # The generator's draws without its per-sample overhead: per sample one multinomial
+        # draw of the coalition size and one normal draw per feature, in the generator's
+        # order; the thresholds are then taken for all samples at once.
+        n = masks.n_features
+        probs = kwargs["num_select_distribution"].probs.reshape(1, -1)
+        draws = []
+        for _ in range(problems):
+            rows = [torch.ones(1, n), torch.zeros(1, n)][:n_samples]
+            m = n_samples - len(rows)
+            sizes = torch.empty(m, dtype=torch.long)
+            normals = torch.empty(m, n)
+            for i in range(m):
+                sizes[i] = torch.multinomial(probs, 1, True)[0, 0]
+                normals[i] = torch.randn(1, n)[0]
+            if m:
+                ordered = normals.sort(dim=1).values
+                threshold = ordered.gather(1, (n - sizes - 1).view(-1, 1))
+                rows.append((normals > threshold).float())
+            draws.append(torch.cat(rows))
+            self._fit_draws(n)
+        return self._stack_draws(draws, xs)
+
     def _similarities(self, xs, bases, masks, batch, keep, problems, was_tuple, kwargs):  # type: ignore[no-untyped-def, override]
         if self.similarity_func != self.kernel_shap_similarity_kernel:
             return super()._similarities(xs, bases, masks, batch, keep, problems, was_tuple,
