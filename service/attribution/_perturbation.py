@@ -59,7 +59,9 @@ def _shape_masks(feature_mask: object, inputs: Inputs, name: str) -> tuple[Tenso
         return tuple(masks)
     items = feature_mask if isinstance(feature_mask, tuple) else (feature_mask,)
     if len(items) != len(inputs):
-        raise ValueError(f"`{name}` has {len(items)} masks but there are {len(inputs)} input tensors")
+        raise ValueError(
+            f"`{name}` has {len(items)} masks but there are {len(inputs)} input tensors"
+        )
     out = []
     for i, (m, x) in enumerate(zip(items, inputs)):
         if not isinstance(m, Tensor):

@@ -15,6 +15,7 @@ import torch
 
 import service.attribution as sa
 import service.attribution.lime  # noqa: F401  (get_exp_kernel_similarity_function)
+import service.attribution.linear_model  # noqa: F401
 
 from . import models_perturbation  # noqa: F401  (registers the family's models)
 from .models import ModelSpec
@@ -205,3 +206,29 @@ def _sklearn_linear():
     from captum._utils.models.linear_model import SkLearnLinearRegression
 
     return SkLearnLinearRegression()
+
+# LimeBase with user parts (a sampler, a transform, a kernel), on the model that aggregates its
+# batch (LimeBase fits one surrogate to one output per perturbed input). Same samples as captum;
+# our least squares in torch against captum's sklearn one.
+
+
+def _sampler(original, **kwargs):
+    return torch.bernoulli(torch.full((1, 6), 0.6))
+
+
+def _scale(sample, original, **kwargs):
+    return original * sample.to(original.dtype)
+
+
+def _lime_base(lib, model_cls):
+    return lambda m: lib.LimeBase(m, model_cls(), lambda a, b, c, **kw: float(c.sum()) + 1.0,
+                                  _sampler, True, _scale, None)
+
+
+ROWS += [
+    Case("LimeBase-user-parts", "batch_sum",
+         _lime_base(sa, lambda: sa.linear_model.LinearRegression()),
+         _lime_base(ca, _sklearn_linear), lambda s, r: {"n_samples": 30,
+                                                         "perturbations_per_eval": 1},
+         sampled=True, **_SURROGATE_TOL),
+]
