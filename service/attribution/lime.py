@@ -262,7 +262,7 @@ class Lime(LimeBase):
             with torch.inference_mode():
                 ev = Evaluator(self.forward_func, n, tgt, args, bar)
                 ev.initial(xs)
-                per_example = ev.per_example and (n > 1 or ev.n_out == 1)
+                per_example = ev.per_example and ev.n_out == n
                 if not per_example and ev.n_out != 1:
                     raise ValueError(
                         f"Lime needs one output per example or one for the batch; the model "

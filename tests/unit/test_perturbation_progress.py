@@ -45,3 +45,8 @@ def test_class_hierarchy_mirrors_captum():
     assert issubclass(sa.ShapleyValues, sa.ShapleyValueSampling)
     for cls in (sa.FeatureAblation, sa.ShapleyValueSampling, sa.LimeBase):
         assert issubclass(cls, sa.PerturbationAttribution)
+
+
+def test_lime_needs_one_output_per_example():
+    with pytest.raises(ValueError, match="target"):
+        sa.Lime(lambda x: torch.stack([x.sum(1), x.prod(1)], 1)).attribute(X, n_samples=5)
