@@ -18,6 +18,27 @@ from .input_x_gradient import InputXGradient
 from .integrated_gradients import IntegratedGradients
 from .noise_tunnel import NoiseTunnel
 from .saliency import Saliency
+from .layer.grad_cam import GuidedGradCam, LayerGradCam
+from .layer.internal_influence import InternalInfluence
+from .layer.layer_activation import LayerActivation
+from .layer.layer_conductance import LayerConductance
+from .layer.layer_deep_lift import LayerDeepLift, LayerDeepLiftShap
+from .layer.layer_gradient_shap import LayerGradientShap
+from .layer.layer_gradient_x_activation import LayerGradientXActivation
+from .layer.layer_integrated_gradients import LayerIntegratedGradients
+from .neuron.neuron_conductance import NeuronConductance
+from .neuron.neuron_deep_lift import NeuronDeepLift, NeuronDeepLiftShap
+from .neuron.neuron_gradient import NeuronGradient
+from .neuron.neuron_gradient_shap import NeuronGradientShap
+from .neuron.neuron_guided_backprop_deconvnet import NeuronDeconvolution, NeuronGuidedBackprop
+from .neuron.neuron_integrated_gradients import NeuronIntegratedGradients
+from .text import (
+    InterpretableEmbeddingBase,
+    TokenReferenceBase,
+    configure_interpretable_embedding_layer,
+    remove_interpretable_embedding_layer,
+    token_attributions,
+)
 
 __all__ = [
     "Attribution",
@@ -36,4 +57,30 @@ __all__ = [
     "DeepLiftShap",
     "GuidedBackprop",
     "Deconvolution",
+    # layer
+    "LayerActivation",
+    "LayerGradientXActivation",
+    "LayerIntegratedGradients",
+    "LayerConductance",
+    "InternalInfluence",
+    "LayerGradCam",
+    "GuidedGradCam",
+    "LayerDeepLift",
+    "LayerDeepLiftShap",
+    "LayerGradientShap",
+    # neuron
+    "NeuronGradient",
+    "NeuronIntegratedGradients",
+    "NeuronConductance",
+    "NeuronGradientShap",
+    "NeuronDeepLift",
+    "NeuronDeepLiftShap",
+    "NeuronGuidedBackprop",
+    "NeuronDeconvolution",
+    # text
+    "TokenReferenceBase",
+    "InterpretableEmbeddingBase",
+    "configure_interpretable_embedding_layer",
+    "remove_interpretable_embedding_layer",
+    "token_attributions",
 ]
