@@ -134,7 +134,7 @@ def _layer_rows(model: str) -> list[Case]:
                        ca.LayerConductance,
                        lambda s, r: _bl(s, r, return_convergence_delta=True,
                                         method="riemann_trapezoid", n_steps=100,
-                                        internal_batch_size=13), completeness=2e-2),
+                                        internal_batch_size=13), completeness=1e-3),
             layer_case("InternalInfluence", model, sa.InternalInfluence, ca.InternalInfluence,
                        lambda s, r: _bl(s, r, n_steps=20)),
             layer_case("LayerGradientShap", model, sa.LayerGradientShap, ca.LayerGradientShap,
