@@ -63,13 +63,16 @@ def _restructure(like: Any, tensors: Inputs, to_input: bool) -> Any:
 
 @contextmanager
 def tap(layers: list[nn.Module], to_input: bool = False, replace: list[Inputs] | None = None,
-        keep_graph: bool = False) -> Iterator[list[Inputs]]:
+        keep_graph: bool = False, start_graph: bool = False) -> Iterator[list[Inputs]]:
     """Records each layer's tensors during the forward run inside the block.
 
     ``replace``: per layer, tensors the layer's output (or input) is replaced with; they are
-    recorded as given. ``keep_graph``: record the tensors attached to the autograd graph (the
-    model continues on copies, so in-place modules downstream cannot alter what was recorded);
-    otherwise detached copies are recorded. After the block, every layer must have run once.
+    recorded as given. ``keep_graph``: record the tensors attached to the autograd graph;
+    otherwise detached copies are recorded. ``start_graph``: the forward runs without autograd
+    up to the layer, which records fresh leaves and turns autograd on for the rest of the
+    forward (only gradients with respect to the layer are wanted: nothing below it is taped).
+    Downstream the model continues on copies, so in-place modules there cannot alter what was
+    recorded. After the block, every layer must have run once.
     """
     recorded: list[Inputs | None] = [None] * len(layers)
     what = "input" if to_input else "output"
@@ -93,8 +96,14 @@ def tap(layers: list[nn.Module], to_input: bool = False, replace: list[Inputs] |
                         f"{[tuple(t.shape) for t in tensors]}"
                     )
                 recorded[i] = new
-                return _restructure(value, new, to_input)
-            if keep_graph:
+                if start_graph:
+                    torch.set_grad_enabled(True)  # restored by the caller's no_grad block
+                return _restructure(value, tuple(t.clone() for t in new), to_input)
+            if start_graph:
+                torch.set_grad_enabled(True)
+                tensors = tuple(t.detach().requires_grad_() if t.is_floating_point()
+                                else t for t in tensors)
+            if keep_graph or start_graph:
                 if torch.is_grad_enabled():  # a layer on the raw inputs: track it from here
                     tensors = tuple(t if t.requires_grad or not t.is_floating_point()
                                     else t.detach().requires_grad_() for t in tensors)
@@ -133,10 +142,14 @@ def layer_gradients(forward_func: Callable, layers: list[nn.Module], inputs: Inp
                     replace: list[Inputs] | None = None) -> tuple[list[Inputs], list[Inputs]]:
     """(gradients, values): d(sum of targeted outputs)/d(layer tensors) and the layer tensors
     (detached), per layer. With ``replace`` the layers' tensors are set to the given values."""
+    # One layer, or replaced layers: no autograd below them. Several layers read in place:
+    # a layer's gradient flows through the others, so the whole forward is taped.
+    start_graph = replace is not None or len(layers) == 1
     with torch.enable_grad():
         ready = None if replace is None else [
             tuple(t.detach().requires_grad_() for t in ts) for ts in replace]
-        with tap(layers, to_input, ready, keep_graph=True) as got:
+        with torch.set_grad_enabled(not start_graph), \
+                tap(layers, to_input, ready, keep_graph=True, start_graph=start_graph) as got:
             out = run_forward(forward_func, inputs, target, args)
         flat = [t for ts in got for t in ts]
         for t in flat:
