@@ -61,18 +61,14 @@ class LayerConductance(LayerAttribution, GradientAttribution):
                 for j, (g, v) in enumerate(zip(grads[0], values[0])):
                     g = g.reshape(steps, batch, *g.shape[1:])  # (S, B, *layer.shape[1:])
                     v = v.reshape(steps, batch, *v.shape[1:])
-                    if j < len(carry):
-                        g = torch.cat([carry[j][0], g])
-                        v = torch.cat([carry[j][1], v])
-                    part = (g[:-1] * (v[1:] - v[:-1])).sum(0)
-                    if j < len(totals):
+                    part = (v[1:] - v[:-1]).mul_(g[:-1]).sum(0)  # within this pass
+                    if j < len(carry):  # the step from the previous pass's last node
+                        part += (v[0] - carry[j][1]).mul_(carry[j][0])
+                        carry[j] = (g[-1], v[-1])
                         totals[j] += part
                     else:
+                        carry.append((g[-1], v[-1]))
                         totals.append(part)
-                    if j < len(carry):
-                        carry[j] = (g[-1:], v[-1:])
-                    else:
-                        carry.append((g[-1:], v[-1:]))
 
         planner.passes(run)
         attrs = tuple(totals)
