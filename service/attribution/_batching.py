@@ -10,6 +10,7 @@ the caches are much faster than one huge pass (bench/README.md), and peak memory
 from __future__ import annotations
 
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ DEFAULT_PASS_ELEMENTS = 16 * 3 * 224 * 224
 
 _MEASURED: OrderedDict[tuple, float] = OrderedDict()  # key -> saved bytes per row
 _MAX_KEYS = 512
+_LOCAL = threading.local()  # .measuring: a measurement is under way in this thread
 
 
 def check_internal_batch_size(internal_batch_size: object) -> None:
@@ -75,7 +77,9 @@ class PassPlanner:
             self.per_pass = self._from_bytes(_MEASURED[key])
         else:
             self.per_pass = variants_per_pass(n_variants, batch, row_numel, None)
-        self.measure_next = not self.fixed and key not in _MEASURED
+        # Nested planners (a method calling another) leave the measuring to the outermost.
+        self.measure_next = (not self.fixed and key not in _MEASURED
+                             and not getattr(_LOCAL, "measuring", False))
 
     def _from_bytes(self, per_row: float) -> int:
         rows = int(self.budget // max(per_row, 1.0))
@@ -120,8 +124,12 @@ def _saved_bytes() -> Iterator[list[int]]:
                 total[0] += storage.nbytes()
         return t
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        yield total
+    _LOCAL.measuring = True
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            yield total
+    finally:
+        _LOCAL.measuring = False
 
 
 def model_key(forward_func: object, inputs: tuple[Tensor, ...]) -> tuple:

@@ -131,6 +131,14 @@ def expand_args(args: tuple | None, n: int, interleave: bool = False) -> tuple |
                  for a in args)
 
 
+def slice_args(args: tuple | None, start: int, stop: int, rows: int) -> tuple | None:
+    """Rows [start, stop) of every tensor argument whose first dimension is the ``rows`` batch."""
+    if args is None:
+        return None
+    return tuple(a[start:stop] if isinstance(a, Tensor) and a.dim() > 0 and a.shape[0] == rows
+                 else a for a in args)
+
+
 def _expand_rows(t: Tensor, n: int, interleave: bool) -> Tensor:
     if interleave:
         return t.repeat_interleave(n, dim=0)
@@ -199,6 +207,14 @@ class Target:
         if interleave:
             return Target(row_tuples=tuple(t for t in tuples for _ in range(n)))
         return Target(row_tuples=tuples * n)
+
+    def rows_slice(self, start: int, stop: int) -> Target:
+        """The target of rows [start, stop)."""
+        if self.rows is not None:
+            return Target(rows=self.rows[start:stop])
+        if self.row_tuples is not None:
+            return Target(row_tuples=self.row_tuples[start:stop])
+        return self
 
     def select(self, output: Tensor) -> Tensor:
         """The targeted output of every row: shape (rows,) or (rows, *rest) when a tuple target

@@ -12,7 +12,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from ._common import Inputs, Target, run_forward
+from ._batching import PassPlanner, model_key
+from ._common import Inputs, Target, run_forward, slice_args
 
 
 def grad_ready(inputs: Inputs) -> Inputs:
@@ -40,7 +41,31 @@ def output_for_grad(selected: Tensor) -> Tensor:
 
 def input_gradients(forward_func: Callable, inputs: Inputs, target: Target,
                     args: tuple | None = None) -> Inputs:
-    """d(sum of targeted outputs) / d(inputs), one tensor per input, on the inputs' shapes."""
+    """d(sum of targeted outputs) / d(inputs), one tensor per input, on the inputs' shapes.
+
+    Many rows are evaluated in passes sized to the model's measured activation memory (see
+    ``_batching.PassPlanner``); rows are independent, so the result is the same.
+    """
+    rows = inputs[0].shape[0]
+    row_numel = sum(x[0].numel() for x in inputs) if rows else 1
+    planner = PassPlanner(model_key(forward_func, inputs), rows, 1, row_numel, None)
+    if planner.per_pass >= rows and not planner.measure_next:
+        return _gradients(forward_func, inputs, target, args)
+    parts: list[Inputs] = []
+
+    def run(start: int, stop: int) -> None:
+        parts.append(_gradients(forward_func, tuple(x[start:stop] for x in inputs),
+                                target.rows_slice(start, stop),
+                                slice_args(args, start, stop, rows)))
+
+    planner.passes(run)
+    if len(parts) == 1:
+        return parts[0]
+    return tuple(torch.cat(gs) for gs in zip(*parts))
+
+
+def _gradients(forward_func: Callable, inputs: Inputs, target: Target,
+               args: tuple | None) -> Inputs:
     with torch.enable_grad():
         ready = grad_ready(inputs)
         selected = run_forward(forward_func, ready, target, args)
