@@ -16,22 +16,24 @@ from .gradient_shap import GradientShap, InputBaselineXGradient
 from .guided_backprop_deconvnet import Deconvolution, GuidedBackprop
 from .input_x_gradient import InputXGradient
 from .integrated_gradients import IntegratedGradients
-from .noise_tunnel import NoiseTunnel
-from .saliency import Saliency
 from .layer.grad_cam import GuidedGradCam, LayerGradCam
 from .layer.internal_influence import InternalInfluence
 from .layer.layer_activation import LayerActivation
 from .layer.layer_conductance import LayerConductance
 from .layer.layer_deep_lift import LayerDeepLift, LayerDeepLiftShap
+from .layer.layer_feature_ablation import LayerFeatureAblation
 from .layer.layer_gradient_shap import LayerGradientShap
 from .layer.layer_gradient_x_activation import LayerGradientXActivation
 from .layer.layer_integrated_gradients import LayerIntegratedGradients
 from .neuron.neuron_conductance import NeuronConductance
 from .neuron.neuron_deep_lift import NeuronDeepLift, NeuronDeepLiftShap
+from .neuron.neuron_feature_ablation import NeuronFeatureAblation
 from .neuron.neuron_gradient import NeuronGradient
 from .neuron.neuron_gradient_shap import NeuronGradientShap
 from .neuron.neuron_guided_backprop_deconvnet import NeuronDeconvolution, NeuronGuidedBackprop
 from .neuron.neuron_integrated_gradients import NeuronIntegratedGradients
+from .noise_tunnel import NoiseTunnel
+from .saliency import Saliency
 from .text import (
     InterpretableEmbeddingBase,
     TokenReferenceBase,
@@ -68,6 +70,7 @@ __all__ = [
     "LayerDeepLift",
     "LayerDeepLiftShap",
     "LayerGradientShap",
+    "LayerFeatureAblation",
     # neuron
     "NeuronGradient",
     "NeuronIntegratedGradients",
@@ -77,6 +80,7 @@ __all__ = [
     "NeuronDeepLiftShap",
     "NeuronGuidedBackprop",
     "NeuronDeconvolution",
+    "NeuronFeatureAblation",
     # text
     "TokenReferenceBase",
     "InterpretableEmbeddingBase",

@@ -241,4 +241,6 @@ def neuron_forward(forward_func: Callable, layer: nn.Module, selector: NeuronSel
             forward_func(*model_args)
         return select_neuron(got[0], selector)
 
+    # same activation memory as the model (plus one layer copy): share its pass-size record
+    forward.plan_identity = forward_func  # type: ignore[attr-defined]
     return forward

@@ -180,6 +180,44 @@ for _model in ("mlp", "cnn", "text", "text_emb"):
 for _model in ("mlp", "cnn", "text_emb"):
     ROWS += _neuron_rows(_model)
 
+
+
+def _text_token_mask(spec, rows, **more):
+    """Ablate whole tokens of the embedding output: one feature per position."""
+    pos = torch.arange(models_layer.SEQ).view(1, -1, 1).expand(1, -1, models_layer.DIM)
+    return _target(spec, rows, layer_mask=pos.clone(), **more)
+
+
+def _channel_mask(spec, rows, **more):
+    """Group the CNN's conv2 output by channel (6 features). One target for all examples:
+    captum 0.9.0 does not expand a per-example target when perturbations_per_eval > 1."""
+    return {"target": 1, "layer_mask": torch.arange(6).view(1, 6, 1, 1).expand(1, 6, 4, 4)
+            .clone(), "layer_baselines": 0.1, "perturbations_per_eval": 4, **more}
+
+
+def _patch_mask(spec, rows, **more):
+    """2x2 patches of the 10x10 image (25 features)."""
+    idx = torch.arange(10) // 2
+    return {**more, "feature_mask": (idx.view(-1, 1) * 5 + idx.view(1, -1)).view(1, 1, 10, 10),
+            "perturbations_per_eval": 3}
+
+
+for _model in ("mlp", "cnn", "text", "tuple_layer"):
+    ROWS.append(layer_case("LayerFeatureAblation", _model, sa.LayerFeatureAblation,
+                           ca.LayerFeatureAblation, _target))
+ROWS += [
+    layer_case("LayerFeatureAblation-tokens", "text", sa.LayerFeatureAblation,
+               ca.LayerFeatureAblation, _text_token_mask),
+    layer_case("LayerFeatureAblation-channels", "cnn", sa.LayerFeatureAblation,
+               ca.LayerFeatureAblation, _channel_mask),
+]
+for _model in ("mlp", "cnn", "text_emb"):
+    ROWS.append(layer_case("NeuronFeatureAblation", _model, sa.NeuronFeatureAblation,
+                           ca.NeuronFeatureAblation, neuron_kwargs(_model, _bl)))
+ROWS.append(layer_case("NeuronFeatureAblation-patches", "cnn", sa.NeuronFeatureAblation,
+                       ca.NeuronFeatureAblation,
+                       lambda s, r: {"neuron_selector": NEURON["cnn"], **_patch_mask(s, r)}))
+
 # Options Captum supports: layer inputs, lists of layers, slice and callable neuron selectors,
 # tuple-output layers, Guided Grad-CAM on the CNN.
 ROWS += [

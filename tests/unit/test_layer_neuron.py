@@ -286,3 +286,38 @@ def test_layer_ig_refuses_to_differentiate_token_ids() -> None:
     with pytest.raises(ValueError, match="embedding's output"):
         sa.LayerGradientXActivation(model, model.embed).attribute(
             tokens, target=0, attribute_to_layer_input=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Ablation
+
+
+def test_layer_ablation_with_per_example_targets_and_several_perturbations_per_pass() -> None:
+    # captum 0.9.0 does not expand a per-example target when perturbations_per_eval > 1; the
+    # result must not depend on how many features share a pass
+    model = _mlp(3)
+    x = torch.rand(4, 5, dtype=D)
+    abl = sa.LayerFeatureAblation(model, model[2])
+    one = abl.attribute(x, target=[0, 1, 2, 1])
+    for p in (2, 3, 10):
+        torch.testing.assert_close(abl.attribute(x, target=[0, 1, 2, 1],
+                                                 perturbations_per_eval=p), one)
+    # closed form: the last layer is linear after a ReLU, ablating a ReLU unit removes w * a
+    with torch.no_grad():
+        a = model[:4](x)
+    relu_abl = sa.LayerFeatureAblation(model, model[3]).attribute(x, target=2)
+    torch.testing.assert_close(relu_abl, a * model[4].weight[2], atol=1e-12, rtol=1e-10)
+
+
+def test_ablation_mask_errors_name_the_argument() -> None:
+    model = _mlp()
+    x = torch.rand(2, 5, dtype=D)
+    with pytest.raises(TypeError, match="layer_mask"):
+        sa.LayerFeatureAblation(model, model[0]).attribute(x, target=0,
+                                                           layer_mask=torch.zeros(1, 6))
+    with pytest.raises(ValueError, match="feature_mask"):
+        sa.NeuronFeatureAblation(model, model[0]).attribute(
+            x, 1, feature_mask=torch.zeros(1, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="perturbations_per_eval"):
+        sa.NeuronFeatureAblation(model, model[0]).attribute(x, 1, perturbations_per_eval=0)
+    assert not has_hooks(model)
