@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .._base import GradientAttribution, LayerAttribution
 from .._common import (
@@ -26,14 +26,16 @@ from .._common import (
     format_output,
     tensorize_baselines,
 )
-from .._layers import LayerSpec, as_layers, layer_eval, layer_gradients
+from .._layers import layer_eval, layer_gradients
 from ..noise_tunnel import NoiseTunnel
 
 
 class LayerGradientShap(LayerAttribution, GradientAttribution):
-    def __init__(self, forward_func: Callable, layer: LayerSpec,
+    def __init__(self, forward_func: Callable, layer: nn.Module,
                  device_ids: list[int] | None = None, multiply_by_inputs: bool = True) -> None:
         super().__init__(forward_func, layer, device_ids)
+        if not isinstance(layer, nn.Module):
+            raise TypeError(f"`layer` must be a torch.nn.Module, got {type(layer).__name__}")
         self._multiply_by_inputs = multiply_by_inputs
 
     def attribute(self, inputs, baselines, n_samples: int = 5,
@@ -66,9 +68,11 @@ class LayerInputBaselineXGradient(LayerAttribution, GradientAttribution):
     """The layer gradient at one uniformly random point between input and baseline, times the
     layer's value on the input minus its value on the baseline."""
 
-    def __init__(self, forward_func: Callable, layer: LayerSpec,
+    def __init__(self, forward_func: Callable, layer: nn.Module,
                  device_ids: list[int] | None = None, multiply_by_inputs: bool = True) -> None:
         super().__init__(forward_func, layer, device_ids)
+        if not isinstance(layer, nn.Module):
+            raise TypeError(f"`layer` must be a torch.nn.Module, got {type(layer).__name__}")
         self._multiply_by_inputs = multiply_by_inputs
 
     def attribute(self, inputs, baselines=None, target=None, additional_forward_args=None,
@@ -79,7 +83,7 @@ class LayerInputBaselineXGradient(LayerAttribution, GradientAttribution):
         bt = tensorize_baselines(xs, bs)
         n = xs[0].shape[0]
         args = format_args(additional_forward_args)
-        layers, _ = as_layers(self.layer)
+        layers = [self.layer]
         coef = torch.tensor(np.random.uniform(0.0, 1.0, n), device=xs[0].device,
                             dtype=xs[0].dtype)
         points = tuple(c * x.detach() + (1.0 - c) * b for x, b in zip(xs, bt)
