@@ -11,7 +11,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-# Attribution algorithms the engine exposes today (service.attribution); a spec lists a subset.
+# Algorithms a spec enables, by Captum name. The runtime serves those it has registered and
+# ignores the rest, so names of families still being written may be listed ahead of time.
 GRADIENT_ALGORITHMS = (
     "IntegratedGradients",
     "Saliency",
@@ -24,6 +25,19 @@ GRADIENT_ALGORITHMS = (
     "Deconvolution",
     "NoiseTunnel",
 )
+
+LAYER_ALGORITHMS = ("LayerGradCam", "GuidedGradCam", "LayerIntegratedGradients",
+                    "LayerConductance", "LayerActivation")
+PERTURBATION_ALGORITHMS = ("FeatureAblation", "Occlusion", "ShapleyValueSampling", "KernelShap",
+                           "Lime")
+
+
+def algorithms(*, layer: bool,
+               perturbation: tuple[str, ...] = PERTURBATION_ALGORITHMS) -> list[str]:
+    """IntegratedGradients first (the default), then the rest of the gradient family, the layer
+    family when the spec names a ``cam_layer``, and the given perturbation methods."""
+    return [*GRADIENT_ALGORITHMS, *(LAYER_ALGORITHMS if layer else ()), *perturbation]
+
 
 DEFAULT_PARAMS = {"IntegratedGradients": {"n_steps": 32}, "GradientShap": {"n_samples": 16}}
 

@@ -12,9 +12,9 @@ from service.nets import MLP
 from ._recipe import (
     BATCH,
     DEFAULT_PARAMS,
-    GRADIENT_ALGORITHMS,
     Built,
     accuracy,
+    algorithms,
     baselines,
     deterministic,
     fit,
@@ -65,7 +65,7 @@ def build() -> Built:
         },
         "output": {"kind": "classification", "class_names": classes},
         "explain": {
-            "algorithms": list(GRADIENT_ALGORITHMS),
+            "algorithms": algorithms(layer=False),
             "default_algorithm": "IntegratedGradients",
             "default_params": DEFAULT_PARAMS,
             "default_target": "predicted",

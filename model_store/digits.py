@@ -13,9 +13,9 @@ from service.nets import SmallCNN
 from ._recipe import (
     BATCH,
     DEFAULT_PARAMS,
-    GRADIENT_ALGORITHMS,
     Built,
     accuracy,
+    algorithms,
     baselines,
     deterministic,
     fit,
@@ -64,7 +64,7 @@ def build() -> Built:
         },
         "output": {"kind": "classification", "class_names": [str(d) for d in range(10)]},
         "explain": {
-            "algorithms": list(GRADIENT_ALGORITHMS),
+            "algorithms": algorithms(layer=True, perturbation=("Occlusion", "FeatureAblation")),
             "default_algorithm": "IntegratedGradients",
             "default_params": DEFAULT_PARAMS,
             "cam_layer": "conv2",

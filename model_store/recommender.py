@@ -24,8 +24,8 @@ from service.nets import MLP
 from ._recipe import (
     BATCH,
     DEFAULT_PARAMS,
-    GRADIENT_ALGORITHMS,
     Built,
+    algorithms,
     baselines,
     deterministic,
     fit,
@@ -219,7 +219,7 @@ def build() -> Built:
         "input": {"kind": "tabular", "shape": [len(FEATURES)], "feature_names": FEATURES},
         "output": {"kind": "classification", "class_names": list(TITLES)},
         "explain": {
-            "algorithms": list(GRADIENT_ALGORITHMS),
+            "algorithms": algorithms(layer=False),
             "default_algorithm": "IntegratedGradients",
             "default_params": DEFAULT_PARAMS,
             "default_target": "predicted",

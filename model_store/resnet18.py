@@ -10,7 +10,7 @@ import torch
 
 from service.nets import ResNet18
 
-from ._recipe import BATCH, GRADIENT_ALGORITHMS, Built, baselines, deterministic
+from ._recipe import BATCH, Built, algorithms, baselines, deterministic
 
 NAME = "resnet18"
 SEED = 0
@@ -43,7 +43,7 @@ def build() -> Built:
         "output": {"kind": "classification",
                    "class_names": [f"class_{i}" for i in range(N_CLASSES)]},
         "explain": {
-            "algorithms": list(GRADIENT_ALGORITHMS),
+            "algorithms": algorithms(layer=True, perturbation=("Occlusion",)),
             "default_algorithm": "IntegratedGradients",
             "default_params": {"IntegratedGradients": {"n_steps": 16},
                                "GradientShap": {"n_samples": 8}},

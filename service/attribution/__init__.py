@@ -12,12 +12,41 @@ from ._base import (
     PerturbationAttribution,
 )
 from .deep_lift import DeepLift, DeepLiftShap
+from .feature_ablation import FeatureAblation
+from .feature_permutation import FeaturePermutation
 from .gradient_shap import GradientShap, InputBaselineXGradient
 from .guided_backprop_deconvnet import Deconvolution, GuidedBackprop
 from .input_x_gradient import InputXGradient
 from .integrated_gradients import IntegratedGradients
+from .kernel_shap import KernelShap
+from .layer.grad_cam import GuidedGradCam, LayerGradCam
+from .layer.internal_influence import InternalInfluence
+from .layer.layer_activation import LayerActivation
+from .layer.layer_conductance import LayerConductance
+from .layer.layer_deep_lift import LayerDeepLift, LayerDeepLiftShap
+from .layer.layer_feature_ablation import LayerFeatureAblation
+from .layer.layer_gradient_shap import LayerGradientShap
+from .layer.layer_gradient_x_activation import LayerGradientXActivation
+from .layer.layer_integrated_gradients import LayerIntegratedGradients
+from .lime import Lime, LimeBase
+from .neuron.neuron_conductance import NeuronConductance
+from .neuron.neuron_deep_lift import NeuronDeepLift, NeuronDeepLiftShap
+from .neuron.neuron_feature_ablation import NeuronFeatureAblation
+from .neuron.neuron_gradient import NeuronGradient
+from .neuron.neuron_gradient_shap import NeuronGradientShap
+from .neuron.neuron_guided_backprop_deconvnet import NeuronDeconvolution, NeuronGuidedBackprop
+from .neuron.neuron_integrated_gradients import NeuronIntegratedGradients
 from .noise_tunnel import NoiseTunnel
+from .occlusion import Occlusion
 from .saliency import Saliency
+from .shapley_value import ShapleyValues, ShapleyValueSampling
+from .text import (
+    InterpretableEmbeddingBase,
+    TokenReferenceBase,
+    configure_interpretable_embedding_layer,
+    remove_interpretable_embedding_layer,
+    token_attributions,
+)
 
 __all__ = [
     "Attribution",
@@ -36,4 +65,40 @@ __all__ = [
     "DeepLiftShap",
     "GuidedBackprop",
     "Deconvolution",
+    "FeatureAblation",
+    "FeaturePermutation",
+    "Occlusion",
+    "ShapleyValueSampling",
+    "ShapleyValues",
+    "LimeBase",
+    "Lime",
+    "KernelShap",
+    # layer
+    "LayerActivation",
+    "LayerGradientXActivation",
+    "LayerIntegratedGradients",
+    "LayerConductance",
+    "InternalInfluence",
+    "LayerGradCam",
+    "GuidedGradCam",
+    "LayerDeepLift",
+    "LayerDeepLiftShap",
+    "LayerGradientShap",
+    "LayerFeatureAblation",
+    # neuron
+    "NeuronGradient",
+    "NeuronIntegratedGradients",
+    "NeuronConductance",
+    "NeuronGradientShap",
+    "NeuronDeepLift",
+    "NeuronDeepLiftShap",
+    "NeuronGuidedBackprop",
+    "NeuronDeconvolution",
+    "NeuronFeatureAblation",
+    # text
+    "TokenReferenceBase",
+    "InterpretableEmbeddingBase",
+    "configure_interpretable_embedding_layer",
+    "remove_interpretable_embedding_layer",
+    "token_attributions",
 ]

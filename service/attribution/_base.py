@@ -13,6 +13,7 @@ from ._common import (
     Target,
     as_tuple,
     check_baselines,
+    check_choice,
     format_args,
     format_baselines,
     run_forward,
@@ -96,8 +97,30 @@ class LayerAttribution(InternalAttribution):
     @staticmethod
     def interpolate(layer_attribution: Tensor, interpolate_dims: int | tuple[int, ...],
                     interpolate_mode: str = "nearest") -> Tensor:
-        """Upsamples a layer attribution (N, C, *spatial) to ``interpolate_dims``."""
+        """Resizes a layer attribution (N, C, *spatial) to the spatial size ``interpolate_dims``
+        with ``torch.nn.functional.interpolate``'s ``interpolate_mode``: nearest, nearest-exact,
+        area (any spatial rank), linear (1), bilinear/bicubic (2), trilinear (3)."""
+        if not isinstance(layer_attribution, Tensor):
+            raise TypeError("`layer_attribution` must be a tensor, "
+                            f"got {type(layer_attribution).__name__}")
+        check_choice(interpolate_mode, "interpolate_mode", INTERPOLATE_MODES)
+        spatial = layer_attribution.dim() - 2
+        need = _MODE_RANK.get(interpolate_mode)
+        if spatial < 1 or (need is not None and spatial != need):
+            raise ValueError(
+                f"`interpolate_mode` {interpolate_mode!r} needs a layer attribution with "
+                f"{need if need else 'one or more'} spatial dimensions after (N, C); got shape "
+                f"{tuple(layer_attribution.shape)}")
+        dims = (interpolate_dims,) if isinstance(interpolate_dims, int) else tuple(interpolate_dims)
+        if len(dims) not in (1, spatial):
+            raise ValueError(f"`interpolate_dims` {interpolate_dims!r} must give 1 or {spatial} "
+                             "sizes, one per spatial dimension")
         return F.interpolate(layer_attribution, interpolate_dims, mode=interpolate_mode)
+
+
+INTERPOLATE_MODES = ("nearest", "nearest-exact", "area", "linear", "bilinear", "bicubic",
+                     "trilinear")
+_MODE_RANK = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}
 
 
 class NeuronAttribution(InternalAttribution):

@@ -133,5 +133,7 @@ def _saved_bytes() -> Iterator[list[int]]:
 
 
 def model_key(forward_func: object, inputs: tuple[Tensor, ...]) -> tuple:
-    """Identifies a model and the example shape of its inputs for PassPlanner."""
-    return (id(forward_func),) + tuple((tuple(x.shape[1:]), x.dtype, x.device.type) for x in inputs)
+    """Identifies a model and the example shape of its inputs for PassPlanner. A function that
+    wraps a model (e.g. one neuron of it) names that model in ``plan_identity``."""
+    ident = getattr(forward_func, "plan_identity", forward_func)
+    return (id(ident),) + tuple((tuple(x.shape[1:]), x.dtype, x.device.type) for x in inputs)

@@ -15,6 +15,8 @@ agree exactly.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +30,7 @@ from ._common import (
     call_with_arity,
     callable_baselines,
     check_baselines,
+    check_distribution,
     expand_args,
     format_args,
     format_baselines,
@@ -208,13 +211,16 @@ def deeplift_rule(module: nn.Module, eps: float) -> CallRule | None:
 
 
 def deeplift_multipliers(model: nn.Module, inputs: Inputs, baselines: Inputs, target: Target,
-                         args: tuple | None, eps: float) -> Inputs:
-    """DeepLift multipliers d(target)/d(input) under the rescale rules, one per input."""
+                         args: tuple | None, eps: float,
+                         forward: Callable | None = None) -> Inputs:
+    """DeepLift multipliers d(target)/d(input) under the rescale rules, one per input.
+    ``forward`` (default: the model) is what is differentiated, e.g. one neuron of the model."""
     with call_rules(model, lambda m: deeplift_rule(m, eps)), torch.enable_grad():
         ready = grad_ready(inputs)
         joined = tuple(torch.cat([x, b.to(dtype=x.dtype, device=x.device).expand_as(x)])
                        for x, b in zip(ready, baselines))  # (2N, ...): inputs, then baselines
-        out = run_forward(model, joined, target.expand(2), expand_args(args, 2))
+        out = run_forward(model if forward is None else forward, joined, target.expand(2),
+                          expand_args(args, 2))
         grads = torch.autograd.grad(output_for_grad(out), ready, allow_unused=True)
     return tuple(torch.zeros_like(x) if g is None else g for x, g in zip(ready, grads))
 
@@ -270,29 +276,55 @@ class DeepLiftShap(DeepLift):
     def attribute(self, inputs, baselines, target=None, additional_forward_args=None,
                   return_convergence_delta: bool = False,
                   custom_attribution_func: Callable | None = None):
-        bs = callable_baselines(baselines, inputs)
-        if not isinstance(bs[0], Tensor) or bs[0].shape[0] < 2:
-            raise ValueError(
-                "`baselines` for DeepLiftShap must be a tensor distribution with more than one "
-                "example; with a single baseline use DeepLift"
-            )
         was_tuple = is_tuple(inputs)
-        xs = as_tuple(inputs)
-        n, m = xs[0].shape[0], bs[0].shape[0]
-        exp_inputs = tuple(x.repeat_interleave(m, dim=0) for x in xs)
-        exp_bases = tuple(b.repeat(n, *([1] * (b.dim() - 1))) if isinstance(b, Tensor) else b
-                          for b in bs)
-        from .noise_tunnel import expand_target_rows
-
+        pairs = DistributionPairs.of(inputs, baselines, target, additional_forward_args,
+                                     "DeepLift")
+        exp_inputs = pairs.inputs
         out = DeepLift.attribute(
-            self, exp_inputs if was_tuple else exp_inputs[0], exp_bases,
-            target=expand_target_rows(target, m),
-            additional_forward_args=expand_args(format_args(additional_forward_args), m,
-                                                interleave=True),
+            self, exp_inputs if was_tuple else exp_inputs[0], pairs.baselines,
+            target=pairs.target, additional_forward_args=pairs.args,
             return_convergence_delta=return_convergence_delta,
             custom_attribution_func=custom_attribution_func)
         attrs, delta = out if return_convergence_delta else (out, None)
-        with torch.no_grad():
-            means = tuple(a.reshape(n, m, *a.shape[1:]).mean(1) for a in as_tuple(attrs))
-        result = format_output(was_tuple, means)
+        result = format_output(was_tuple, pairs.mean(as_tuple(attrs)))
         return (result, delta) if return_convergence_delta else result
+
+
+@dataclass(frozen=True)
+class DistributionPairs:
+    """Every input paired with every baseline of a distribution, example-major (input ``i``
+    with baseline ``j`` at row ``i * m + j``): the expansion of the DeepLiftShap family."""
+
+    n: int
+    m: int
+    inputs: Inputs
+    baselines: Inputs
+    target: Any
+    args: tuple | None
+
+    @staticmethod
+    def of(inputs: Any, baselines: Any, target: Any, additional_forward_args: Any,
+           single: str) -> DistributionPairs:
+        bs = callable_baselines(baselines, inputs)
+        if not isinstance(bs[0], Tensor) or bs[0].shape[0] < 2:
+            raise ValueError(
+                "`baselines` must be a tensor distribution with more than one example; with a "
+                f"single baseline use {single}"
+            )
+        xs = as_tuple(inputs)
+        check_distribution(xs, bs)
+        n, m = xs[0].shape[0], bs[0].shape[0]
+        from .noise_tunnel import expand_target_rows
+
+        return DistributionPairs(
+            n, m,
+            tuple(x.repeat_interleave(m, dim=0) for x in xs),
+            tuple(b.repeat(n, *([1] * (b.dim() - 1))) if isinstance(b, Tensor) else b
+                  for b in bs),
+            expand_target_rows(target, m),
+            expand_args(format_args(additional_forward_args), m, interleave=True))
+
+    def mean(self, attrs: Inputs) -> Inputs:
+        """(n * m, ...) attributions -> (n, ...) means over the baselines."""
+        with torch.no_grad():
+            return tuple(a.reshape(self.n, self.m, *a.shape[1:]).mean(1) for a in attrs)

@@ -6,6 +6,8 @@ a ReLU to the incoming gradient instead of the ReLU's mask. Applied per call of 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -27,6 +29,13 @@ def _deconv(module: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     return with_grad(y, map_grad(x, _positive))
 
 
+def relu_rules(use_relu_grad_output: bool) -> Callable[[nn.Module], CallRule | None]:
+    """The per-call rule picker: Deconvolution's rule (``use_relu_grad_output``) or Guided
+    Backpropagation's, on every nn.ReLU."""
+    rule: CallRule = _deconv if use_relu_grad_output else _guided
+    return lambda m: rule if isinstance(m, nn.ReLU) else None
+
+
 class ModifiedReluGradientAttribution(GradientAttribution):
     def __init__(self, model: nn.Module, use_relu_grad_output: bool = False) -> None:
         if not isinstance(model, nn.Module):
@@ -38,8 +47,7 @@ class ModifiedReluGradientAttribution(GradientAttribution):
     def attribute(self, inputs, target=None, additional_forward_args=None):
         was_tuple = is_tuple(inputs)
         xs = as_tuple(inputs)
-        rule: CallRule = _deconv if self.use_relu_grad_output else _guided
-        with call_rules(self.model, lambda m: rule if isinstance(m, nn.ReLU) else None):
+        with call_rules(self.model, relu_rules(self.use_relu_grad_output)):
             grads = input_gradients(self.forward_func, xs, Target.of(target, xs[0].shape[0]),
                                     format_args(additional_forward_args))
         return format_output(was_tuple, grads)

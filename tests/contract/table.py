@@ -88,6 +88,8 @@ def run(case: Case, impl: Callable[[nn.Module], Any], rows: list[int], seed: int
 
 def split(result: Any, want_delta: bool) -> tuple[tuple[Tensor, ...], Tensor | None]:
     attrs, delta = result if want_delta else (result, None)
+    if isinstance(attrs, list):  # a list of layers: flatten each layer's tensor(s)
+        attrs = tuple(t for a in attrs for t in (a if isinstance(a, tuple) else (a,)))
     return (attrs if isinstance(attrs, tuple) else (attrs,)), delta
 
 

@@ -7,6 +7,7 @@ import importlib.util
 import inspect
 import io
 import json
+import sys
 import zipfile
 from pathlib import Path
 
@@ -186,3 +187,20 @@ def test_resnet18_is_labelled_load_test_only_and_shares_the_bench_architecture(a
     model = build("resnet18").model
     assert isinstance(model, ResNet18)
     assert sum(p.numel() for p in model.parameters()) == 11_689_512   # torchvision's resnet18
+
+
+@pytest.mark.parametrize("name", ["breast_cancer", "recommender"])
+def test_cli_build_in_a_fresh_process_matches_the_in_process_build(name, handler_file, tmp_path):
+    """`make models` runs the CLI in its own process: same weights and data, bit for bit."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-m", "model_store", name, "--handler", str(handler_file),
+                    "--out", str(tmp_path)], cwd=root, check=True, capture_output=True)
+    built = build(name)
+    state = torch.load(tmp_path / name / "weights.pt", weights_only=True)
+    for key, value in built.model.state_dict().items():
+        assert torch.equal(state[key], value), key
+    for fname, tensor in built.data_files.items():
+        assert torch.equal(torch.load(tmp_path / name / fname, weights_only=True), tensor), fname
+    assert yaml.safe_load((tmp_path / name / "spec.yaml").read_text()) == built.spec

@@ -1,0 +1,37 @@
+"""LayerGradientXActivation: the layer's activation times the gradient of the target with
+respect to it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from .._base import GradientAttribution, LayerAttribution
+from .._common import Target, as_tuple, format_args
+from .._layers import LayerSpec, as_layers, format_layer_output, layer_gradients
+
+
+class LayerGradientXActivation(LayerAttribution, GradientAttribution):
+    def __init__(self, forward_func: Callable, layer: LayerSpec,
+                 device_ids: list[int] | None = None, multiply_by_inputs: bool = True) -> None:
+        super().__init__(forward_func, layer, device_ids)
+        as_layers(layer)
+        self._multiply_by_inputs = multiply_by_inputs
+
+    def attribute(self, inputs, target=None, additional_forward_args=None,
+                  attribute_to_layer_input: bool = False):
+        xs = as_tuple(inputs)
+        layers, was_list = as_layers(self.layer)
+        grads, values = layer_gradients(self.forward_func, layers, xs,
+                                        Target.of(target, xs[0].shape[0]),
+                                        format_args(additional_forward_args),
+                                        attribute_to_layer_input)
+        if self._multiply_by_inputs:
+            with torch.no_grad():
+                grads = [tuple(g * v for g, v in zip(gs, vs)) for gs, vs in zip(grads, values)]
+        return format_layer_output(grads, was_list)
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        return self._multiply_by_inputs

@@ -1,0 +1,1 @@
+"""Neuron attribution: how much each input feature contributes to one neuron of a layer."""

@@ -1,0 +1,32 @@
+"""NeuronIntegratedGradients: Integrated Gradients of one neuron of a layer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from .._base import GradientAttribution, NeuronAttribution
+from .._layers import NeuronSelector, neuron_forward
+from ..integrated_gradients import IntegratedGradients
+
+
+class NeuronIntegratedGradients(NeuronAttribution, GradientAttribution):
+    def __init__(self, forward_func: Callable, layer: nn.Module,
+                 device_ids: list[int] | None = None, multiply_by_inputs: bool = True) -> None:
+        super().__init__(forward_func, layer, device_ids)
+        self._multiply_by_inputs = multiply_by_inputs
+
+    def attribute(self, inputs, neuron_selector: NeuronSelector, baselines=None,
+                  additional_forward_args=None, n_steps: int = 50,
+                  method: str = "gausslegendre", internal_batch_size: int | None = None,
+                  attribute_to_neuron_input: bool = False):
+        neuron = neuron_forward(self.forward_func, self.layer, neuron_selector,
+                                attribute_to_neuron_input)
+        return IntegratedGradients(neuron, self._multiply_by_inputs).attribute(
+            inputs, baselines, target=None, additional_forward_args=additional_forward_args,
+            n_steps=n_steps, method=method, internal_batch_size=internal_batch_size)
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        return self._multiply_by_inputs
