@@ -21,6 +21,10 @@ from torch import Tensor
 # Bytes of saved activations per pass when the caller gives no internal_batch_size
 # (tuned with bench/engine_vs_captum.py on a 2-core CPU; override with EXPLAIN_PASS_BYTES).
 DEFAULT_PASS_BYTES = int(os.environ.get("EXPLAIN_PASS_BYTES", 32 * 2**20))
+# At least this many rows per pass once measured: below it, per-pass overhead and poorly used
+# convolution kernels cost more than the cache misses a larger pass causes (a ResNet-18 at
+# 3x224x224 saves ~21 MiB per row, yet 16 rows per pass beat 1 row per pass).
+MIN_PASS_ROWS = int(os.environ.get("EXPLAIN_MIN_PASS_ROWS", 16))
 # Before anything is measured: input elements per pass.
 DEFAULT_PASS_ELEMENTS = 16 * 3 * 224 * 224
 
@@ -66,11 +70,13 @@ class PassPlanner:
     """
 
     def __init__(self, key: tuple, n_variants: int, batch: int, row_numel: int,
-                 internal_batch_size: int | None, budget_bytes: int | None = None) -> None:
+                 internal_batch_size: int | None, budget_bytes: int | None = None,
+                 min_rows: int | None = None) -> None:
         check_internal_batch_size(internal_batch_size)
         self.key, self.n_variants, self.batch = key, n_variants, max(batch, 1)
         self.fixed = internal_batch_size is not None
         self.budget = DEFAULT_PASS_BYTES if budget_bytes is None else budget_bytes
+        self.min_rows = MIN_PASS_ROWS if min_rows is None else min_rows
         if self.fixed:
             self.per_pass = variants_per_pass(n_variants, batch, row_numel, internal_batch_size)
         elif key in _MEASURED:
@@ -82,7 +88,7 @@ class PassPlanner:
                              and not getattr(_LOCAL, "measuring", False))
 
     def _from_bytes(self, per_row: float) -> int:
-        rows = int(self.budget // max(per_row, 1.0))
+        rows = max(self.min_rows, int(self.budget // max(per_row, 1.0)))
         return max(1, min(self.n_variants, rows // self.batch))
 
     def passes(self, run: Callable[[int, int], None]) -> None:

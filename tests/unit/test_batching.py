@@ -28,13 +28,13 @@ def test_planner_measures_once_and_sizes_later_passes_to_the_budget() -> None:
         seen.append((start, stop))
         model(x[start:stop]).sum().backward()
 
-    planner = PassPlanner(key, 40, 1, 64, None, budget_bytes=8 * 1024)
+    planner = PassPlanner(key, 40, 1, 64, None, budget_bytes=8 * 1024, min_rows=1)
     planner.passes(run)
     per_row = _batching._MEASURED[key]
     assert per_row > 256 * 4  # at least the ReLU output row is saved
     assert seen[0] == (0, 40)  # nothing measured yet: one pass by the element budget
     assert len(seen) == 1
-    again = PassPlanner(key, 40, 1, 64, None, budget_bytes=8 * 1024)
+    again = PassPlanner(key, 40, 1, 64, None, budget_bytes=8 * 1024, min_rows=1)
     expected = max(1, int(8 * 1024 // per_row))
     assert again.per_pass == expected < 40
     seen.clear()
@@ -50,8 +50,16 @@ def test_results_do_not_depend_on_the_pass_size(monkeypatch) -> None:
     ref_ig = sa.IntegratedGradients(model).attribute(x, target=target, internal_batch_size=10_000)
     ref_gs = sa.Saliency(model).attribute(x, target=target)
     monkeypatch.setattr(_batching, "DEFAULT_PASS_BYTES", 1)  # one row per pass
+    monkeypatch.setattr(_batching, "MIN_PASS_ROWS", 1)
     monkeypatch.setattr(_batching, "_MEASURED", _batching.OrderedDict())
     for _ in range(2):  # first call measures, second uses the measurement
         torch.testing.assert_close(sa.IntegratedGradients(model).attribute(x, target=target),
                                    ref_ig, atol=1e-12, rtol=1e-10)
         torch.testing.assert_close(sa.Saliency(model).attribute(x, target=target), ref_gs)
+
+
+def test_measured_passes_keep_a_minimum_of_rows() -> None:
+    key = ("test-min-rows",)
+    _batching._remember(key, 50 * 2**20)  # 50 MiB per row: the budget fits less than one row
+    assert PassPlanner(key, 50, 1, 10, None, budget_bytes=32 * 2**20, min_rows=16).per_pass == 16
+    assert PassPlanner(key, 50, 4, 10, None, budget_bytes=32 * 2**20, min_rows=16).per_pass == 4
