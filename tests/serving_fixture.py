@@ -12,6 +12,8 @@ import sys
 import torch
 import yaml
 
+from service.runtime import REGISTRY
+
 IMAGE_MODEL_SRC = '''
 import torch
 from torch import nn
@@ -69,10 +71,9 @@ def tiny_image(root: pathlib.Path, name: str = "tiny", batch_size: int = 4) -> p
                   "image": {"mode": "L", "size": [8, 8], "scale": 255.0, "mean": [0.0],
                             "std": [1.0], "invert": False}},
         "output": {"kind": "classification", "class_names": ["zero", "one", "two"]},
-        "explain": {"algorithms": ["IntegratedGradients", "Saliency", "InputXGradient",
-                                   "InputBaselineXGradient",
-                                   "DeepLift", "DeepLiftShap", "GradientShap", "NoiseTunnel",
-                                   "GuidedBackprop", "Deconvolution"],
+        # every registered algorithm, the default first
+        "explain": {"algorithms": ["IntegratedGradients",
+                                   *sorted(n for n in REGISTRY if n != "IntegratedGradients")],
                     "default_algorithm": "IntegratedGradients",
                     "default_params": {"IntegratedGradients": {"n_steps": 16}},
                     "cam_layer": "conv", "default_target": "predicted", "top_k_features": 3},

@@ -1,6 +1,7 @@
 """Serving logic with no transport: request model, validation, limits, the algorithm registry,
 baselines and their cache, and the predict+explain executor."""
 
+from . import registry_more  # noqa: F401  (registers the perturbation and CAM entries)
 from .cache import BaselineCache, CacheStats
 from .errors import (
     DeadlineExceeded,
