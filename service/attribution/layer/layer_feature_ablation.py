@@ -1,28 +1,29 @@
 """LayerFeatureAblation: each neuron (or group of ``layer_mask``) of a layer is set to its
 baseline (``layer_baselines``, default 0) in the forward pass; its attribution is the drop of
-the targeted output."""
+the targeted output. ``FeatureAblation`` ablates the layer's values through a forward function
+that runs the model with the layer's output (or input) replaced."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from torch import Tensor, nn
 
-from .._ablation import ablation
 from .._base import LayerAttribution, PerturbationAttribution
-from .._common import (
-    Inputs,
-    Target,
-    as_tuple,
-    check_baselines,
-    expand_args,
-    format_args,
-    format_baselines,
-    format_output,
-    run_forward,
-)
-from .._gradients import output_for_grad
-from .._layers import layer_eval, regroup, tap
+from .._common import as_tuple, format_args, format_output
+from .._layers import layer_eval, tap
+from ..feature_ablation import FeatureAblation
+
+
+def check_mask(mask: Any, name: str) -> None:
+    """An integer tensor, or a tuple of them, of feature ids (None: every element alone)."""
+    if mask is None:
+        return
+    for m in (mask if isinstance(mask, tuple) else (mask,)):
+        if not isinstance(m, Tensor) or m.is_floating_point() or m.is_complex():
+            raise TypeError(f"`{name}` must be an integer tensor (or a tuple of them) of feature "
+                            f"ids, got {type(m).__name__ if not isinstance(m, Tensor) else m.dtype}")
 
 
 class LayerFeatureAblation(LayerAttribution, PerturbationAttribution):
@@ -35,30 +36,21 @@ class LayerFeatureAblation(LayerAttribution, PerturbationAttribution):
     def attribute(self, inputs, layer_baselines=None, target=None, additional_forward_args=None,
                   layer_mask=None, attribute_to_layer_input: bool = False,
                   perturbations_per_eval: int = 1):
+        check_mask(layer_mask, "layer_mask")
         xs = as_tuple(inputs)
-        batch = xs[0].shape[0]
-        tgt = Target.of(target, batch)
         args = format_args(additional_forward_args)
         layers = [self.layer]
         values = layer_eval(self.forward_func, layers, xs, args, attribute_to_layer_input)[0]
-        bases = format_baselines(layer_baselines, values, "layer_baselines")
-        check_baselines(values, bases, "layer_baselines")
-        masks = (None,) * len(values) if layer_mask is None else as_tuple(layer_mask, "layer_mask")
-        if len(masks) != len(values):
-            raise ValueError(f"`layer_mask` has {len(masks)} tensors for a layer with "
-                             f"{len(values)}")
+        n_values = len(values)
 
-        def forward(layer_values: Inputs, n: int) -> Tensor:
-            with tap(layers, attribute_to_layer_input, replace=regroup(layer_values, [values])):
-                out = run_forward(self.forward_func, tuple(expand_args(xs, n) or ()),
-                                  tgt.expand(n), expand_args(args, n))
-            return _per_row(out)
+        def with_layer(*all_args: Any) -> Any:
+            # (layer values..., model inputs..., extra args...), k perturbations stacked
+            with tap(layers, attribute_to_layer_input, replace=[all_args[:n_values]]):
+                return self.forward_func(*all_args[n_values:])
 
-        attrs = ablation(forward, values, bases, masks, perturbations_per_eval, "layer_mask")
+        attrs = FeatureAblation(with_layer).attribute(
+            values, baselines=layer_baselines, target=target,
+            additional_forward_args=xs + (args or ()), feature_mask=layer_mask,
+            perturbations_per_eval=perturbations_per_eval)
+        attrs = as_tuple(attrs, "attributions")
         return format_output(len(attrs) > 1, attrs)
-
-
-def _per_row(selected: Tensor) -> Tensor:
-    """The targeted output as one value per row (checked as for gradients)."""
-    output_for_grad(selected)
-    return selected.reshape(selected.shape[0] if selected.dim() else 1)
