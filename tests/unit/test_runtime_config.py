@@ -26,7 +26,7 @@ def test_spec_round_trip(tmp_path):
 @pytest.mark.parametrize("edit, key", [
     (lambda d: d.pop("model"), "`model`"),
     (lambda d: d["input"].update(kind="audio"), "`input.kind`"),
-    (lambda d: d["explain"].update(default_algorithm="Lime"), "`explain.default_algorithm`"),
+    (lambda d: d["explain"].update(default_algorithm="NoSuchAlgorithm"), "`explain.default_algorithm`"),
     (lambda d: d["baselines"].update(default="nope"), "`baselines.default`"),
     (lambda d: d["input"].update(shape="wide"), "`input.shape`"),
 ])
