@@ -34,6 +34,7 @@ import urllib.request
 import numpy as np
 import yaml
 
+from model_store.archive import pack_dir
 from service import launcher
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -54,13 +55,9 @@ def variant(model: str, suffix: str, batch: int, handler: pathlib.Path,
     spec["name"] = name
     spec["batch"] = {"batch_size": batch, "max_batch_delay_ms": 10}
     (work / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    extras = [str(p) for p in sorted(work.iterdir())
+    extras = [p for p in sorted(work.iterdir())
               if p.name not in ("model.py", "weights.pt") and p.suffix in (".yaml", ".pt")]
-    subprocess.run([str(pathlib.Path(sys.executable).parent / "torch-model-archiver"),
-                    "--model-name", name, "--version", "1.0", "--handler", str(handler),
-                    "--serialized-file", str(work / "weights.pt"),
-                    "--model-file", str(work / "model.py"), "--extra-files", ",".join(extras),
-                    "--export-path", str(store), "--force"], check=True)
+    pack_dir(work, name, "1.0", handler, store, extras)
     return name
 
 

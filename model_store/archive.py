@@ -74,14 +74,24 @@ def _archiver() -> list[str]:
 
 def pack(built: Built, work: Path, export: Path, handler: Path) -> Path:
     """Runs torch-model-archiver; returns the path of ``<export>/<name>.mar``."""
+    extras = write_work_dir(built, work)
+    return pack_dir(work, built.name, str(built.spec["version"]), handler, export, extras)
+
+
+def pack_dir(work: Path, name: str, version: str, handler: Path, export: Path,
+             extras: list[Path] | None = None) -> Path:
+    """Archives a work directory in the archive layout (model.py, weights.pt, spec.yaml and data
+    files; ``extras`` default: every other file in it) as ``<export>/<name>.mar``."""
     handler = Path(handler)
     if not handler.is_file():
         raise FileNotFoundError(f"handler file not found: {handler} (pass --handler PATH)")
-    extras = write_work_dir(built, work)
+    if extras is None:
+        extras = [p for p in sorted(work.iterdir())
+                  if p.is_file() and p.name not in (MODEL_FILE, WEIGHTS_FILE)]
     export.mkdir(parents=True, exist_ok=True)
     cmd = _archiver() + [
-        "--model-name", built.name,
-        "--version", str(built.spec["version"]),
+        "--model-name", name,
+        "--version", version,
         "--handler", str(handler),
         "--serialized-file", str(work / WEIGHTS_FILE),
         "--model-file", str(work / MODEL_FILE),
@@ -90,7 +100,7 @@ def pack(built: Built, work: Path, export: Path, handler: Path) -> Path:
         "--force",
     ]
     subprocess.run(cmd, check=True)
-    return export / f"{built.name}.mar"
+    return export / f"{name}.mar"
 
 
 def mar_contents(mar: Path) -> dict[str, bytes]:

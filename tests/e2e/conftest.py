@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import pathlib
 import shutil
-import subprocess
-import sys
 
 import pytest
 
+from model_store.archive import pack_dir
 from service import launcher
 from tests.serving_fixture import tiny_image, tiny_tabular
 
@@ -22,13 +21,7 @@ HANDLER = ROOT / "handlers" / "explain_handler.py"
 
 
 def archive(src: pathlib.Path, name: str, store: pathlib.Path) -> pathlib.Path:
-    extras = [str(p) for p in sorted(src.iterdir()) if p.name not in ("model.py", "weights.pt")]
-    subprocess.run([str(pathlib.Path(sys.executable).parent / "torch-model-archiver"),
-                    "--model-name", name, "--version", "1.0", "--handler", str(HANDLER),
-                    "--serialized-file", str(src / "weights.pt"),
-                    "--model-file", str(src / "model.py"), "--extra-files", ",".join(extras),
-                    "--export-path", str(store), "--force"], check=True)
-    return store / f"{name}.mar"
+    return pack_dir(src, name, "1.0", HANDLER, store)
 
 
 @pytest.fixture(scope="session")
