@@ -27,6 +27,7 @@ from google.protobuf import json_format
 from service import wire
 from service._proto.explain.v1 import explain_pb2 as pb
 from service._proto.explain.v1 import explain_pb2_grpc as pb_grpc
+from service.runtime.request import ClassScore, Feature, Prediction, TargetExplanation
 
 __all__ = ["AsyncExplainClient", "ClassScore", "Explanation", "ExplainClient",
            "ExplainClientError", "Feature", "Prediction", "TargetResult", "build_request"]
@@ -43,41 +44,9 @@ class ExplainClientError(Exception):
         self.allowed = tuple(allowed)
 
 
-@dataclass
-class ClassScore:
-    index: int
-    label: str
-    probability: float
-    logit: float
-
-
-@dataclass
-class Prediction:
-    index: int
-    label: str
-    probability: float
-    top: list[ClassScore]
-    output: np.ndarray
-
-
-@dataclass
-class Feature:
-    name: str
-    value: float
-    attribution: float
-
-
-@dataclass
-class TargetResult:
-    target: int
-    label: str
-    attributions: np.ndarray | None
-    instance_output: float
-    baseline_output: float
-    approximation_error: float | None
-    top_features: list[Feature]
-    heatmap_png: bytes | None
-    reasons: list[str]
+# The answer's parts are the runtime's own types (service.runtime.request), read back from the
+# wire by service.wire.response_from_proto.
+TargetResult = TargetExplanation
 
 
 @dataclass
@@ -93,26 +62,11 @@ class Explanation:
 
     @staticmethod
     def from_proto(m: pb.ExplainResponse) -> Explanation:
-        p = m.prediction
-        out = Explanation(
-            model=m.model, model_version=m.model_version, request_id=m.request_id,
-            algorithm=m.algorithm,
-            prediction=Prediction(
-                p.index, p.label, p.probability,
-                [ClassScore(c.index, c.label, c.probability, c.logit) for c in p.top],
-                wire.tensor_from_proto(p.output, "prediction.output")
-                if p.HasField("output") else np.zeros(0)),
-            timings=json_format.MessageToDict(m.timings, preserving_proto_field_name=True))
-        for e in m.explanations:
-            out.explanations.append(TargetResult(
-                target=e.target, label=e.label,
-                attributions=(wire.tensor_from_proto(e.attributions, "attributions")
-                              if e.HasField("attributions") else None),
-                instance_output=e.instance_output, baseline_output=e.baseline_output,
-                approximation_error=(e.approximation_error
-                                     if e.HasField("approximation_error") else None),
-                top_features=[Feature(f.name, f.value, f.attribution) for f in e.top_features],
-                heatmap_png=e.heatmap_png or None, reasons=list(e.reasons)))
+        r = wire.response_from_proto(m)
+        out = Explanation(model=r.model, model_version=r.model_version,
+                          request_id=r.request_id, algorithm=r.algorithm,
+                          prediction=r.prediction, explanations=r.explanations,
+                          timings=vars(r.timings))
         if m.HasField("error"):
             out.error = ExplainClientError(m.error.code, m.error.message, m.error.field,
                                            m.error.code, m.error.allowed)

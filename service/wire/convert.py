@@ -16,15 +16,20 @@ from service.runtime.registry import REGISTRY
 from service.runtime.request import (
     BaselineKind,
     BaselineSpec,
+    ClassScore,
+    Feature,
     ImagePayload,
     OutputOptions,
     Payload,
+    Prediction,
     Request,
     Response,
     TabularPayload,
+    TargetExplanation,
     TargetKind,
     TargetSpec,
     TensorPayload,
+    Timings,
 )
 from service.runtime.spec import ModelSpec
 
@@ -242,6 +247,29 @@ def reply_to_bytes(outcome: Response | ExplainError | ModelSpec) -> bytes:
     if isinstance(outcome, ExplainError):
         return pb.ExplainReply(error=error_to_proto(outcome)).SerializeToString()
     return pb.ExplainReply(response=response_to_proto(outcome)).SerializeToString()
+
+
+def response_from_proto(m: pb.ExplainResponse) -> Response:
+    """The runtime Response a client reads back from an ExplainResponse (arrays as numpy)."""
+    p = m.prediction
+    prediction = Prediction(
+        index=p.index, label=p.label, probability=p.probability,
+        top=[ClassScore(c.index, c.label, c.probability, c.logit) for c in p.top],
+        output=(tensor_from_proto(p.output, "prediction.output") if p.HasField("output")
+                else np.zeros(0)))
+    explanations = [TargetExplanation(
+        target=e.target, label=e.label,
+        attributions=(tensor_from_proto(e.attributions, "attributions")
+                      if e.HasField("attributions") else None),
+        instance_output=e.instance_output, baseline_output=e.baseline_output,
+        approximation_error=(e.approximation_error if e.HasField("approximation_error")
+                             else None),
+        top_features=[Feature(f.name, f.value, f.attribution) for f in e.top_features],
+        heatmap_png=e.heatmap_png or None, reasons=list(e.reasons)) for e in m.explanations]
+    timings = Timings(**{f: getattr(m.timings, f) for f in vars(Timings())})
+    return Response(model=m.model, model_version=m.model_version, request_id=m.request_id,
+                    algorithm=m.algorithm, prediction=prediction, explanations=explanations,
+                    timings=timings)
 
 
 def response_to_json(r: Response) -> str:

@@ -129,3 +129,32 @@ def test_spec_to_proto(tmp_path):
     assert algos["GradientShap"].baselines == "reference_set"
     assert "seed" in {p.name for p in algos["GradientShap"].params}
     assert m.batch_size == 4 and m.default_baseline == "zeros"
+
+
+def test_response_round_trips_through_the_proto():
+    from service.runtime.request import (
+        ClassScore,
+        Feature,
+        Prediction,
+        Response,
+        TargetExplanation,
+        Timings,
+    )
+
+    attr = np.arange(6, dtype=np.float32).reshape(1, 2, 3)
+    r = Response(
+        model="m", model_version="1.0", request_id="r1", algorithm="IntegratedGradients",
+        prediction=Prediction(2, "two", 0.75, [ClassScore(2, "two", 0.75, 3.5)],
+                              np.array([0.1, 0.2, 3.5], dtype=np.float32)),
+        explanations=[TargetExplanation(2, "two", attr, 3.5, 0.5, 0.01,
+                                        [Feature("f", 1.0, 0.25)], None, ["because f"])],
+        timings=Timings(explain_ms=4.0, fused_group_size=3))
+    back = wire.response_from_proto(wire.response_to_proto(r))
+    assert (back.model, back.request_id, back.algorithm) == ("m", "r1", "IntegratedGradients")
+    assert back.prediction.top == r.prediction.top and back.prediction.label == "two"
+    np.testing.assert_array_equal(back.prediction.output, r.prediction.output)
+    (e,) = back.explanations
+    np.testing.assert_array_equal(e.attributions, attr)
+    assert (e.approximation_error, e.top_features, e.reasons) == (0.01, r.explanations[0].top_features,
+                                                                  ["because f"])
+    assert back.timings == r.timings
