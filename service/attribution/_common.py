@@ -139,6 +139,15 @@ def slice_args(args: tuple | None, start: int, stop: int, rows: int) -> tuple | 
                  else a for a in args)
 
 
+def expand_target_rows(target: Any, n: int) -> Any:
+    """A public-form target for ``n`` example-major copies of each example."""
+    if isinstance(target, list):
+        return [t for t in target for _ in range(n)]
+    if isinstance(target, Tensor) and target.numel() > 1:
+        return target.repeat_interleave(n, dim=0)
+    return target
+
+
 def _expand_rows(t: Tensor, n: int, interleave: bool) -> Tensor:
     if interleave:
         return t.repeat_interleave(n, dim=0)

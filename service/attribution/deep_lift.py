@@ -32,6 +32,7 @@ from ._common import (
     check_baselines,
     check_distribution,
     expand_args,
+    expand_target_rows,
     format_args,
     format_baselines,
     format_output,
@@ -174,7 +175,6 @@ class _MaxPoolRule:
         self.dims, self.eps = dims, eps
 
     def dummy_input(self, module: nn.Module, x: Tensor) -> Tensor:
-        size = [1] * self.dims
         k = _ntuple(module.kernel_size, self.dims)
         d = _ntuple(module.dilation, self.dims)
         size = [dd * (kk - 1) + 1 for kk, dd in zip(k, d)]
@@ -314,8 +314,6 @@ class DistributionPairs:
         xs = as_tuple(inputs)
         check_distribution(xs, bs)
         n, m = xs[0].shape[0], bs[0].shape[0]
-        from .noise_tunnel import expand_target_rows
-
         return DistributionPairs(
             n, m,
             tuple(x.repeat_interleave(m, dim=0) for x in xs),

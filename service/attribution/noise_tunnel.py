@@ -21,6 +21,7 @@ from ._common import (
     check_distribution,
     check_positive_int,
     expand_args,
+    expand_target_rows,
     format_args,
     format_baselines,
     format_output,
@@ -35,15 +36,6 @@ class NoiseTunnelType(str, Enum):
 
 
 SUPPORTED_NOISE_TUNNEL_TYPES = [t.value for t in NoiseTunnelType]
-
-
-def expand_target_rows(target: Any, n: int) -> Any:
-    """A public-form target for ``n`` example-major copies of each example."""
-    if isinstance(target, list):
-        return [t for t in target for _ in range(n)]
-    if isinstance(target, Tensor) and target.numel() > 1:
-        return target.repeat_interleave(n, dim=0)
-    return target
 
 
 def _expand_kwargs(kwargs: dict, n: int, inputs: Inputs, draw_from_distrib: bool) -> dict:
