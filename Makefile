@@ -38,12 +38,14 @@ PORT_BASE ?= 0
 serve: $(STAMP) models
 	$(PY) -m service.launcher start --instance $(INSTANCE) --auth $(AUTH) --port-base $(PORT_BASE)
 
-# make loadtest [INSTANCE=name] [USERS=8] [SECONDS=20]: a bounded locust run (REST + gRPC users)
-# against the service `make serve` started; CSV and JSON results in loadtest/results/.
+# make loadtest [INSTANCE=name] [USERS=8] [SECONDS=20] [MODELS=digits,resnet18]: a bounded locust
+# run (REST + gRPC users) against the service `make serve` started; a summary table on the
+# console, CSV and JSON results in loadtest/results/.
 USERS ?= 8
 SECONDS ?= 20
+MODELS ?= digits,breast_cancer,recommender
 loadtest: $(STAMP)
-	$(PY) -m loadtest.run --instance $(INSTANCE) --users $(USERS) --seconds $(SECONDS)
+	$(PY) -m loadtest.run --instance $(INSTANCE) --users $(USERS) --seconds $(SECONDS) --models $(MODELS)
 
 # make bench-service: bench/service_throughput.py (ours fused vs batch 1 vs stock captum handler).
 bench-service: $(STAMP) models

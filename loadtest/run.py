@@ -8,11 +8,23 @@ import argparse
 import json
 import os
 import pathlib
+import socket
 import subprocess
 import sys
 import time
 
+from loadtest.summary import read, table
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _listening(port: int) -> bool:
+    """True when something accepts connections on 127.0.0.1:port."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--instance", default="default")
     ap.add_argument("--users", type=int, default=8)
     ap.add_argument("--seconds", type=int, default=20)
-    ap.add_argument("--models", default="digits,breast_cancer,recommender")
+    ap.add_argument("--models", default="digits,breast_cancer,recommender",
+                    help="comma-separated bundled models (resnet18 too, when asked)")
     ap.add_argument("--out", default=str(ROOT / "loadtest" / "results"))
     a = ap.parse_args(argv)
     run_dir = ROOT / "run" / a.instance
@@ -29,6 +42,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no service running in {run_dir}: start it with `make serve` first", file=sys.stderr)
         return 2
     ports = json.loads(ports_file.read_text())
+    down = [name for name in ("inference", "gateway")
+            if name in ports and not _listening(int(ports[name]))]
+    if down:
+        print(f"the service of instance {a.instance!r} is not running ({', '.join(down)} port "
+              f"closed; {ports_file} is left from an earlier run): start it with `make serve "
+              f"INSTANCE={a.instance}` first", file=sys.stderr)
+        return 2
     env = dict(os.environ, EXPLAIN_GRPC_TARGET=f"127.0.0.1:{ports['gateway']}",
                EXPLAIN_MODELS=a.models)
     key_file = run_dir / "key_file.json"
@@ -43,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
            "--csv", str(stem), "--json-file", str(stem), "--exit-code-on-error", "1",
            "RestUser", "GrpcUser"]
     code = subprocess.run(cmd, env=env, cwd=ROOT).returncode
+    stats = pathlib.Path(f"{stem}_stats.csv")
+    if stats.is_file():
+        print(table(read(stats)))
     print(f"results: {stem}_stats.csv, {stem}.json")
     return code
 
