@@ -9,8 +9,9 @@ them back to back (identical runs drift by 10-15%):
   (c) a stock-style handler (bench/stock_handler.py): captum's IntegratedGradients once per
       request, as TorchServe's own handlers do, batch size 8.
 Load: N locust users sending IntegratedGradients explanations (n_steps) of one fixed input.
-It prints throughput, p50/p95/p99 latency, failures and the load generator's own CPU share, the
-ratios a/b and a/c, and the gateway overhead (gRPC Explain via the gateway vs REST direct, p50,
+It prints throughput, p50/p95/p99 latency, failures, the load generator's own CPU share and the
+machine's load from other processes during each round (bench/machine_load.py), the ratios a/b
+and a/c, and the gateway overhead (gRPC Explain via the gateway vs REST direct, p50,
 sequential calls). Targets only 127.0.0.1; every locust run stops by itself (-t).
 """
 
@@ -34,6 +35,7 @@ import urllib.request
 import numpy as np
 import yaml
 
+from bench.machine_load import LoadMeter
 from model_store.archive import pack_dir
 from service import launcher
 
@@ -43,6 +45,14 @@ HANDLER = ROOT / "handlers" / "explain_handler.py"
 STOCK = ROOT / "bench" / "stock_handler.py"
 CONFIGS = ("a", "b", "c")
 LABEL = {"a": "ours, batch 8, fused", "b": "ours, batch 1", "c": "stock captum, batch 8"}
+MIN_COMPLETIONS = 20
+MAX_WINDOW_S = 300
+
+
+def window_seconds(seconds: int, latency_s: float) -> int:
+    """At least ``seconds``, and long enough for MIN_COMPLETIONS requests one after another at
+    the endpoint's measured latency (a floor: concurrent users complete more)."""
+    return int(min(max(seconds, MIN_COMPLETIONS * latency_s), MAX_WINDOW_S) + 0.999)
 
 
 def variant(model: str, suffix: str, batch: int, handler: pathlib.Path,
@@ -87,14 +97,22 @@ def locust_run(server: launcher.Server, endpoint: str, body_file: pathlib.Path, 
     wall = time.monotonic() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    with open(f"{out}_stats.csv") as f:
-        row = next(r for r in csv.DictReader(f) if r["Name"] == "Aggregated")
-    if int(row["Request Count"]) == 0:
-        raise RuntimeError(f"locust sent no request to {endpoint}:\n{proc.stderr[-3000:]}")
+    row = None
+    stats = pathlib.Path(f"{out}_stats.csv")
+    if stats.is_file():
+        with open(stats) as f:
+            row = next((r for r in csv.DictReader(f) if r["Name"] == "Aggregated"), None)
+    locust_cpu = cpu / wall / (os.cpu_count() or 1)
+    if row is None or int(row["Request Count"]) == 0:
+        nan = float("nan")
+        tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
+        return {"requests": 0, "failures": 0, "rps": 0.0, "p50": nan, "p95": nan, "p99": nan,
+                "locust_cpu": locust_cpu,
+                "note": f"no request completed in {seconds} s ({tail[0][:200]})"}
     return {"requests": int(row["Request Count"]), "failures": int(row["Failure Count"]),
             "rps": float(row["Requests/s"]), "p50": float(row["50%"]),
             "p95": float(row["95%"]), "p99": float(row["99%"]),
-            "locust_cpu": cpu / wall / (os.cpu_count() or 1)}
+            "locust_cpu": locust_cpu}
 
 
 def gateway_overhead(server: launcher.Server, model: str, endpoint: str, n_steps: int,
@@ -152,20 +170,31 @@ def main() -> None:
         for m in models:
             body_file = tmp / f"{m}.json"
             body_file.write_text(body(m, opts.n_steps))
+            latency = 0.0
             for ep in endpoints[m].values():  # warm every worker before measuring
                 req = urllib.request.Request(f"{server.inference_url}/explanations/{ep}",
                                              data=body_file.read_bytes(),
                                              headers={"Content-Type": "application/json"})
                 urllib.request.urlopen(req, timeout=300).read()
+                t0 = time.perf_counter()  # the second call is warm: it sizes the window
+                urllib.request.urlopen(req, timeout=300).read()
+                latency = max(latency, time.perf_counter() - t0)
+            seconds = window_seconds(opts.seconds, latency)
             for r in range(opts.rounds):
                 order = CONFIGS if r % 2 == 0 else CONFIGS[::-1]
                 for c in order:
+                    meter = LoadMeter(run_dir)
+                    meter.start()
                     res = locust_run(server, endpoints[m][c], body_file, opts.users,
-                                     opts.seconds, tmp / f"{m}_{c}_{r}")
+                                     seconds, tmp / f"{m}_{c}_{r}")
+                    load = meter.stop()
+                    res["other_cpu"] = load.other
                     results[m][c].append(res)
                     print(f"{m} ({c}) round {r}: {res['rps']:.1f} rps, p50 {res['p50']:.0f} ms, "
                           f"p99 {res['p99']:.0f} ms, failures {res['failures']}, "
-                          f"locust CPU {100 * res['locust_cpu']:.0f}%", flush=True)
+                          f"locust CPU {100 * res['locust_cpu']:.0f}%, {seconds} s window; "
+                          f"{load.describe()}" + (f"; NOTE {res['note']}" if "note" in res
+                                                  else ""), flush=True)
             if m != "resnet18":
                 overhead[m] = gateway_overhead(server, m, endpoints[m]["a"], opts.n_steps,
                                                opts.overhead_calls)
@@ -186,18 +215,22 @@ def _median(rows: list[dict], key: str) -> float:
 def table(results: dict, opts: argparse.Namespace) -> str:
     lines = [f"IntegratedGradients n_steps={opts.n_steps}, {opts.users} users, "
              f"{opts.rounds} x {opts.seconds} s per config (medians over rounds)", "",
-             "| model | config | rps | p50 ms | p95 ms | p99 ms | failures | locust CPU |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| model | config | rps | p50 ms | p95 ms | p99 ms | failures | locust CPU "
+             "| other CPU (max) |", "|---|---|---|---|---|---|---|---|---|"]
     for m, per in results.items():
         for c in CONFIGS:
             rows = per[c]
             lines.append(f"| {m} | ({c}) {LABEL[c]} | {_median(rows, 'rps'):.1f} | "
                          f"{_median(rows, 'p50'):.0f} | {_median(rows, 'p95'):.0f} | "
                          f"{_median(rows, 'p99'):.0f} | {sum(r['failures'] for r in rows)} | "
-                         f"{100 * _median(rows, 'locust_cpu'):.0f}% |")
+                         f"{100 * _median(rows, 'locust_cpu'):.0f}% | "
+                         f"{100 * max(r.get('other_cpu', 0.0) for r in rows):.0f}% |")
     lines += ["", "| model | a/b throughput | a/c throughput | p99 a vs c |", "|---|---|---|---|"]
     for m, per in results.items():
         a, b, c = (_median(per[k], "rps") for k in CONFIGS)
+        if not (b and c):
+            lines.append(f"| {m} | n/a | n/a | a window completed no request (see the notes) |")
+            continue
         lines.append(f"| {m} | {a / b:.2f}x | {a / c:.2f}x | "
                      f"{_median(per['a'], 'p99'):.0f} vs {_median(per['c'], 'p99'):.0f} ms |")
     return "\n".join(lines)

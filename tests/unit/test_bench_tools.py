@@ -1,0 +1,50 @@
+"""bench/service_throughput's window sizing and bench/machine_load's meter."""
+
+from __future__ import annotations
+
+import math
+import os
+import pathlib
+import time
+
+from bench.machine_load import LoadMeter, instance_pids
+from bench.service_throughput import MAX_WINDOW_S, MIN_COMPLETIONS, window_seconds
+
+
+def test_window_scales_to_latency_within_bounds() -> None:
+    assert window_seconds(20, 0.05) == 20
+    assert window_seconds(20, 3.0) == math.ceil(MIN_COMPLETIONS * 3.0)
+    assert window_seconds(20, 1e4) == MAX_WINDOW_S
+
+
+def test_meter_counts_its_own_busy_loop(tmp_path: pathlib.Path) -> None:
+    meter = LoadMeter(tmp_path)
+    wall0 = time.monotonic()
+    meter.start()
+    t0 = time.process_time()
+    while time.process_time() - t0 < 0.3:
+        pass
+    load = meter.stop()
+    wall = time.monotonic() - wall0
+    cores = os.cpu_count() or 1
+    assert 0.0 <= load.ours <= load.busy <= 1.0 + 1e-9
+    assert load.ours >= 0.8 * 0.3 / (wall * cores)  # this loop's CPU is ours, not "other"
+    assert math.isclose(load.other, max(load.busy - load.ours, 0.0))
+    assert "machine busy" in load.describe()
+
+
+def test_instance_pids_find_processes_naming_the_run_dir(tmp_path: pathlib.Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)",
+                             str(tmp_path)])
+    try:
+        deadline = time.time() + 5
+        while proc.pid not in instance_pids(tmp_path) and time.time() < deadline:
+            time.sleep(0.05)
+        assert proc.pid in instance_pids(tmp_path)
+        assert os.getpid() not in instance_pids(tmp_path)
+    finally:
+        proc.kill()
+        proc.wait()
