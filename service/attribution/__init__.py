@@ -49,6 +49,14 @@ from .text import (
     token_attributions,
 )
 
+# isort: split
+# summaries, dataloader attribution, layer permutation
+from .class_summarizer import ClassSummarizer
+from .dataloader_attr import DataLoaderAttribution, InputRole
+from .layer.layer_feature_permutation import LayerFeaturePermutation
+from .stat import MSE, CommonStats, Count, Max, Mean, Min, Stat, StdDev, Sum, Var
+from .summarizer import Summarizer, SummarizerSingleTensor
+
 __all__ = [
     "AttributionInputError",
     "Attribution",
@@ -103,4 +111,21 @@ __all__ = [
     "configure_interpretable_embedding_layer",
     "remove_interpretable_embedding_layer",
     "token_attributions",
+    # summaries, dataloader attribution, layer permutation
+    "DataLoaderAttribution",
+    "InputRole",
+    "LayerFeaturePermutation",
+    "Summarizer",
+    "SummarizerSingleTensor",
+    "ClassSummarizer",
+    "CommonStats",
+    "Stat",
+    "Mean",
+    "Var",
+    "StdDev",
+    "MSE",
+    "Min",
+    "Max",
+    "Sum",
+    "Count",
 ]
