@@ -11,7 +11,7 @@ the forward once per batch and perturbation.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from enum import IntEnum
 from typing import Any
 
@@ -145,7 +145,7 @@ class _Traversal:
         self.baselines, self.masks = baselines, masks
         self.reduce, self.to_metric = reduce, to_metric
 
-    def __call__(self, features: list[int | None]) -> list[Tensor]:
+    def __call__(self, features: Sequence[int | None]) -> list[Tensor]:
         accums: list[Any] = [None] * len(features)
         for raw in self.dataloader:
             _, batch = _as_batch(raw)

@@ -9,7 +9,7 @@ Welford's update, so a stream far from zero keeps its precision (no sum of squar
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar, Union
+from typing import TYPE_CHECKING, Any, TypeVar, Union, cast
 
 import torch
 from torch import Tensor
@@ -43,7 +43,7 @@ class Stat:
     def _get_stat(self, stat: _S) -> _S | None:
         if self._other_stats is None:
             raise RuntimeError(f"stat {self.name!r} is not part of a summarizer")
-        return self._other_stats.get(stat)
+        return cast(Union[_S, None], self._other_stats.get(stat))
 
     def _required(self, stat: _S) -> _S:
         found = self._get_stat(stat)
