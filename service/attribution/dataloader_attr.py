@@ -74,7 +74,9 @@ class DataLoaderAttribution(Attribution):
         per attributed element (a tuple when batches are tuples or lists), or with
         ``return_input_shape=False`` one tensor (M, n_features).
         """
-        first = next(iter(dataloader))
+        first = next(iter(dataloader), None)
+        if first is None:
+            raise ValueError("`dataloader` yields no batch")
         was_tuple, batch = _as_batch(first)
         roles = _check_roles(input_roles, len(batch))
         attr_idx = [i for i, r in enumerate(roles) if r == InputRole.need_attr]

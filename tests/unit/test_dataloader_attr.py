@@ -142,6 +142,8 @@ def test_bad_arguments_name_the_field() -> None:
         dl.attribute(loader, to_metric=lambda acc: float(acc.sum()))
     with pytest.raises(ValueError, match="perturbations_per_pass"):
         dl.attribute(loader, perturbations_per_pass=0)
+    with pytest.raises(ValueError, match="no batch"):
+        dl.attribute([])
     with pytest.raises(NotImplementedError):
         dl.attribute_future()
 
@@ -150,3 +152,11 @@ def test_input_role_values_are_captums() -> None:
     from captum.attr._core.dataloader_attr import InputRole as TheirRole
     for name in ("need_attr", "need_forward", "no_forward"):
         assert getattr(sa.InputRole, name) == getattr(TheirRole, name)
+
+
+def test_progress_counts_traversals(capsys) -> None:
+    loader = DataLoader(_data(), batch_size=4)
+    sa.DataLoaderAttribution(sa.FeatureAblation(Net())).attribute(
+        loader, perturbations_per_pass=3, show_progress=True)
+    err = capsys.readouterr().err
+    assert "4/4" in err                        # 1 unperturbed + ceil(8 / 3) passes of features
