@@ -58,10 +58,12 @@ def _mean_metric(spec: ModelSpec, rows: list[int]) -> dict:
 
 
 ROWS: list[Case] = []
+# one feature per scalar (a traversal each) only on the small inputs; images go by groups
+for _m in ("linear", "mlp", "two_input"):
+    ROWS.append(Case("DataLoaderAttribution", _m, lambda m: OverLoader(sa, m),
+                     lambda m: OverLoader(ca, m), _dl))
 for _m in MODELS_ALL:
     ROWS += [
-        Case("DataLoaderAttribution", _m, lambda m: OverLoader(sa, m),
-             lambda m: OverLoader(ca, m), _dl),
         Case("DataLoaderAttribution-groups-baselines-ppp3", _m, lambda m: OverLoader(sa, m),
              lambda m: OverLoader(ca, m),
              lambda s, r: _dl(s, r, feature_mask=group_mask(s, r), baselines=_const(s, 0.25),
