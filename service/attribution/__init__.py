@@ -11,6 +11,7 @@ from ._base import (
     NeuronAttribution,
     PerturbationAttribution,
 )
+from ._common import AttributionInputError
 from .deep_lift import DeepLift, DeepLiftShap
 from .feature_ablation import FeatureAblation
 from .feature_permutation import FeaturePermutation
@@ -48,7 +49,16 @@ from .text import (
     token_attributions,
 )
 
+# isort: split
+# summaries, dataloader attribution, layer permutation
+from .class_summarizer import ClassSummarizer
+from .dataloader_attr import DataLoaderAttribution, InputRole
+from .layer.layer_feature_permutation import LayerFeaturePermutation
+from .stat import MSE, CommonStats, Count, Max, Mean, Min, Stat, StdDev, Sum, Var
+from .summarizer import Summarizer, SummarizerSingleTensor
+
 __all__ = [
+    "AttributionInputError",
     "Attribution",
     "GradientAttribution",
     "PerturbationAttribution",
@@ -101,4 +111,21 @@ __all__ = [
     "configure_interpretable_embedding_layer",
     "remove_interpretable_embedding_layer",
     "token_attributions",
+    # summaries, dataloader attribution, layer permutation
+    "DataLoaderAttribution",
+    "InputRole",
+    "LayerFeaturePermutation",
+    "Summarizer",
+    "SummarizerSingleTensor",
+    "ClassSummarizer",
+    "CommonStats",
+    "Stat",
+    "Mean",
+    "Var",
+    "StdDev",
+    "MSE",
+    "Min",
+    "Max",
+    "Sum",
+    "Count",
 ]

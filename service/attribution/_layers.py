@@ -19,7 +19,7 @@ from typing import Any, Union
 import torch
 from torch import Tensor, nn
 
-from ._common import Inputs, Target, run_forward
+from ._common import AttributionInputError, Inputs, Target, run_forward
 from ._gradients import output_for_grad
 from ._hooks import scoped_handles
 
@@ -203,19 +203,19 @@ def select_neuron(values: Inputs, selector: NeuronSelector) -> Tensor:
                             "not a tensor")
     else:
         if len(values) != 1:
-            raise ValueError(f"the layer gives {len(values)} tensors; pass a callable "
-                             "`neuron_selector` to choose a neuron among them")
+            raise AttributionInputError(f"the layer gives {len(values)} tensors; pass a callable "
+                                        "`neuron_selector` to choose a neuron among them")
         layer_out = values[0]
         index = (selector,) if isinstance(selector, int) else tuple(selector)
         if len(index) > layer_out.dim() - 1:
-            raise ValueError(f"`neuron_selector` {selector!r} has {len(index)} indices; the layer "
-                             f"has {layer_out.dim() - 1} dimensions besides the batch "
-                             f"(shape {tuple(layer_out.shape)})")
+            raise AttributionInputError(
+                f"`neuron_selector` {selector!r} has {len(index)} indices; the layer has "
+                f"{layer_out.dim() - 1} dimensions besides the batch (shape {tuple(layer_out.shape)})")
         for d, idx in enumerate(index):
             size = layer_out.shape[1 + d]
             if isinstance(idx, int) and not -size <= idx < size:
-                raise ValueError(f"`neuron_selector` index {idx} is out of range for layer "
-                                 f"dimension {1 + d} of size {size}")
+                raise AttributionInputError(f"`neuron_selector` index {idx} is out of range for "
+                                            f"layer dimension {1 + d} of size {size}")
         picked = layer_out[(slice(None), *index)]
         if any(isinstance(i, slice) for i in index):
             picked = picked.reshape(rows, -1).sum(1)
