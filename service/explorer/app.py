@@ -10,6 +10,8 @@ import json
 import pathlib
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
@@ -110,6 +112,8 @@ def create_app(config: ExplorerConfig, **upstream_options) -> Starlette:
         Route("/api/models/{model}/explain", forwarder("explanations"), methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    middleware = ([Middleware(TrustedHostMiddleware, allowed_hosts=list(config.allowed_hosts))]
+                  if config.allowed_hosts else [])
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.config = config
     return app

@@ -16,3 +16,13 @@ class ExplorerConfig:
     examples_dir: pathlib.Path = DEFAULT_EXAMPLES  # <dir>/<model>/examples.json (make models)
     timeout_s: float = 300.0               # upstream timeout of one call (resnet18 IG is slow)
     max_body_bytes: int = 16 * 2**20       # bodies the proxy forwards (TorchServe's own limit)
+    # Host headers answered (None: any). On a loopback address only loopback names, so a web
+    # page elsewhere cannot reach the explorer by DNS rebinding.
+    allowed_hosts: tuple[str, ...] | None = None
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def hosts_for(listen_host: str) -> tuple[str, ...] | None:
+    return LOOPBACK if listen_host in LOOPBACK else None

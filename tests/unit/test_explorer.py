@@ -230,3 +230,14 @@ def test_listen_address_is_parsed():
     assert args.listen == ("127.0.0.1", 8090)
     args = build_parser().parse_args(["--inference-url", "http://x", "--listen", "[::1]:9"])
     assert args.listen == ("::1", 9)
+
+
+def test_on_loopback_only_loopback_host_names_are_answered(examples_dir):
+    from service.explorer.config import hosts_for
+
+    cfg = ExplorerConfig(inference_url="http://torchserve", examples_dir=examples_dir,
+                         allowed_hosts=hosts_for("127.0.0.1"))
+    client = TestClient(create_app(cfg), base_url="http://127.0.0.1:8090")
+    assert client.get("/").status_code == 200
+    assert client.get("/", headers={"Host": "attacker.example:8090"}).status_code == 400
+    assert hosts_for("0.0.0.0") is None

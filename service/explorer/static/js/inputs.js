@@ -61,7 +61,7 @@ function tabularEditor(spec, input, onChange) {
         const v = field.value.trim();
         if (v === "" || !Number.isFinite(Number(v))) delete features[name];
         else features[name] = Number(v);
-        onChange({ ...input, kind: "tabular", features: { ...features }, exampleId: null });
+        onChange({ ...input, kind: "tabular", features: { ...features }, exampleId: null, trueIndex: null });
       } });
     grid.append(h("label", { class: "field" }, h("span", { title: name }, name), field));
   }
@@ -78,7 +78,7 @@ function recommenderEditor(spec, input, onChange) {
   const titles = names.filter((n) => n.startsWith("watched:")).map((n) => n.slice(8));
   const genres = names.filter((n) => n.startsWith("genre:")).map((n) => n.slice(6));
   const emit = () => onChange({ ...input, kind: "tabular", features: { ...features },
-    exampleId: null });
+    exampleId: null, trueIndex: null });
   const list = h("div", { class: "titles" });
   for (const t of titles) {
     const watched = (features[`watched:${t}`] || 0) > 0;
@@ -96,6 +96,8 @@ function recommenderEditor(spec, input, onChange) {
       : RECENCY[2][1]);
     const box = h("input", { type: "checkbox", checked: watched, name: `watched:${t}`,
       onchange: () => {
+        sel.disabled = !box.checked;
+        row.classList.toggle("on", box.checked);
         if (box.checked) {
           features[`watched:${t}`] = 1;
           features[`recent:${t}`] = Number(sel.value);
@@ -105,8 +107,8 @@ function recommenderEditor(spec, input, onChange) {
         }
         emit();
       } });
-    list.append(h("div", { class: watched ? "title on" : "title" },
-      h("label", {}, box, t), sel));
+    const row = h("div", { class: watched ? "title on" : "title" }, h("label", {}, box, t), sel);
+    list.append(row);
   }
   const sliders = h("div", { class: "genres" });
   for (const g of genres) {

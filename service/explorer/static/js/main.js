@@ -268,12 +268,17 @@ class App {
     clear($("input-editor"), editor(this.spec, this.input, (input) => {
       this.input = input;
       this.state.example = input.exampleId || undefined;
-      this.renderInput();
+      if (input.kind === "image") this.renderInput();   // fields edit themselves in place
+      else this.renderTitle();
       this.renderGallery();
       this.saveState();
       clearTimeout(this.debounce);
       this.debounce = setTimeout(() => this.inputChanged({ run: this.spec.purpose !== "load_test_only" }), 350);
     }));
+    this.renderTitle();
+  }
+
+  renderTitle() {
     const ex = this.examples.find((e) => e.id === this.input?.exampleId);
     $("input-title").textContent = ex ? `Input: ${ex.id}` + (ex.true_label ? ` (true: ${ex.true_label})` : "")
       : this.input ? "Input: your own" : "Input";
