@@ -257,7 +257,8 @@ function numbers(e, t, roundTripMs) {
   } else {
     add("output", fmt(Number(e.instanceOutput)));
   }
-  add("time", `${fmt(Number(t.explainMs || 0), 1)} ms explain · ${fmt(Number(t.totalMs || 0), 1)} ms server · ${roundTripMs.toFixed(0)} ms round trip`, "time");
+  add("time", `${fmt(Number(t.explainMs || 0), 1)} ms explain · ${roundTripMs.toFixed(0)} ms total`, "time");
+  dl.lastChild.title = `server ${fmt(Number(t.totalMs || 0), 1)} ms (predict ${fmt(Number(t.predictMs || 0), 1)}, explain ${fmt(Number(t.explainMs || 0), 1)}); round trip from this page ${roundTripMs.toFixed(0)} ms`;
   if (Number(t.fusedGroupSize) > 1) add("fused with", `${t.fusedGroupSize - 1} other request(s)`);
   return dl;
 }
