@@ -46,6 +46,19 @@ def start_explorer(run_dir: pathlib.Path, port: int, inference_url: str, gateway
             time.sleep(0.2)
 
 
+def _gone(pid: int) -> bool:
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own child: reap it
+            return True
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
 def stop_explorer(run_dir: pathlib.Path, timeout: float = 10.0) -> None:
     pid_file = _pid_file(run_dir)
     if not pid_file.is_file():
@@ -57,12 +70,9 @@ def stop_explorer(run_dir: pathlib.Path, timeout: float = 10.0) -> None:
         pid_file.unlink(missing_ok=True)
         return
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+    while not _gone(pid):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
             break
         time.sleep(0.1)
-    else:
-        os.kill(pid, signal.SIGKILL)
     pid_file.unlink(missing_ok=True)

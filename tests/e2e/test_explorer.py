@@ -362,3 +362,28 @@ def test_the_server_serves_nothing_without_a_valid_key(explorer, server, headers
     good = {"Authorization": f"Bearer {server.key()}"}
     r = requests.get(explorer + "/api/models/digits/examples", headers=good, timeout=60)
     assert r.status_code == 200 and len(r.json()["examples"]) == 30
+
+
+def test_a_rotated_key_shows_key_refused_until_the_new_key_is_entered(page, explorer, server):
+    connect(page, explorer, server.key())
+    open_model(page, "breast_cancer")
+    wait_panels(page)
+    old = server.key()
+    api_key = json.loads(server.key_file.read_text())["API"]["key"]
+    r = requests.get(f"{server.management_url}/token", params={"type": "inference"},
+                     headers={"Authorization": f"Bearer {api_key}"}, timeout=30)
+    assert r.status_code == 200, r.text
+    deadline = time.monotonic() + 10
+    while server.key() == old and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert server.key() != old
+    # the next call the page makes is refused (it may already have made one: the gallery's)
+    page.evaluate("() => window.explorer.runAll()")
+    expect(page.locator("#key-state")).to_have_attribute("data-state", "refused")
+    expect(page.locator("#app")).to_be_hidden()
+    expect(page.locator("#banner")).to_contain_text("Key refused")
+    page.fill("#key-input", server.key())
+    page.click("#key-form button")
+    expect(page.locator("#key-state")).to_have_attribute("data-state", "ok")
+    expect(page.locator("body")).to_have_attribute("data-model", "breast_cancer")
+    wait_panels(page)

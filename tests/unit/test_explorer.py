@@ -241,3 +241,26 @@ def test_on_loopback_only_loopback_host_names_are_answered(examples_dir):
     assert client.get("/").status_code == 200
     assert client.get("/", headers={"Host": "attacker.example:8090"}).status_code == 400
     assert hosts_for("0.0.0.0") is None
+
+
+def test_the_launcher_hook_starts_and_stops_the_explorer(tmp_path):
+    import socket
+    import urllib.request
+
+    from service.explorer.process import start_explorer, stop_explorer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = start_explorer(tmp_path, port, "http://127.0.0.1:9", None, timeout=60)
+    try:
+        assert url == f"http://127.0.0.1:{port}/"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            assert b"<title>Explorer" in r.read()
+        pid = int((tmp_path / "tmp" / "explorer.pid").read_text())
+    finally:
+        stop_explorer(tmp_path)
+    assert not (tmp_path / "tmp" / "explorer.pid").exists()
+    with pytest.raises(ProcessLookupError):
+        import os
+        os.kill(pid, 0)
