@@ -94,8 +94,12 @@ def build() -> Built:
             "reference.pt": stratified_reference(z_train, y_train, N_REFERENCE),  # (32, 30)
         },
         reports={"metrics.json": metrics,
-                 EXAMPLES_FILE: report(NAME, "the dataset's diagnosis", [
-                     example(f"{NAME}-{i}", tabular(x_test[i].tolist(), features),
-                             int(y_test[i]), classes)
-                     for i in first_per_class(y_test, EXAMPLES_PER_CLASS)])},
+                 EXAMPLES_FILE: examples(x_test, y_test, features, classes)},
     )
+
+
+def examples(x_test: Tensor, y_test: Tensor, features: list[str], classes: list[str]) -> dict:
+    """The first held-out patients of each class, raw feature values (what a client sends)."""
+    return report(NAME, "the dataset's diagnosis", [
+        example(f"{NAME}-{i}", tabular(x_test[i].tolist(), features), int(y_test[i]), classes)
+        for i in first_per_class(y_test, EXAMPLES_PER_CLASS)])
