@@ -206,6 +206,17 @@ def test_digits_two_algorithms_as_overlays(page, explorer, server, tmp_path):
         assert panel.locator(".explained b").inner_text() == answer["explanations"][0]["label"]
     assert page.locator("#predicted-label").inner_text() == label
     shot(page, tmp_path, "digits")
+    # an uploaded picture (56x56, the service resizes it) is what the panels explain next
+    yy, xx = np.mgrid[0:56, 0:56]
+    ring = (np.abs(np.hypot(xx - 28, yy - 28) - 16) < 4).astype(np.uint8) * 255   # a "0"
+    upload = tmp_path / "ring.png"
+    Image.fromarray(ring, "L").save(upload)
+    sent = rerun(page, lambda: page.set_input_files("#upload", str(upload)))
+    assert base64.b64decode(sent["inputs"]["image"]) == upload.read_bytes()
+    expect(page.locator("#input-title")).to_have_text("Input: your own")
+    for i in range(2):
+        canvas = page.locator(".panel").nth(i).locator("canvas.overlay")
+        assert canvas.evaluate("c => [c.width, c.height]") == [28, 28]
 
 
 def test_breast_cancer_bars_match_the_api(page, explorer, server, tmp_path):
@@ -387,3 +398,26 @@ def test_a_rotated_key_shows_key_refused_until_the_new_key_is_entered(page, expl
     expect(page.locator("#key-state")).to_have_attribute("data-state", "ok")
     expect(page.locator("body")).to_have_attribute("data-model", "breast_cancer")
     wait_panels(page)
+
+
+def test_faithfulness_metrics_are_shown_when_the_answer_has_them(page, explorer, server):
+    """The service may add ``metrics`` (infidelity, sensitivity) to an explanation: the panel
+    shows them then, and nothing otherwise. The answer is the real one plus such a field."""
+    added = {"infidelity": 0.0123, "sensitivity": 0.5}
+
+    def with_metrics(route):
+        answer = route.fetch().json()
+        if answer.get("algorithm") == "IntegratedGradients":
+            answer["explanations"][0]["metrics"] = added
+        route.fulfill(json=answer)
+
+    page.route("**/api/models/breast_cancer/explain", with_metrics)
+    connect(page, explorer, server.key())
+    open_model(page, "breast_cancer")
+    wait_panels(page)
+    first, second = page.locator(".panel").nth(0), page.locator(".panel").nth(1)
+    assert panel_algorithms(page)[0] == "IntegratedGradients"
+    for name, value in added.items():
+        cell = first.locator(f".metrics-box dd[data-metric={name}]")
+        assert float(cell.inner_text()) == pytest.approx(value)
+    expect(second.locator(".metrics-box")).to_have_count(0)
