@@ -18,16 +18,20 @@ def _pid_file(run_dir: pathlib.Path) -> pathlib.Path:
     return run_dir / "tmp" / "explorer.pid"
 
 
+def explorer_command(listen: str, inference_url: str, gateway: str | None) -> list[str]:
+    """The explorer's command line (for a supervisor that keeps it running)."""
+    cmd = [sys.executable, "-m", "service.explorer", "--listen", listen,
+           "--inference-url", inference_url]
+    return cmd + (["--gateway", gateway] if gateway else [])
+
+
 def start_explorer(run_dir: pathlib.Path, port: int, inference_url: str, gateway: str | None,
                    host: str = "127.0.0.1", timeout: float = 30.0) -> str:
     """Starts ``python -m service.explorer`` detached; returns its URL once it answers."""
     stop_explorer(run_dir)
     for sub in ("logs", "tmp"):
         (run_dir / sub).mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "service.explorer", "--listen", f"{host}:{port}",
-           "--inference-url", inference_url]
-    if gateway:
-        cmd += ["--gateway", gateway]
+    cmd = explorer_command(f"{host}:{port}", inference_url, gateway)
     with open(run_dir / "logs" / "explorer.log", "ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
