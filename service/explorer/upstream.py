@@ -61,9 +61,8 @@ def error(status: int, code: str, message: str, field: str = "") -> Answer:
 
 
 def key_refused(detail: str = "") -> Answer:
-    message = ("the service refused the inference key (missing, wrong, or expired: the service "
-               "rotates its keys); enter the current key")
-    return error(401, KEY_REFUSED, message + (f" [{detail}]" if detail else ""), "authorization")
+    message = "the service refused the inference key (missing, wrong, or expired)"
+    return error(401, KEY_REFUSED, message + (f": {detail}" if detail else ""), "authorization")
 
 
 def _rest_error(status: int, raw: bytes, model: str) -> Answer:

@@ -87,12 +87,14 @@ def page(browser):
     pg = ctx.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.on("console", lambda m: errors.append(m.text)
+          if m.type == "error" and "Content Security Policy" in m.text else None)
     pg.sent = []  # the explanation requests the page sent: (model, body)
     pg.on("request", lambda r: pg.sent.append((r.url.split("/")[-2], json.loads(r.post_data)))
           if r.url.endswith("/explain") and r.method == "POST" else None)
     yield pg
     ctx.close()
-    assert errors == [], f"errors in the page: {errors}"
+    assert errors == [], f"errors in the page (or CSP violations): {errors}"
 
 
 def connect(page, url: str, key: str | None) -> None:

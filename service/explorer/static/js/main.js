@@ -53,10 +53,10 @@ class App {
   refused(err) {
     this.keyState("refused", "key refused");
     $("app").hidden = true;
-    this.banner(h("span", {}, h("b", {}, "Key refused. "), err.message ||
-      "The service refused the inference key.", " Enter the current key above (",
-      h("code", {}, "run/<instance>/key_file.json"), ", ", h("code", {}, "inference.key"), ")."),
-    "error");
+    this.banner(h("span", { title: err.message }, h("b", {}, "Key refused. "),
+      "The service does not accept this inference key: it is wrong, or it has expired (the service ",
+      "rotates its keys). Enter the current key above (", h("code", {}, "run/<instance>/key_file.json"),
+      ", ", h("code", {}, "inference.key"), ")."), "error");
     $("key-input").focus();
   }
 
