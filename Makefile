@@ -7,7 +7,7 @@ CONSTRAINTS ?= constraints.txt
 PIP_CONSTRAINTS := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-fast lint bench bench-service loadtest serve serve-stop protos models
+.PHONY: venv test test-fast lint bench bench-service loadtest serve serve-stop explorer protos models
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,12 @@ loadtest: $(STAMP)
 # make bench-service: bench/service_throughput.py (ours fused vs batch 1 vs stock captum handler).
 bench-service: $(STAMP) models
 	$(PY) -m bench.service_throughput
+
+# make explorer [INSTANCE=name] [EXPLORER_PORT=8090]: the explorer page (service/explorer) in
+# front of the instance `make serve` started, on 127.0.0.1 (Ctrl-C stops it).
+EXPLORER_PORT ?= 8090
+explorer: $(STAMP)
+	$(PY) -m service.explorer --instance $(INSTANCE) --listen 127.0.0.1:$(EXPLORER_PORT)
 
 serve-stop: $(STAMP)
 	$(PY) -m service.launcher stop --instance $(INSTANCE)

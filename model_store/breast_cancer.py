@@ -9,6 +9,7 @@ from torch import Tensor
 
 from service.nets import MLP
 
+from ._examples import EXAMPLES_FILE, example, first_per_class, report, tabular
 from ._recipe import (
     BATCH,
     DEFAULT_PARAMS,
@@ -24,6 +25,7 @@ from ._recipe import (
 NAME = "breast_cancer"
 SEED = 0
 N_REFERENCE = 32
+EXAMPLES_PER_CLASS = 8
 
 
 def split() -> tuple[Tensor, Tensor, Tensor, Tensor, list[str], list[str]]:
@@ -91,5 +93,13 @@ def build() -> Built:
             "baseline_mean.pt": z_train.mean(0, keepdim=True),                    # (1, 30)
             "reference.pt": stratified_reference(z_train, y_train, N_REFERENCE),  # (32, 30)
         },
-        reports={"metrics.json": metrics},
+        reports={"metrics.json": metrics,
+                 EXAMPLES_FILE: examples(x_test, y_test, features, classes)},
     )
+
+
+def examples(x_test: Tensor, y_test: Tensor, features: list[str], classes: list[str]) -> dict:
+    """The first held-out patients of each class, raw feature values (what a client sends)."""
+    return report(NAME, "the dataset's diagnosis", [
+        example(f"{NAME}-{i}", tabular(x_test[i].tolist(), features), int(y_test[i]), classes)
+        for i in first_per_class(y_test, EXAMPLES_PER_CLASS)])

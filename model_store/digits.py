@@ -10,6 +10,7 @@ from torch.nn import functional as F
 
 from service.nets import SmallCNN
 
+from ._examples import EXAMPLES_FILE, example, first_per_class, png_b64, report
 from ._recipe import (
     BATCH,
     DEFAULT_PARAMS,
@@ -26,6 +27,7 @@ NAME = "digits"
 SEED = 0
 SIZE = 28
 N_REFERENCE = 32
+EXAMPLES_PER_CLASS = 3
 
 
 def load() -> tuple[Tensor, Tensor]:
@@ -89,5 +91,14 @@ def build() -> Built:
             "baseline_mean.pt": x_train.mean(0, keepdim=True),                     # (1, 1, 28, 28)
             "reference.pt": stratified_reference(x_train, y_train, N_REFERENCE),   # (32, 1, 28, 28)
         },
-        reports={"metrics.json": metrics},
+        reports={"metrics.json": metrics, EXAMPLES_FILE: examples(x_test, y_test)},
     )
+
+
+def examples(x_test: Tensor, y_test: Tensor) -> dict:
+    """The first held-out images of each digit as PNG (the pixels the model sees)."""
+    names = [str(d) for d in range(10)]
+    rows = first_per_class(y_test, EXAMPLES_PER_CLASS)
+    return report(NAME, "the dataset's label", [
+        example(f"{NAME}-{i}", {"image": png_b64(x_test[i, 0].numpy())}, int(y_test[i]), names)
+        for i in rows])

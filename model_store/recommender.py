@@ -21,6 +21,7 @@ from torch import Tensor
 
 from service.nets import MLP
 
+from ._examples import EXAMPLES_FILE, example, first_per_class, report, tabular
 from ._recipe import (
     BATCH,
     DEFAULT_PARAMS,
@@ -36,6 +37,7 @@ SEED = 0
 N_USERS = 40_000
 N_REFERENCE = 32
 HIDDEN = (128,)
+N_EXAMPLES = 8  # held-out users, one per planted recommendation
 
 GENRES = ("Sci-Fi", "Crime", "Animation", "Romance", "Action", "Horror")
 MOVIES = (
@@ -237,5 +239,25 @@ def build() -> Built:
             "baseline_mean.pt": x[:n_train].mean(0, keepdim=True),            # (1, n_features)
             "reference.pt": x[:N_REFERENCE].clone(),                          # (32, n_features)
         },
-        reports={"metrics.json": metrics, "planted.json": planted()},
+        reports={"metrics.json": metrics, "planted.json": planted(),
+                 EXAMPLES_FILE: examples(x_test)},
     )
+
+
+def examples(x_test: Tensor) -> dict:
+    """Held-out users (the first with each planted best movie) and one probe per effect; the
+    true class is the generator's best movie (argmax of the planted scores)."""
+    best = planted_scores(x_test).argmax(1)                                   # (n_test,)
+    rows = first_per_class(best, 1)[:N_EXAMPLES]
+    out = [example(f"{NAME}-{i}", tabular(x_test[i].tolist(), FEATURES, drop_zeros=True,
+                                          digits=4), int(best[i]), TITLES) for i in rows]
+    seen: set[str] = set()
+    for j, probe in enumerate(probes()):
+        if probe["effect"] in seen:
+            continue
+        seen.add(probe["effect"])
+        out.append(example(f"{NAME}-probe-{j}", tabular(probe["input"], FEATURES,
+                                                        drop_zeros=True, digits=4),
+                           TITLES.index(probe["expected_recommendation"]), TITLES,
+                           note=f"probe: {probe['effect']} effect of {probe['cause']}"))
+    return report(NAME, "the generator's best movie (planted scores)", out)

@@ -10,6 +10,7 @@ import torch
 
 from service.nets import ResNet18
 
+from ._examples import EXAMPLES_FILE, example, png_b64, report
 from ._recipe import BATCH, Built, algorithms, baselines, deterministic
 
 NAME = "resnet18"
@@ -70,5 +71,18 @@ def build() -> Built:
             "baseline_mean.pt": torch.zeros((1, *SHAPE)),    # (1, 3, 224, 224)
             "reference.pt": reference,                       # (16, 3, 224, 224)
         },
-        reports={"metrics.json": metrics},
+        reports={"metrics.json": metrics, EXAMPLES_FILE: examples()},
     )
+
+
+def examples() -> dict:
+    """Two smooth synthetic pictures (there is no dataset, so no true class)."""
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, SHAPE[1]), torch.linspace(0, 1, SHAPE[2]),
+                            indexing="ij")                                     # (224, 224)
+    rings = 0.5 + 0.5 * torch.cos(18 * torch.hypot(xx - 0.5, yy - 0.5))
+    pictures = {"gradient": torch.stack([xx, yy, 1 - xx], -1),
+                "rings": torch.stack([rings, 0.5 * rings, 1 - rings], -1)}      # (224, 224, 3)
+    names = [f"class_{i}" for i in range(N_CLASSES)]
+    return report(NAME, "none (untrained, load test only)", [
+        example(f"{NAME}-{k}", {"image": png_b64(v.numpy())}, None, names,
+                note="synthetic picture") for k, v in pictures.items()])

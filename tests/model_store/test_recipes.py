@@ -103,6 +103,7 @@ def test_two_builds_give_identical_weights_and_data(name):
     for key in first.data_files:
         assert torch.equal(first.data_files[key], second.data_files[key]), key
     assert first.spec == second.spec
+    assert first.reports == second.reports  # metrics, planted effects, examples.json
     # The global RNG and thread settings are the caller's again.
     assert not torch.are_deterministic_algorithms_enabled()
 
