@@ -7,18 +7,27 @@ CONSTRAINTS ?= constraints.txt
 PIP_CONSTRAINTS := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-fast lint bench bench-service loadtest serve serve-stop explorer protos models
+.PHONY: venv browser test test-fast lint bench bench-service loadtest serve serve-stop explorer protos models
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q $(PIP_CONSTRAINTS) -e '.[dev,serve,viz,progress]'
+	$(PIP) install -q $(PIP_CONSTRAINTS) -e '.[dev,serve,viz,progress,explorer]'
 	touch $(STAMP)
 
 venv: $(STAMP)
 
-test: $(STAMP) models
+test: $(STAMP) models browser
 	$(PY) -m pytest -q
+
+# The explorer's browser tests drive Debian's chromium (Playwright cannot download browsers
+# here); installed with apt when missing and running as root, else a hint.
+CHROMIUM ?= chromium
+browser:
+	@command -v $(CHROMIUM) >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "make test: the browser tests need Debian's chromium (sudo apt-get install chromium)" >&2; exit 1; fi; }
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not e2e and not slow"
