@@ -6,7 +6,7 @@ import importlib
 
 from .table import Case
 
-FAMILIES = ("rows_gradient", "rows_layer", "rows_perturbation")
+FAMILIES = ("rows_gradient", "rows_layer", "rows_perturbation", "rows_lrp")
 
 
 def all_rows() -> list[Case]:
