@@ -28,9 +28,9 @@ class LayerLRP(LRP, LayerAttribution):
         self._layers = layers
         LayerAttribution.__init__(self, model, layer, getattr(model, "device_ids", None))
 
-    def attribute(self, inputs, target=None, additional_forward_args=None,
+    def attribute(self, inputs, target=None, additional_forward_args=None,  # type: ignore[override]
                   return_convergence_delta: bool = False, attribute_to_layer_input: bool = False,
-                  verbose: bool = False):
+                  verbose: bool = False):  # Captum's order: the layer flag before ``verbose``
         xs = as_tuple(inputs)
         found = propagate(self.model, xs, Target.of(target, xs[0].shape[0]),
                           format_args(additional_forward_args), self._layers,
