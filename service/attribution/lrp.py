@@ -38,7 +38,7 @@ def check_rule_attributes(model: nn.Module) -> None:
 
 
 def _own_rule(name: str, module: nn.Module) -> PropagationRule | None:
-    rule = module.__dict__.get("rule")
+    rule = getattr(module, "rule", None)  # an instance or class attribute, as in Captum
     if rule is None:
         return None
     if not isinstance(rule, PropagationRule):

@@ -325,3 +325,17 @@ def test_verbose_names_each_rule(capsys) -> None:
     assert len(lines) == 2  # ReLU passes relevance through: no rule to report
     assert lines[0].startswith("Applied EpsilonRule(") and " on layer 0: Linear" in lines[0]
     assert "GammaRule(gamma=0.5, set_bias_to_zero=False) on layer 2" in lines[1]
+
+
+def test_a_rule_given_as_class_attribute_is_used() -> None:
+    class GammaLinear(nn.Linear):
+        rule = sa.GammaRule(gamma=1.0)
+
+    torch.manual_seed(14)
+    lin = GammaLinear(4, 3).to(D)
+    plain = nn.Linear(4, 3).to(D)
+    plain.load_state_dict(lin.state_dict())
+    plain.rule = sa.GammaRule(gamma=1.0)
+    x = torch.randn(2, 4, dtype=D)
+    torch.testing.assert_close(sa.LRP(nn.Sequential(lin)).attribute(x, target=0),
+                               sa.LRP(nn.Sequential(plain)).attribute(x, target=0), atol=0, rtol=0)
