@@ -18,6 +18,11 @@ import sys
 import pytest
 
 SWAPPED: dict[str, str] = {}   # name -> "ours" | "missing"
+# Public classes that captum keeps in private modules (its tests import them from there).
+PRIVATE: dict[str, tuple[str, ...]] = {
+    "captum.attr._utils.lrp_rules": ("PropagationRule", "EpsilonRule", "GammaRule",
+                                     "Alpha1_Beta0_Rule", "IdentityRule"),
+}
 
 
 def _missing(name: str) -> type:
@@ -69,6 +74,13 @@ def swap() -> dict[str, str]:
         if theirs is not None and mine is not None:
             replacements[id(theirs)] = mine
             SWAPPED[name] = "ours"
+    for modname, names in PRIVATE.items():
+        private = importlib.import_module(modname)
+        for name in names:
+            mine = getattr(ours, name, None)
+            if mine is not None:
+                replacements[id(getattr(private, name))] = mine
+                SWAPPED[name] = "ours"
     for modname, module in list(sys.modules.items()):
         if not modname.startswith("captum") or module is None:
             continue

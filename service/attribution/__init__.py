@@ -129,3 +129,24 @@ __all__ = [
     "Sum",
     "Count",
 ]
+
+# LRP
+from .layer.layer_lrp import LayerLRP  # noqa: E402
+from .lrp import LRP  # noqa: E402
+from .lrp_rules import (  # noqa: E402
+    Alpha1_Beta0_Rule,
+    EpsilonRule,
+    GammaRule,
+    IdentityRule,
+    PropagationRule,
+)
+
+__all__ += [
+    "LRP",
+    "LayerLRP",
+    "PropagationRule",
+    "EpsilonRule",
+    "GammaRule",
+    "Alpha1_Beta0_Rule",
+    "IdentityRule",
+]

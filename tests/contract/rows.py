@@ -6,7 +6,8 @@ import importlib
 
 from .table import Case
 
-FAMILIES = ("rows_gradient", "rows_layer", "rows_perturbation", "rows_dataloader_layer_permutation")
+FAMILIES = ("rows_gradient", "rows_layer", "rows_perturbation", "rows_dataloader_layer_permutation",
+            "rows_lrp")
 
 
 def all_rows() -> list[Case]:

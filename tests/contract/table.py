@@ -90,6 +90,8 @@ def split(result: Any, want_delta: bool) -> tuple[tuple[Tensor, ...], Tensor | N
     attrs, delta = result if want_delta else (result, None)
     if isinstance(attrs, list):  # a list of layers: flatten each layer's tensor(s)
         attrs = tuple(t for a in attrs for t in (a if isinstance(a, tuple) else (a,)))
+    if isinstance(delta, list):  # one delta per layer: example-major, (N * layers,)
+        delta = torch.stack(delta, dim=1).flatten()
     return (attrs if isinstance(attrs, tuple) else (attrs,)), delta
 
 
