@@ -117,7 +117,9 @@ def tap(layers: list[nn.Module], to_input: bool = False, replace: list[Inputs] |
     with scoped_handles() as handles:
         for i, layer in enumerate(layers):
             if to_input:
-                handles.append(layer.register_forward_pre_hook(hook_for(i)))
+                # First of the layer's pre-hooks: a rule hooked on the same module (DeepLift's
+                # rescale of a ReLU) must see the recorded tensors, not the caller's.
+                handles.append(layer.register_forward_pre_hook(hook_for(i), prepend=True))
             else:
                 handles.append(layer.register_forward_hook(hook_for(i)))
         out: list[Inputs] = []
@@ -139,9 +141,11 @@ def layer_eval(forward_func: Callable, layers: list[nn.Module], inputs: Inputs,
 
 def layer_gradients(forward_func: Callable, layers: list[nn.Module], inputs: Inputs,
                     target: Target, args: tuple | None, to_input: bool = False,
-                    replace: list[Inputs] | None = None) -> tuple[list[Inputs], list[Inputs]]:
+                    replace: list[Inputs] | None = None,
+                    grad_kwargs: dict | None = None) -> tuple[list[Inputs], list[Inputs]]:
     """(gradients, values): d(sum of targeted outputs)/d(layer tensors) and the layer tensors
-    (detached), per layer. With ``replace`` the layers' tensors are set to the given values."""
+    (detached), per layer. With ``replace`` the layers' tensors are set to the given values.
+    ``grad_kwargs``: extra keyword arguments for ``torch.autograd.grad`` (Captum's)."""
     # One layer, or replaced layers: no autograd below them. Several layers read in place:
     # a layer's gradient flows through the others, so the whole forward is taped.
     start_graph = replace is not None or len(layers) == 1
@@ -157,7 +161,8 @@ def layer_gradients(forward_func: Callable, layers: list[nn.Module], inputs: Inp
                 raise ValueError(f"the layer's tensors (dtype {t.dtype}) cannot be differentiated; "
                                  "attribute to a layer with floating-point tensors (e.g. the "
                                  "embedding's output rather than its token-id input)")
-        grads = torch.autograd.grad(output_for_grad(out), flat, allow_unused=True)
+        grads = torch.autograd.grad(output_for_grad(out), flat,
+                                    **{"allow_unused": True, **(grad_kwargs or {})})
     grads_flat = [torch.zeros_like(t) if g is None else g for t, g in zip(flat, grads)]
     return regroup(grads_flat, got), [tuple(t.detach() for t in ts) for ts in got]
 
