@@ -152,7 +152,7 @@ class _MaxPoolRescale(torch.autograd.Function):
     (baselines), the part max(y_j, y'_j) - y'_j of the difference is credited to the inputs'
     argmax, the rest y_j - max(y_j, y'_j) to the baselines' argmax; an input position's
     multiplier is the sum of the credits it receives over every window, divided by its own
-    x - x'. Where x ~ x' the plain gradient is used."""
+    x - x'. Where x ~ x' it is the gradient at the inputs (routed by the inputs' argmax)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, module: nn.Module, dims: int, eps: float) -> Tensor:  # type: ignore[override]
@@ -174,7 +174,11 @@ class _MaxPoolRescale(torch.autograd.Function):
         half = _safe_div(a + b, dx, small)  # (N, C, *in): the same multiplier for both halves
         grad = torch.cat([half, half])
         if bool(small.any()):
-            grad = torch.where(torch.cat([small, small]), _route(g, idx, ctx.shape), grad)
+            # x ~ x': the gradient at the inputs, for both halves (one multiplier per example)
+            grad_a, _ = _halves(g)
+            idx_a, _ = _halves(idx)
+            plain = _route(grad_a, idx_a, dx.shape)
+            grad = torch.where(torch.cat([small, small]), torch.cat([plain, plain]), grad)
         return grad, None, None, None
 
 
