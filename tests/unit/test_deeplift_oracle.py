@@ -9,7 +9,7 @@ The oracle, for one example ``x`` and its baseline ``x'``:
 
    * Linear / Conv (affine): ``M`` is the weight matrix; a Conv's is read off by applying the
      convolution (without bias) to every basis vector of its input space.
-   * Flatten: the identity.
+   * Flatten: the identity; BatchNorm (eval): diagonal, its per-channel factor.
    * ReLU (Rescale rule): diagonal, ``M_ii = (relu(h_i) - relu(h'_i)) / (h_i - h'_i)``, and
      ``relu'(h_i)`` where ``|h_i - h'_i| < eps``.
    * MaxPool (the max-pool rule Captum's ``maxpool`` implements, with DeepLift's
@@ -44,6 +44,7 @@ TOL = 1e-10
 DT = torch.float64
 CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
+BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
 def _tup(v, n: int) -> tuple[int, ...]:
@@ -58,6 +59,10 @@ def _forward(layer: nn.Module, h: Tensor) -> Tensor:
         return h.reshape(-1)
     if isinstance(layer, nn.ReLU):
         return h.clamp(min=0)
+    if isinstance(layer, BATCHNORMS):
+        shape = (-1, *([1] * (h.dim() - 1)))
+        return ((h - layer.running_mean.view(shape)) * _scale(layer).view(shape)
+                + layer.bias.detach().view(shape))
     if isinstance(layer, CONVS):
         conv = (F.conv1d, F.conv2d, F.conv3d)[CONVS.index(type(layer))]
         return conv(h[None], layer.weight, layer.bias, layer.stride, layer.padding)[0]
@@ -117,25 +122,35 @@ def _pool_by_hand(layer: nn.Module, h: Tensor, hb: Tensor) -> tuple[Tensor, Tens
     return y, yb, M.reshape(y.numel(), h.numel())
 
 
-def _matrix(layer: nn.Module, h: Tensor, hb: Tensor) -> Tensor:
-    """The layer's multiplier matrix (output size x input size) for the pair (h, h')."""
+def _scale(layer: nn.Module) -> Tensor:
+    """An eval-mode BatchNorm's per-channel factor, (C,)."""
+    return layer.weight.detach() / torch.sqrt(layer.running_var + layer.eps)
+
+
+def _times_matrix(layer: nn.Module, h: Tensor, hb: Tensor, m: Tensor) -> Tensor:
+    """m @ M for the row vector(s) m (k, layer output size), M the layer's multiplier matrix
+    (output size x input size) for the pair (h, h'). Diagonal matrices are applied
+    elementwise."""
     if isinstance(layer, nn.Linear):
-        return layer.weight.detach()
+        return m @ layer.weight.detach()
     if isinstance(layer, nn.Flatten):
-        return torch.eye(h.numel(), dtype=DT)
+        return m
+    if isinstance(layer, BATCHNORMS):
+        per_channel = _scale(layer).view(-1, *([1] * (h.dim() - 1))).expand_as(h)
+        return m * per_channel.reshape(1, -1)
     if isinstance(layer, nn.ReLU):
         dx = (h - hb).reshape(-1)
         dy = (h.clamp(min=0) - hb.clamp(min=0)).reshape(-1)
         small = dx.abs() < EPS
-        m = torch.where(small, (h.reshape(-1) > 0).to(DT), dy / torch.where(small, 1.0, dx))
-        return torch.diag(m)
+        diag = torch.where(small, (h.reshape(-1) > 0).to(DT), dy / torch.where(small, 1.0, dx))
+        return m * diag
     if isinstance(layer, CONVS):
         conv = (F.conv1d, F.conv2d, F.conv3d)[CONVS.index(type(layer))]
         basis = torch.eye(h.numel(), dtype=DT).reshape(h.numel(), *h.shape)
         cols = conv(basis, layer.weight.detach(), None, layer.stride, layer.padding)
-        return cols.reshape(h.numel(), -1).T
+        return m @ cols.reshape(h.numel(), -1).T
     if isinstance(layer, POOLS):
-        return _pool_by_hand(layer, h, hb)[2]
+        return m @ _pool_by_hand(layer, h, hb)[2]
     raise TypeError(type(layer).__name__)
 
 
@@ -150,7 +165,7 @@ def hand_deeplift(layers: list[nn.Module], x: Tensor, xb: Tensor, seed: Tensor,
             hbs.append(_forward(layer, hbs[-1]))
         m = seed.reshape(1, -1)
         for i in reversed(range(at, len(layers))):
-            m = m @ _matrix(layers[i], hs[i], hbs[i])
+            m = _times_matrix(layers[i], hs[i], hbs[i], m)
     return m.reshape(hs[at].shape), hs[at], hbs[at]
 
 
