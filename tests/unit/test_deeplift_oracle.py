@@ -196,7 +196,14 @@ NETS = {
     "3d": (lambda: _net(nn.Conv3d(1, 2, 2), nn.ReLU(), nn.MaxPool3d(2, 1, padding=1),
                         nn.Flatten(), nn.Linear(2 * 5 ** 3, 2)), (1, 5, 5, 5)),
     "linear-relu": (lambda: _net(nn.Linear(5, 6), nn.ReLU(), nn.Linear(6, 2)), (5,)),
+    # one ReLU module called twice per forward (Captum raises a RuntimeError on this model)
+    "reused-relu": (lambda: _reused_relu(), (3,)),
 }
+
+
+def _reused_relu() -> nn.Sequential:
+    relu = nn.ReLU()
+    return _net(nn.Linear(3, 4), relu, nn.Linear(4, 3), relu)
 
 
 def _data(shape: tuple[int, ...], n: int, salt: int) -> Tensor:
