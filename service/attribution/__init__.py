@@ -11,6 +11,7 @@ from ._base import (
     NeuronAttribution,
     PerturbationAttribution,
 )
+from ._common import AttributionInputError
 from .deep_lift import DeepLift, DeepLiftShap
 from .feature_ablation import FeatureAblation
 from .feature_permutation import FeaturePermutation
@@ -49,6 +50,7 @@ from .text import (
 )
 
 __all__ = [
+    "AttributionInputError",
     "Attribution",
     "GradientAttribution",
     "PerturbationAttribution",

@@ -24,6 +24,14 @@ Baselines = tuple[Baseline, ...]
 TargetType = Union[None, int, tuple, Tensor, list]
 
 
+class AttributionInputError(ValueError, AssertionError):
+    """A user mistake in an argument that Captum rejects with ``assert``.
+
+    A ``ValueError`` for our callers, and an ``AssertionError`` for code written against Captum
+    that catches the latter. The message names the argument.
+    """
+
+
 def is_tuple(inputs: object) -> bool:
     return isinstance(inputs, tuple)
 
@@ -59,7 +67,7 @@ def format_baselines(baselines: object, inputs: Inputs, name: str = "baselines")
         return tuple(False if x.dtype is torch.bool else 0 for x in inputs)
     items = baselines if isinstance(baselines, tuple) else (baselines,)
     if len(items) != len(inputs):
-        raise ValueError(
+        raise AttributionInputError(
             f"`{name}` has {len(items)} entries but there are {len(inputs)} input tensors"
         )
     for i, b in enumerate(items):
@@ -76,13 +84,29 @@ def callable_baselines(baselines: object, inputs: Tensor | Inputs, name: str = "
     return format_baselines(baselines, as_tuple(inputs), name)
 
 
+def distribution_baselines(baselines: object, inputs: Tensor | Inputs,
+                           method: str) -> tuple[Tensor, ...]:
+    """SHAP-style baselines (a callable resolved first): a tensor, or a tuple of tensors, one
+    per input, each holding any number of reference examples."""
+    if callable(baselines) and not isinstance(baselines, Tensor):
+        n_params = len(inspect.signature(baselines).parameters)
+        baselines = baselines() if n_params == 0 else baselines(inputs)
+    items = baselines if isinstance(baselines, tuple) else (baselines,)
+    if not all(isinstance(b, Tensor) for b in items):
+        raise AttributionInputError(
+            f"`baselines` for {method} must be a tensor (or a tuple of tensors, or a callable "
+            "returning them) holding a distribution of reference examples; got "
+            f"{', '.join(_kind(b) for b in items)}")
+    return format_baselines(items, as_tuple(inputs))  # type: ignore[return-value]
+
+
 def check_baselines(inputs: Inputs, baselines: Baselines, name: str = "baselines") -> None:
     """A tensor baseline has the input's shape or is one example broadcast to the batch."""
     for i, (x, b) in enumerate(zip(inputs, baselines)):
         if isinstance(b, Tensor) and not (
             b.shape == x.shape or (b.dim() == x.dim() and b.shape[0] == 1 and b.shape[1:] == x.shape[1:])
         ):
-            raise ValueError(
+            raise AttributionInputError(
                 f"`{name}[{i}]` has shape {tuple(b.shape)}; it must be a number, have the input's "
                 f"shape {tuple(x.shape)}, or be one example of shape {(1, *x.shape[1:])}"
             )
@@ -92,7 +116,7 @@ def check_distribution(inputs: Inputs, baselines: Baselines, name: str = "baseli
     """Baselines used as a distribution: any number of examples of the input's example shape."""
     for i, (x, b) in enumerate(zip(inputs, baselines)):
         if isinstance(b, Tensor) and b.shape[1:] != x.shape[1:]:
-            raise ValueError(
+            raise AttributionInputError(
                 f"`{name}[{i}]` has example shape {tuple(b.shape[1:])}, "
                 f"input {i} has {tuple(x.shape[1:])}"
             )
@@ -186,13 +210,13 @@ class Target:
                 return Target(column=(int(target.item()),))
             if target.dim() == 1 and target.numel() == n_examples and not target.is_floating_point():
                 return Target(rows=target.long())
-            raise ValueError(
+            raise AttributionInputError(
                 f"`target` tensor has shape {tuple(target.shape)}; expected one integer or one "
                 f"integer per example ({n_examples})"
             )
         if isinstance(target, list):
             if len(target) != n_examples:
-                raise ValueError(
+                raise AttributionInputError(
                     f"`target` list has {len(target)} entries but there are {n_examples} examples"
                 )
             if all(isinstance(t, int) and not isinstance(t, bool) for t in target):
@@ -230,7 +254,7 @@ class Target:
         leaves dimensions."""
         if self.column is not None:
             if output.dim() < 1 + len(self.column):
-                raise ValueError(
+                raise AttributionInputError(
                     f"`target` {self.column if len(self.column) > 1 else self.column[0]} "
                     f"needs {len(self.column)} output dimensions besides the batch; the model "
                     f"output has shape {tuple(output.shape)}"
@@ -238,25 +262,25 @@ class Target:
             for d, idx in enumerate(self.column):
                 size = output.shape[1 + d]
                 if isinstance(idx, int) and not -size <= idx < size:
-                    raise ValueError(
+                    raise AttributionInputError(
                         f"`target` index {idx} is out of range for output dimension {1 + d} "
                         f"of size {size} (model output shape {tuple(output.shape)})"
                     )
             return output[(slice(None), *self.column)]
         if self.rows is not None:
             if output.dim() != 2:
-                raise ValueError(
+                raise AttributionInputError(
                     f"a per-example `target` needs a 2-D model output, got shape {tuple(output.shape)}"
                 )
             rows = self.rows.to(output.device)
             if rows.shape[0] != output.shape[0]:
-                raise ValueError(
+                raise AttributionInputError(
                     f"`target` has {rows.shape[0]} entries for {output.shape[0]} output rows"
                 )
             n_classes = output.shape[1]
             if rows.numel() and (int(rows.min()) < -n_classes or int(rows.max()) >= n_classes):
-                raise ValueError(f"`target` has an index outside [0, {n_classes}) for output "
-                                 f"shape {tuple(output.shape)}")
+                raise AttributionInputError(f"`target` has an index outside [0, {n_classes}) for "
+                                            f"output shape {tuple(output.shape)}")
             return output.gather(1, (rows % n_classes).view(-1, 1)).squeeze(1)
         if self.row_tuples is not None:
             return torch.stack([output[(i, *t)] for i, t in enumerate(self.row_tuples)])

@@ -274,9 +274,6 @@ class DeepLift(GradientAttribution):
                                                           additional_forward_args)
         return result
 
-    def attribute_future(self) -> None:
-        raise NotImplementedError("attribute_future is not implemented for DeepLift")
-
     def has_convergence_delta(self) -> bool:
         return True
 
