@@ -24,13 +24,14 @@ from torch import Tensor, nn
 
 from ._base import GradientAttribution
 from ._common import (
+    AttributionInputError,
     Inputs,
     Target,
     as_tuple,
     call_with_arity,
-    callable_baselines,
     check_baselines,
     check_distribution,
+    distribution_baselines,
     expand_args,
     expand_target_rows,
     format_args,
@@ -320,9 +321,9 @@ class DistributionPairs:
     @staticmethod
     def of(inputs: Any, baselines: Any, target: Any, additional_forward_args: Any,
            single: str) -> DistributionPairs:
-        bs = callable_baselines(baselines, inputs)
-        if not isinstance(bs[0], Tensor) or bs[0].shape[0] < 2:
-            raise ValueError(
+        bs = distribution_baselines(baselines, inputs, f"{single}Shap")
+        if bs[0].shape[0] < 2:
+            raise AttributionInputError(
                 "`baselines` must be a tensor distribution with more than one example; with a "
                 f"single baseline use {single}"
             )
