@@ -193,6 +193,8 @@ NETS = {
                              nn.Linear(18, 2)), (2, 13)),
     "1d-dilated": (lambda: _net(nn.Conv1d(1, 2, 2), nn.MaxPool1d(3, 1, dilation=2), nn.ReLU(),
                                 nn.Flatten(), nn.Linear(14, 2)), (1, 12)),
+    "2d-ceil": (lambda: _net(nn.Conv2d(1, 2, 2), nn.MaxPool2d(3, 2, padding=1, ceil_mode=True),
+                             nn.ReLU(), nn.Flatten(), nn.Linear(50, 2)), (1, 9, 9)),
     "3d": (lambda: _net(nn.Conv3d(1, 2, 2), nn.ReLU(), nn.MaxPool3d(2, 1, padding=1),
                         nn.Flatten(), nn.Linear(2 * 5 ** 3, 2)), (1, 5, 5, 5)),
     "linear-relu": (lambda: _net(nn.Linear(5, 6), nn.ReLU(), nn.Linear(6, 2)), (5,)),
