@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +24,18 @@ from ._common import (
 
 
 class Attribution:
-    """An attribution method over ``forward_func``."""
+    """An attribution method over ``forward_func``.
+
+    Like Captum's (whose ``attribute`` methods carry a logging decorator), every subclass's
+    ``attribute`` is a thin wrapper whose ``__wrapped__`` is the method as written, so
+    ``inspect.getfullargspec(Method.attribute.__wrapped__)`` works on ours too.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        method = cls.__dict__.get("attribute")
+        if callable(method) and not hasattr(method, "__wrapped__"):
+            cls.attribute = _unwrappable(method)  # type: ignore[method-assign]
 
     def __init__(self, forward_func: Callable) -> None:
         if not callable(forward_func):
@@ -32,6 +44,10 @@ class Attribution:
 
     def attribute(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not implement attribute()")
+
+    def attribute_future(self, *args: Any, **kwargs: Any) -> Any:
+        """Captum's asynchronous ``attribute``; like Captum's gradient methods, not offered."""
+        raise NotImplementedError(f"attribute_future is not implemented for {type(self).__name__}")
 
     @property
     def multiplies_by_inputs(self) -> bool:
@@ -45,6 +61,14 @@ class Attribution:
         """The class name split into words: ``IntegratedGradients`` -> ``Integrated Gradients``."""
         name = cls.__name__
         return "".join(c if c.islower() or i == 0 else " " + c for i, c in enumerate(name))
+
+
+def _unwrappable(method: Callable) -> Callable:
+    @functools.wraps(method)
+    def attribute(self: Attribution, *args: Any, **kwargs: Any) -> Any:
+        return method(self, *args, **kwargs)
+
+    return attribute
 
 
 class GradientAttribution(Attribution):
@@ -86,7 +110,8 @@ class InternalAttribution(Attribution):
     """Attribution with respect to a hidden layer or neuron."""
 
     def __init__(self, forward_func: Callable, layer: Any, device_ids: list[int] | None = None) -> None:
-        super().__init__(forward_func)
+        # explicit, not super(): Captum's own internal classes call this on their instances
+        Attribution.__init__(self, forward_func)
         self.layer = layer
         self.device_ids = device_ids
 
@@ -105,7 +130,7 @@ class LayerAttribution(InternalAttribution):
                             f"got {type(layer_attribution).__name__}")
         check_choice(interpolate_mode, "interpolate_mode", INTERPOLATE_MODES)
         spatial = layer_attribution.dim() - 2
-        need = _MODE_RANK.get(interpolate_mode)
+        need = MODE_RANK.get(interpolate_mode)
         if spatial < 1 or (need is not None and spatial != need):
             raise ValueError(
                 f"`interpolate_mode` {interpolate_mode!r} needs a layer attribution with "
@@ -120,7 +145,7 @@ class LayerAttribution(InternalAttribution):
 
 INTERPOLATE_MODES = ("nearest", "nearest-exact", "area", "linear", "bilinear", "bicubic",
                      "trilinear")
-_MODE_RANK = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}
+MODE_RANK = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}
 
 
 class NeuronAttribution(InternalAttribution):
@@ -128,4 +153,4 @@ class NeuronAttribution(InternalAttribution):
 
     def __init__(self, forward_func: Callable, layer: nn.Module,
                  device_ids: list[int] | None = None) -> None:
-        super().__init__(forward_func, layer, device_ids)
+        InternalAttribution.__init__(self, forward_func, layer, device_ids)

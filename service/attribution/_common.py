@@ -67,7 +67,7 @@ def format_baselines(baselines: object, inputs: Inputs, name: str = "baselines")
         return tuple(False if x.dtype is torch.bool else 0 for x in inputs)
     items = baselines if isinstance(baselines, tuple) else (baselines,)
     if len(items) != len(inputs):
-        raise ValueError(
+        raise AttributionInputError(
             f"`{name}` has {len(items)} entries but there are {len(inputs)} input tensors"
         )
     for i, b in enumerate(items):
@@ -84,13 +84,29 @@ def callable_baselines(baselines: object, inputs: Tensor | Inputs, name: str = "
     return format_baselines(baselines, as_tuple(inputs), name)
 
 
+def distribution_baselines(baselines: object, inputs: Tensor | Inputs,
+                           method: str) -> tuple[Tensor, ...]:
+    """SHAP-style baselines (a callable resolved first): a tensor, or a tuple of tensors, one
+    per input, each holding any number of reference examples."""
+    if callable(baselines) and not isinstance(baselines, Tensor):
+        n_params = len(inspect.signature(baselines).parameters)
+        baselines = baselines() if n_params == 0 else baselines(inputs)
+    items = baselines if isinstance(baselines, tuple) else (baselines,)
+    if not all(isinstance(b, Tensor) for b in items):
+        raise AttributionInputError(
+            f"`baselines` for {method} must be a tensor (or a tuple of tensors, or a callable "
+            "returning them) holding a distribution of reference examples; got "
+            f"{', '.join(_kind(b) for b in items)}")
+    return format_baselines(items, as_tuple(inputs))  # type: ignore[return-value]
+
+
 def check_baselines(inputs: Inputs, baselines: Baselines, name: str = "baselines") -> None:
     """A tensor baseline has the input's shape or is one example broadcast to the batch."""
     for i, (x, b) in enumerate(zip(inputs, baselines)):
         if isinstance(b, Tensor) and not (
             b.shape == x.shape or (b.dim() == x.dim() and b.shape[0] == 1 and b.shape[1:] == x.shape[1:])
         ):
-            raise ValueError(
+            raise AttributionInputError(
                 f"`{name}[{i}]` has shape {tuple(b.shape)}; it must be a number, have the input's "
                 f"shape {tuple(x.shape)}, or be one example of shape {(1, *x.shape[1:])}"
             )
@@ -100,7 +116,7 @@ def check_distribution(inputs: Inputs, baselines: Baselines, name: str = "baseli
     """Baselines used as a distribution: any number of examples of the input's example shape."""
     for i, (x, b) in enumerate(zip(inputs, baselines)):
         if isinstance(b, Tensor) and b.shape[1:] != x.shape[1:]:
-            raise ValueError(
+            raise AttributionInputError(
                 f"`{name}[{i}]` has example shape {tuple(b.shape[1:])}, "
                 f"input {i} has {tuple(x.shape[1:])}"
             )

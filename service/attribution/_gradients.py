@@ -7,13 +7,14 @@ its own row) at a fraction of the Python cost, and no weight gradients are compu
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from ._batching import PassPlanner, model_key
-from ._common import Inputs, Target, run_forward, slice_args
+from ._common import AttributionInputError, Inputs, Target, run_forward, slice_args
 
 
 def grad_ready(inputs: Inputs) -> Inputs:
@@ -29,10 +30,31 @@ def grad_ready(inputs: Inputs) -> Inputs:
     return tuple(out)
 
 
+_SEEDED = ("outputs", "inputs", "grad_outputs")
+
+
+def grad_options(grad_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Keyword arguments for ``torch.autograd.grad``: the caller's ``grad_kwargs`` (Captum's,
+    e.g. ``materialize_grads``) over our default of zeros for unused tensors."""
+    if grad_kwargs is None:
+        return {"allow_unused": True}
+    if not isinstance(grad_kwargs, Mapping):
+        raise TypeError(f"`grad_kwargs` must be a dict of torch.autograd.grad arguments, got "
+                        f"{type(grad_kwargs).__name__}")
+    fixed = [k for k in _SEEDED if k in grad_kwargs]
+    if fixed:
+        raise AttributionInputError(f"`grad_kwargs` may not set {', '.join(fixed)}: the method "
+                                    "chooses what is differentiated")
+    options = {"allow_unused": True, **grad_kwargs}
+    if options.get("materialize_grads") and options["allow_unused"] is False:
+        raise AttributionInputError("`grad_kwargs` sets materialize_grads with allow_unused=False")
+    return options
+
+
 def output_for_grad(selected: Tensor) -> Tensor:
     """The scalar whose gradient is the sum of every row's targeted-output gradient."""
     if selected.dim() > 1 and selected[0].numel() != 1:
-        raise ValueError(
+        raise AttributionInputError(
             "the targeted output must be one number per example, but the selected output has "
             f"shape {tuple(selected.shape)}; pass a `target` that picks one output per example"
         )

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ._common import AttributionInputError, Inputs, Target, run_forward
-from ._gradients import output_for_grad
+from ._gradients import grad_options, output_for_grad
 from ._hooks import scoped_handles
 
 LayerSpec = Union[nn.Module, Sequence[nn.Module]]
@@ -117,7 +117,9 @@ def tap(layers: list[nn.Module], to_input: bool = False, replace: list[Inputs] |
     with scoped_handles() as handles:
         for i, layer in enumerate(layers):
             if to_input:
-                handles.append(layer.register_forward_pre_hook(hook_for(i)))
+                # First of the layer's pre-hooks: a rule hooked on the same module (DeepLift's
+                # rescale of a ReLU) must see the recorded tensors, not the caller's.
+                handles.append(layer.register_forward_pre_hook(hook_for(i), prepend=True))
             else:
                 handles.append(layer.register_forward_hook(hook_for(i)))
         out: list[Inputs] = []
@@ -139,9 +141,13 @@ def layer_eval(forward_func: Callable, layers: list[nn.Module], inputs: Inputs,
 
 def layer_gradients(forward_func: Callable, layers: list[nn.Module], inputs: Inputs,
                     target: Target, args: tuple | None, to_input: bool = False,
-                    replace: list[Inputs] | None = None) -> tuple[list[Inputs], list[Inputs]]:
+                    replace: list[Inputs] | None = None, grad_kwargs: dict | None = None,
+                    offload_to_cpu: bool = False) -> tuple[list[Inputs], list[Inputs]]:
     """(gradients, values): d(sum of targeted outputs)/d(layer tensors) and the layer tensors
-    (detached), per layer. With ``replace`` the layers' tensors are set to the given values."""
+    (detached), per layer. With ``replace`` the layers' tensors are set to the given values.
+    ``grad_kwargs`` go to ``torch.autograd.grad``; ``offload_to_cpu`` returns both on the CPU
+    (Captum's ``memory_efficient``)."""
+    options = grad_options(grad_kwargs)
     # One layer, or replaced layers: no autograd below them. Several layers read in place:
     # a layer's gradient flows through the others, so the whole forward is taped.
     start_graph = replace is not None or len(layers) == 1
@@ -157,9 +163,13 @@ def layer_gradients(forward_func: Callable, layers: list[nn.Module], inputs: Inp
                 raise ValueError(f"the layer's tensors (dtype {t.dtype}) cannot be differentiated; "
                                  "attribute to a layer with floating-point tensors (e.g. the "
                                  "embedding's output rather than its token-id input)")
-        grads = torch.autograd.grad(output_for_grad(out), flat, allow_unused=True)
+        grads = torch.autograd.grad(output_for_grad(out), flat, **options)
     grads_flat = [torch.zeros_like(t) if g is None else g for t, g in zip(flat, grads)]
-    return regroup(grads_flat, got), [tuple(t.detach() for t in ts) for ts in got]
+    values = [tuple(t.detach() for t in ts) for ts in got]
+    if offload_to_cpu:
+        grads_flat = [g.detach().cpu() for g in grads_flat]
+        values = [tuple(t.cpu() for t in ts) for ts in values]
+    return regroup(grads_flat, got), values
 
 
 def regroup(flat: Sequence[Tensor], like: list[Inputs]) -> list[Inputs]:
@@ -192,9 +202,12 @@ def check_selector(selector: Any) -> None:
                         f"callable, got {selector!r}")
 
 
-def select_neuron(values: Inputs, selector: NeuronSelector) -> Tensor:
+def select_neuron(values: Inputs, selector: NeuronSelector, batch_total: bool = False) -> Tensor:
     """The selected neuron of every example, shape (rows,). A tuple with slices selects the sum
-    of the neurons in the slices; a callable receives the layer's tensor(s)."""
+    of the neurons in the slices; a callable receives the layer's tensor(s). ``batch_total``:
+    a callable may also return one number for the whole batch (Captum's ``torch.sum(x)``
+    selectors), kept as a 0-d tensor; its gradient is every example's own as long as the
+    examples do not interact, so only gradient methods accept it."""
     rows = values[0].shape[0]
     if callable(selector):
         picked = selector(values[0] if len(values) == 1 else values)
@@ -219,6 +232,8 @@ def select_neuron(values: Inputs, selector: NeuronSelector) -> Tensor:
         picked = layer_out[(slice(None), *index)]
         if any(isinstance(i, slice) for i in index):
             picked = picked.reshape(rows, -1).sum(1)
+    if picked.dim() == 0 and (batch_total or rows == 1):
+        return picked if batch_total and rows != 1 else picked.reshape(rows)
     if picked.dim() == 0 or picked.shape[0] != rows or picked[0].numel() != 1:
         raise ValueError(
             f"`neuron_selector` must pick one value per example, but it gave shape "
@@ -229,9 +244,10 @@ def select_neuron(values: Inputs, selector: NeuronSelector) -> Tensor:
 
 
 def neuron_forward(forward_func: Callable, layer: nn.Module, selector: NeuronSelector,
-                   to_input: bool = False) -> Callable[..., Tensor]:
+                   to_input: bool = False, gradient_only: bool = False) -> Callable[..., Tensor]:
     """A function of the model's arguments giving the selected neuron per example: gradient
-    methods on it are neuron methods."""
+    methods on it are neuron methods. ``gradient_only``: the caller only differentiates the
+    sum of the result, so a callable selector may give a batch total (see ``select_neuron``)."""
     check_selector(selector)
     if not isinstance(layer, nn.Module):
         raise TypeError(f"`layer` must be a torch.nn.Module, got {type(layer).__name__}")
@@ -239,7 +255,7 @@ def neuron_forward(forward_func: Callable, layer: nn.Module, selector: NeuronSel
     def forward(*model_args: Any) -> Tensor:
         with tap([layer], to_input, keep_graph=True) as got:
             forward_func(*model_args)
-        return select_neuron(got[0], selector)
+        return select_neuron(got[0], selector, batch_total=gradient_only)
 
     # same activation memory as the model (plus one layer copy): share its pass-size record
     forward.plan_identity = forward_func  # type: ignore[attr-defined]

@@ -24,13 +24,14 @@ from torch import Tensor, nn
 
 from ._base import GradientAttribution
 from ._common import (
+    AttributionInputError,
     Inputs,
     Target,
     as_tuple,
     call_with_arity,
-    callable_baselines,
     check_baselines,
     check_distribution,
+    distribution_baselines,
     expand_args,
     expand_target_rows,
     format_args,
@@ -134,36 +135,51 @@ def _softmax_rule(eps: float) -> CallRule:
 
 
 _POOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
-_UNPOOL = {1: F.max_unpool1d, 2: F.max_unpool2d, 3: F.max_unpool3d}
+
+
+def _route(values: Tensor, idx: Tensor, shape: torch.Size) -> Tensor:
+    """Sums each pooled value into the input position its window's max came from.
+
+    values, idx (B, C, *out) -> (B, C, *in) = ``shape``. Overlapping windows can share one
+    argmax, so the values are *added* (``F.max_unpool`` writes: all but one would be lost)."""
+    b, c = shape[0], shape[1]
+    out = values.new_zeros(b, c, shape[2:].numel())
+    out.scatter_add_(2, idx.reshape(b, c, -1), values.reshape(b, c, -1))
+    return out.view(shape)
 
 
 class _MaxPoolRescale(torch.autograd.Function):
+    """MaxPool's rescale rule. For each window j with outputs y_j (inputs) and y'_j
+    (baselines), the part max(y_j, y'_j) - y'_j of the difference is credited to the inputs'
+    argmax, the rest y_j - max(y_j, y'_j) to the baselines' argmax; an input position's
+    multiplier is the sum of the credits it receives over every window, divided by its own
+    x - x'. Where x ~ x' it is the gradient at the inputs (routed by the inputs' argmax)."""
+
     @staticmethod
     def forward(ctx, x: Tensor, module: nn.Module, dims: int, eps: float) -> Tensor:  # type: ignore[override]
+        # x (2N, C, *in) -> y, idx (2N, C, *out); idx: flat positions in *in
         y, idx = _POOL[dims](x, module.kernel_size, module.stride, module.padding,
                              module.dilation, module.ceil_mode, True)
         ya, yb = _halves(y)
         top = torch.max(ya, yb)
-        dy = torch.cat([top - yb, ya - top])
+        dy = torch.cat([top - yb, ya - top])  # (2N, C, *out): credits to each half's argmax
         ctx.save_for_backward(_diff(x), dy, idx)
-        ctx.module, ctx.dims, ctx.eps, ctx.shape = module, dims, eps, x.shape
+        ctx.eps, ctx.shape = eps, x.shape
         return y
 
     @staticmethod
     def backward(ctx, g: Tensor):  # type: ignore[override]
         dx, dy, idx = ctx.saved_tensors
-        m = ctx.module
-        moved = _UNPOOL[ctx.dims](g * dy, idx, m.kernel_size, m.stride, m.padding,
-                                  output_size=list(ctx.shape))
-        a, b = _halves(moved)
+        a, b = _halves(_route(g * dy, idx, ctx.shape))  # (N, C, *in) each
         small = dx.abs() < ctx.eps
-        half = _safe_div(a + b, dx, small)  # (N, ...): the same multiplier for both halves
+        half = _safe_div(a + b, dx, small)  # (N, C, *in): the same multiplier for both halves
         grad = torch.cat([half, half])
         if bool(small.any()):
-            n, c = ctx.shape[0], ctx.shape[1]
-            true = torch.zeros(n, c, ctx.shape[2:].numel(), dtype=g.dtype, device=g.device)
-            true.scatter_add_(2, idx.reshape(n, c, -1), g.reshape(n, c, -1))
-            grad = torch.where(torch.cat([small, small]), true.view(ctx.shape), grad)
+            # x ~ x': the gradient at the inputs, for both halves (one multiplier per example)
+            grad_a, _ = _halves(g)
+            idx_a, _ = _halves(idx)
+            plain = _route(grad_a, idx_a, dx.shape)
+            grad = torch.where(torch.cat([small, small]), torch.cat([plain, plain]), grad)
         return grad, None, None, None
 
 
@@ -305,9 +321,9 @@ class DistributionPairs:
     @staticmethod
     def of(inputs: Any, baselines: Any, target: Any, additional_forward_args: Any,
            single: str) -> DistributionPairs:
-        bs = callable_baselines(baselines, inputs)
-        if not isinstance(bs[0], Tensor) or bs[0].shape[0] < 2:
-            raise ValueError(
+        bs = distribution_baselines(baselines, inputs, f"{single}Shap")
+        if bs[0].shape[0] < 2:
+            raise AttributionInputError(
                 "`baselines` must be a tensor distribution with more than one example; with a "
                 f"single baseline use {single}"
             )

@@ -8,15 +8,14 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from ._base import GradientAttribution
 from ._common import (
     Target,
     as_tuple,
-    callable_baselines,
     check_baselines,
     check_positive_int,
+    distribution_baselines,
     format_args,
     format_baselines,
     format_output,
@@ -35,10 +34,7 @@ class GradientShap(GradientAttribution):
                   stdevs: float | tuple[float, ...] = 0.0, target=None,
                   additional_forward_args=None, return_convergence_delta: bool = False):
         check_positive_int(n_samples, "n_samples")
-        bs = callable_baselines(baselines, inputs)
-        if not isinstance(bs[0], Tensor):
-            raise TypeError("`baselines` for GradientShap must be a tensor (or tuple of tensors) "
-                            "holding a distribution of reference examples")
+        bs = distribution_baselines(baselines, inputs, "GradientShap")
         inner = InputBaselineXGradient(self.forward_func, self._multiply_by_inputs)
         return NoiseTunnel(inner).attribute(
             inputs, nt_type="smoothgrad", nt_samples=n_samples, stdevs=stdevs,

@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ._common import AttributionInputError
+
 
 class TokenReferenceBase:
     """Builds a reference (baseline) sequence made of one token, e.g. padding."""
@@ -73,7 +75,8 @@ def configure_interpretable_embedding_layer(
     parent, leaf = _resolve(model, embedding_layer_name)
     embedding = getattr(parent, leaf)
     if isinstance(embedding, InterpretableEmbeddingBase):
-        raise ValueError(f"`{embedding_layer_name}` is already an interpretable embedding layer")
+        raise AttributionInputError(
+            f"`{embedding_layer_name}` is already an interpretable embedding layer")
     wrapper = InterpretableEmbeddingBase(embedding, embedding_layer_name)
     setattr(parent, leaf, wrapper)
     return wrapper

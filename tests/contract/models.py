@@ -66,7 +66,7 @@ class CNN(nn.Module):
 
     captum 0.9.0's DeepLift loses completeness when a MaxPool sits next to another
     non-linearity (captum issues #1104, #1276), so on this model DeepLift is checked by
-    completeness; ``pool`` below checks the MaxPool rule against captum where captum is right."""
+    completeness and by the hand-written rule of tests/unit/test_deeplift_oracle.py."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -84,7 +84,8 @@ class CNN(nn.Module):
 
 
 class Pool(nn.Module):
-    """conv -> MaxPool (overlapping windows) -> linear: MaxPool is the only non-linearity."""
+    """conv -> MaxPool (overlapping windows) -> linear: MaxPool is the only non-linearity.
+    captum 0.9.0's MaxPool rule loses completeness here (windows sharing an argmax)."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -41,13 +41,14 @@ class _CaptumDeepLiftShapPerPair:
 
 def _rows_for(model: str) -> list[Case]:
     # Captum's Softmax rule for DeepLift mixes the batch; ours is per example (see deep_lift.py).
-    softmax = model == "mlp"  # captum's Softmax rule does not keep completeness
-    # Nor does its MaxPool rule with overlapping windows ("pool"), which we reproduce.
-    complete = model not in ("mlp", "pool")
+    softmax = model == "mlp"  # DeepLift's Softmax rule (captum's, per example) is not exact
+    complete = not softmax
     dl_single = softmax
-    # captum 0.9.0's DeepLift is wrong next to MaxPool on "cnn" (see models.CNN): completeness
-    # is the oracle there.
-    dl_oracle = model != "cnn"
+    # captum 0.9.0's DeepLift is wrong next to MaxPool on "cnn" (see models.CNN) and with
+    # overlapping windows on "pool" (its max_unpool drops all but one of the windows sharing an
+    # argmax): completeness and the hand-written rule (tests/unit/test_deeplift_oracle.py) are
+    # the oracles there.
+    dl_oracle = model not in ("cnn", "pool")
     return [
         Case("Saliency", model, sa.Saliency, ca.Saliency, _target),
         Case("Saliency-signed", model, sa.Saliency, ca.Saliency,

@@ -268,3 +268,34 @@ for _name, _ours, _theirs, _kw in (
      lambda s, r: {"neuron_selector": NEURON["tuple_layer"], **_bl(s, r, n_steps=10)}),
 ):
     ROWS.append(layer_case(f"{_name}-tuple-output", "tuple_layer", _ours, _theirs, _kw))
+
+# Captum 0.9.0's options for the gradient machinery: grad_kwargs (passed to torch.autograd.grad),
+# LayerGradientXActivation's memory_efficient, and callable selectors giving one number for the
+# whole batch (gradient-only neuron methods; Captum differentiates the sum either way).
+_MATERIALIZE = {"grad_kwargs": {"materialize_grads": True}}
+ROWS += [
+    layer_case("LayerConductance-grad-kwargs", "mlp", sa.LayerConductance, ca.LayerConductance,
+               lambda s, r: _bl(s, r, n_steps=20, **_MATERIALIZE)),
+    layer_case("InternalInfluence-grad-kwargs", "cnn", sa.InternalInfluence, ca.InternalInfluence,
+               lambda s, r: _bl(s, r, n_steps=10, **_MATERIALIZE)),
+    layer_case("LayerGradCam-grad-kwargs", "cnn", sa.LayerGradCam, ca.LayerGradCam,
+               lambda s, r: _target(s, r, **_MATERIALIZE)),
+    layer_case("LayerIntegratedGradients-grad-kwargs", "text", sa.LayerIntegratedGradients,
+               ca.LayerIntegratedGradients, lambda s, r: _bl(s, r, n_steps=10, **_MATERIALIZE)),
+    layer_case("LayerGradientXActivation-grad-kwargs", "mlp", sa.LayerGradientXActivation,
+               ca.LayerGradientXActivation, lambda s, r: _target(s, r, **_MATERIALIZE)),
+    layer_case("LayerGradientXActivation-memory-efficient", "cnn", sa.LayerGradientXActivation,
+               ca.LayerGradientXActivation, _target, ours_kw={"memory_efficient": True}),
+    layer_case("NeuronConductance-grad-kwargs", "mlp", sa.NeuronConductance,
+               ca.NeuronConductance,
+               lambda s, r: {"neuron_selector": NEURON["mlp"],
+                             **_bl(s, r, n_steps=10, **_MATERIALIZE)}),
+    layer_case("NeuronGradient-batch-total", "cnn", sa.NeuronGradient, ca.NeuronGradient,
+               neuron_kwargs("cnn", _with_target, selector=lambda y: y[:, 1, 2:].sum())),
+    layer_case("NeuronIntegratedGradients-batch-total", "mlp", sa.NeuronIntegratedGradients,
+               ca.NeuronIntegratedGradients,
+               neuron_kwargs("mlp", _bl, selector=lambda y: y[:, 1:3].sum(), n_steps=20)),
+    layer_case("NeuronGuidedBackprop-batch-total", "cnn", sa.NeuronGuidedBackprop,
+               ca.NeuronGuidedBackprop,
+               neuron_kwargs("cnn", _with_target, selector=lambda y: y.sum())),
+]

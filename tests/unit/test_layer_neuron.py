@@ -198,10 +198,39 @@ def test_neuron_selector_that_picks_many_values_is_refused() -> None:
         sa.NeuronGradient(model, model[0]).attribute(torch.rand(2, 1, 6, 6), 1)
 
 
-def test_guided_gradcam_refuses_a_map_it_cannot_upsample() -> None:
-    model = _mlp()
-    with pytest.raises(ValueError, match="spatial"):
-        sa.GuidedGradCam(model, model[2]).attribute(torch.rand(2, 5, dtype=D), target=0)
+class _ConvWithSideInput(nn.Module):
+    """An image input and a non-spatial side input (shape (B, 1)) added to the logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.relu = nn.ReLU()
+        self.fc = nn.Linear(2 * 4 * 4, 3)
+
+    def forward(self, img: Tensor, side: Tensor) -> Tensor:
+        return self.fc(self.relu(self.conv(img)).flatten(1)) + side
+
+
+def test_guided_gradcam_gives_an_empty_map_to_a_non_spatial_input_like_captum() -> None:
+    torch.manual_seed(0)
+    model = _ConvWithSideInput().to(D).eval()
+    img, side = torch.rand(2, 1, 6, 6, dtype=D), torch.rand(2, 1, dtype=D)
+    with pytest.warns(UserWarning, match=r"input\(s\) \[1\]"):
+        ours = sa.GuidedGradCam(model, model.conv).attribute((img, side), target=1)
+    with pytest.warns(UserWarning):
+        theirs = ca.GuidedGradCam(model, model.conv).attribute((img, side), target=1)
+    torch.testing.assert_close(ours[0], theirs[0], atol=1e-12, rtol=1e-10)
+    assert ours[1].numel() == 0 and theirs[1].numel() == 0
+    assert ours[0].abs().sum() > 0
+
+
+def test_guided_gradcam_refuses_an_unknown_interpolate_mode() -> None:
+    # Captum warns and returns empty tensors for every input; a typo deserves an error
+    model = _ConvWithSideInput().to(D).eval()
+    with pytest.raises(ValueError, match="interpolate_mode"):
+        sa.GuidedGradCam(model, model.conv).attribute(
+            (torch.rand(2, 1, 6, 6, dtype=D), torch.rand(2, 1, dtype=D)), target=0,
+            interpolate_mode="made_up")
 
 
 def test_layer_methods_refuse_non_modules() -> None:

@@ -7,14 +7,23 @@ with Guided Backpropagation's input attribution.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._base import GradientAttribution, LayerAttribution
-from .._common import Target, as_tuple, format_args, format_output, is_tuple
+from .._base import INTERPOLATE_MODES, MODE_RANK, GradientAttribution, LayerAttribution
+from .._common import (
+    AttributionInputError,
+    Target,
+    as_tuple,
+    check_choice,
+    format_args,
+    format_output,
+    is_tuple,
+)
 from .._layers import layer_gradients
 from ..guided_backprop_deconvnet import GuidedBackprop
 
@@ -28,12 +37,12 @@ class LayerGradCam(LayerAttribution, GradientAttribution):
 
     def attribute(self, inputs, target=None, additional_forward_args=None,
                   attribute_to_layer_input: bool = False, relu_attributions: bool = False,
-                  attr_dim_summation: bool = True):
+                  attr_dim_summation: bool = True, grad_kwargs: dict | None = None):
         xs = as_tuple(inputs)
         grads, values = layer_gradients(self.forward_func, [self.layer], xs,
                                         Target.of(target, xs[0].shape[0]),
                                         format_args(additional_forward_args),
-                                        attribute_to_layer_input)
+                                        attribute_to_layer_input, grad_kwargs=grad_kwargs)
         with torch.no_grad():
             cams = []
             for g, v in zip(grads[0], values[0]):
@@ -53,6 +62,7 @@ class GuidedGradCam(GradientAttribution):
 
     def attribute(self, inputs, target=None, additional_forward_args=None,
                   interpolate_mode: str = "nearest", attribute_to_layer_input: bool = False):
+        check_choice(interpolate_mode, "interpolate_mode", INTERPOLATE_MODES)
         was_tuple = is_tuple(inputs)
         xs = as_tuple(inputs)
         cam = self.grad_cam.attribute(xs, target, additional_forward_args,
@@ -60,18 +70,26 @@ class GuidedGradCam(GradientAttribution):
                                       relu_attributions=True)
         if isinstance(cam, tuple):
             if len(cam) != 1:
-                raise ValueError("GuidedGradCam needs a layer with a single output tensor, the "
-                                 f"layer gives {len(cam)}")
+                raise AttributionInputError("GuidedGradCam needs a layer with a single tensor, "
+                                            f"the layer gives {len(cam)}")
             cam = cam[0]
         guided = as_tuple(self.guided_backprop.attribute(xs, target, additional_forward_args))
         out: list[Tensor] = []
-        for x, gb in zip(xs, guided):
-            if x.dim() - 2 != cam.dim() - 2:
-                raise ValueError(
-                    f"GuidedGradCam cannot upsample the layer's Grad-CAM map of shape "
-                    f"{tuple(cam.shape)} to an input of shape {tuple(x.shape)}: they need the "
-                    "same number of spatial dimensions")
+        skipped = []
+        for i, (x, gb) in enumerate(zip(xs, guided)):
+            spatial = x.dim() - 2
+            need = MODE_RANK.get(interpolate_mode, spatial)
+            if spatial < 1 or spatial != cam.dim() - 2 or spatial != need:
+                skipped.append(i)  # no spatial map for this input: Captum's empty result
+                out.append(x.new_empty(0))
+                continue
             with torch.no_grad():
                 out.append(gb * LayerAttribution.interpolate(cam, tuple(x.shape[2:]),
                                                              interpolate_mode))
+        if skipped:
+            warnings.warn(
+                f"GuidedGradCam: the layer's Grad-CAM map of shape {tuple(cam.shape)} cannot be "
+                f"upsampled ({interpolate_mode!r}) to input(s) {skipped} of shape(s) "
+                f"{[tuple(xs[i].shape) for i in skipped]}; their attributions are empty tensors",
+                stacklevel=2)
         return format_output(was_tuple, tuple(out))

@@ -25,7 +25,7 @@ class InternalInfluence(LayerAttribution, GradientAttribution):
     def attribute(self, inputs, baselines=None, target=None, additional_forward_args=None,
                   n_steps: int = 50, method: str = "gausslegendre",
                   internal_batch_size: int | None = None,
-                  attribute_to_layer_input: bool = False):
+                  attribute_to_layer_input: bool = False, grad_kwargs: dict | None = None):
         xs = as_tuple(inputs)
         grad_ready(xs)
         bs = validate_path_args(xs, baselines, n_steps, method)
@@ -34,7 +34,7 @@ class InternalInfluence(LayerAttribution, GradientAttribution):
 
         def gradients(points: Inputs, t: Target, a: tuple | None) -> Inputs:
             grads, _ = layer_gradients(self.forward_func, [self.layer], points, t, a,
-                                       attribute_to_layer_input)
+                                       attribute_to_layer_input, grad_kwargs=grad_kwargs)
             return grads[0]
 
         key = ("internal_influence", id(self.forward_func), id(self.layer),

@@ -34,7 +34,7 @@ class LayerConductance(LayerAttribution, GradientAttribution):
                   n_steps: int = 50, method: str = "gausslegendre",
                   internal_batch_size: int | None = None,
                   return_convergence_delta: bool = False,
-                  attribute_to_layer_input: bool = False):
+                  attribute_to_layer_input: bool = False, grad_kwargs: dict | None = None):
         xs = as_tuple(inputs)
         grad_ready(xs)  # the path runs through the inputs: they must be floating point
         bs = validate_path_args(xs, baselines, n_steps, method)
@@ -56,7 +56,7 @@ class LayerConductance(LayerAttribution, GradientAttribution):
             points = path_points(xs, bs, alphas[start:stop])
             grads, values = layer_gradients(self.forward_func, layers, points,
                                             tgt.expand(steps), expand_args(args, steps),
-                                            attribute_to_layer_input)
+                                            attribute_to_layer_input, grad_kwargs=grad_kwargs)
             with torch.no_grad():
                 for j, (g, v) in enumerate(zip(grads[0], values[0])):
                     g = g.reshape(steps, batch, *g.shape[1:])  # (S, B, *layer.shape[1:])

@@ -8,6 +8,7 @@ call of every non-linearity (the same rules as DeepLift).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -43,7 +44,8 @@ class LayerDeepLift(LayerAttribution, GradientAttribution):
 
     def attribute(self, inputs, baselines=None, target=None, additional_forward_args=None,
                   return_convergence_delta: bool = False, attribute_to_layer_input: bool = False,
-                  custom_attribution_func: Callable | None = None):
+                  custom_attribution_func: Callable | None = None,
+                  grad_kwargs: dict[str, Any] | None = None):
         xs = as_tuple(inputs)
         bs = format_baselines(baselines, xs)
         check_baselines(xs, bs)
@@ -55,7 +57,8 @@ class LayerDeepLift(LayerAttribution, GradientAttribution):
                        for x, b in zip(xs, bt))  # (2N, ...): inputs, then baselines
         with call_rules(self.model, lambda m: deeplift_rule(m, self.eps)):
             grads, values = layer_gradients(self.model, [self.layer], joined, tgt.expand(2),
-                                            expand_args(args, 2), attribute_to_layer_input)
+                                            expand_args(args, 2), attribute_to_layer_input,
+                                            grad_kwargs=grad_kwargs)
         mult = tuple(g[:n] for g in grads[0])
         at_inputs = tuple(v[:n] for v in values[0])
         at_bases = tuple(v[n:] for v in values[0])

@@ -11,15 +11,15 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from .._base import GradientAttribution, LayerAttribution
 from .._common import (
     Target,
     as_tuple,
-    callable_baselines,
     check_baselines,
     check_positive_int,
+    distribution_baselines,
     expand_args,
     format_args,
     format_baselines,
@@ -43,10 +43,7 @@ class LayerGradientShap(LayerAttribution, GradientAttribution):
                   additional_forward_args=None, return_convergence_delta: bool = False,
                   attribute_to_layer_input: bool = False):
         check_positive_int(n_samples, "n_samples")
-        bs = callable_baselines(baselines, inputs)
-        if not isinstance(bs[0], Tensor):
-            raise TypeError("`baselines` for LayerGradientShap must be a tensor (or tuple of "
-                            "tensors) holding a distribution of reference examples")
+        bs = distribution_baselines(baselines, inputs, "LayerGradientShap")
         inner = LayerInputBaselineXGradient(self.forward_func, self.layer, self.device_ids,
                                             self._multiply_by_inputs)
         return NoiseTunnel(inner).attribute(
@@ -76,7 +73,8 @@ class LayerInputBaselineXGradient(LayerAttribution, GradientAttribution):
         self._multiply_by_inputs = multiply_by_inputs
 
     def attribute(self, inputs, baselines=None, target=None, additional_forward_args=None,
-                  return_convergence_delta: bool = False, attribute_to_layer_input: bool = False):
+                  return_convergence_delta: bool = False, attribute_to_layer_input: bool = False,
+                  grad_kwargs: dict | None = None):
         xs = as_tuple(inputs)
         bs = format_baselines(baselines, xs)
         check_baselines(xs, bs)
@@ -89,7 +87,7 @@ class LayerInputBaselineXGradient(LayerAttribution, GradientAttribution):
         points = tuple(c * x.detach() + (1.0 - c) * b for x, b in zip(xs, bt)
                        for c in (coef.view(-1, *([1] * (x.dim() - 1))),))
         grads, _ = layer_gradients(self.forward_func, layers, points, Target.of(target, n), args,
-                                   attribute_to_layer_input)
+                                   attribute_to_layer_input, grad_kwargs=grad_kwargs)
         attrs = grads[0]
         if self._multiply_by_inputs:
             joined = tuple(torch.cat([x, b.expand_as(x)]) for x, b in zip(xs, bt))

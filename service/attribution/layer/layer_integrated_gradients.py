@@ -37,7 +37,7 @@ class LayerIntegratedGradients(LayerAttribution, GradientAttribution):
                   n_steps: int = 50, method: str = "gausslegendre",
                   internal_batch_size: int | None = None,
                   return_convergence_delta: bool = False,
-                  attribute_to_layer_input: bool = False):
+                  attribute_to_layer_input: bool = False, grad_kwargs: dict | None = None):
         xs = as_tuple(inputs)
         bs = tensorize_baselines(xs, validate_path_args(xs, baselines, n_steps, method))
         batch = xs[0].shape[0]
@@ -55,7 +55,7 @@ class LayerIntegratedGradients(LayerAttribution, GradientAttribution):
             model_inputs = expand_args(xs, steps)  # (steps * B, ...) step-major, like points
             assert model_inputs is not None
             grads, _ = layer_gradients(self.forward_func, layers, model_inputs, t, a, to_input,
-                                       replace=regroup(points, at_inputs))
+                                       replace=regroup(points, at_inputs), grad_kwargs=grad_kwargs)
             return tuple(g for gs in grads for g in gs)
 
         key = ("layer_ig", id(self.forward_func), tuple(id(m) for m in layers), to_input,

@@ -22,6 +22,6 @@ class NeuronGradient(NeuronAttribution, GradientAttribution):
         was_tuple = is_tuple(inputs)
         xs = as_tuple(inputs)
         neuron = neuron_forward(self.forward_func, self.layer, neuron_selector,
-                                attribute_to_neuron_input)
+                                attribute_to_neuron_input, gradient_only=True)
         grads = input_gradients(neuron, xs, Target(), format_args(additional_forward_args))
         return format_output(was_tuple, grads)

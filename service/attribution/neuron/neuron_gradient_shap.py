@@ -21,7 +21,7 @@ class NeuronGradientShap(NeuronAttribution, GradientAttribution):
                   stdevs: float = 0.0, additional_forward_args=None,
                   attribute_to_neuron_input: bool = False):
         neuron = neuron_forward(self.forward_func, self.layer, neuron_selector,
-                                attribute_to_neuron_input)
+                                attribute_to_neuron_input, gradient_only=True)
         return GradientShap(neuron, self._multiply_by_inputs).attribute(
             inputs, baselines, n_samples=n_samples, stdevs=stdevs, target=None,
             additional_forward_args=additional_forward_args)

@@ -27,7 +27,7 @@ class _NeuronModifiedRelu(NeuronAttribution, GradientAttribution):
         was_tuple = is_tuple(inputs)
         xs = as_tuple(inputs)
         neuron = neuron_forward(self.model, self.layer, neuron_selector,
-                                attribute_to_neuron_input)
+                                attribute_to_neuron_input, gradient_only=True)
         with call_rules(self.model, relu_rules(self._deconv)):
             grads = input_gradients(neuron, xs, Target(), format_args(additional_forward_args))
         return format_output(was_tuple, grads)

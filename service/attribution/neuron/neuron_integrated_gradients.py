@@ -22,7 +22,7 @@ class NeuronIntegratedGradients(NeuronAttribution, GradientAttribution):
                   method: str = "gausslegendre", internal_batch_size: int | None = None,
                   attribute_to_neuron_input: bool = False):
         neuron = neuron_forward(self.forward_func, self.layer, neuron_selector,
-                                attribute_to_neuron_input)
+                                attribute_to_neuron_input, gradient_only=True)
         return IntegratedGradients(neuron, self._multiply_by_inputs).attribute(
             inputs, baselines, target=None, additional_forward_args=additional_forward_args,
             n_steps=n_steps, method=method, internal_batch_size=internal_batch_size)
