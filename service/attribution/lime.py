@@ -400,7 +400,8 @@ def _shift_to_zero(feature_mask: Any) -> Any:
     masks = feature_mask if isinstance(feature_mask, tuple) else (feature_mask,)
     if not all(isinstance(m, Tensor) for m in masks):
         return feature_mask  # feature_masks() reports the type error
-    lows = [int(m.min()) for m in masks if m.numel() and not m.is_floating_point()]
+    lows = [int(m.min()) for m in masks
+            if m.numel() and not m.is_complex() and m.dtype is not torch.bool]
     if not lows or min(lows) == 0:
         return feature_mask
     low = min(lows)
