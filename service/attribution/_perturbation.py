@@ -376,7 +376,7 @@ def evaluate(ev: Evaluator, first: Inputs, batches: Iterable[tuple[Inputs, int]]
     finally:
         ev.progress.close()
 
-    def complete(values: list[object]) -> Inputs:
+    def complete(values: list[object]) -> Any:
         with torch.no_grad():
             initial = ev.accept_initial(values[0])
             attrs = finish(initial, [ev.accept(v, k) for v, k in zip(values[1:], ks[1:])])
@@ -390,7 +390,7 @@ def gather(futures: list[Future], combine: Callable[[list[object]], Any]) -> tor
     ``combine(values)`` once every future is done; the first error (a failed future, or
     ``combine`` raising) becomes its exception, keeping the exception's type (``then`` would
     wrap it in a RuntimeError)."""
-    result = torch.Future([])
+    result: torch.Future = torch.Future([])
     pending = [len(futures)]
     lock = threading.Lock()
 

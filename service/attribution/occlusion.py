@@ -59,7 +59,7 @@ class Occlusion(FeatureAblation):
             for chunk, out in zip(chunks, outputs):
                 diff = (initial.unsqueeze(0) - out).to(dtype)                  # (k, n_out)
                 for j, (i, sl) in enumerate(chunk):
-                    attrs[i][(slice(None), *sl)] += diff[j].reshape(n_out, *([1] * len(sl)))
+                    attrs[i][(slice(None),) + sl] += diff[j].reshape(n_out, *([1] * len(sl)))
             return tuple(a / c for a, c in zip(attrs, counts))
 
         return evaluate(ev, xs, batches(), finish, was_tuple)
@@ -77,7 +77,7 @@ def _occluded(xs: Inputs, bases: Inputs, chunk: list[Window]) -> Inputs:
         rep = x.unsqueeze(0).repeat(k, *([1] * x.dim()))                   # (k, B, *S)
         for j, (wi, sl) in enumerate(chunk):
             if wi == i:
-                rep[(j, slice(None), *sl)] = b[(slice(None), *sl)]
+                rep[(j, slice(None)) + sl] = b[(slice(None),) + sl]
         out.append(rep.reshape(k * x.shape[0], *x.shape[1:]))
     return tuple(out)
 
