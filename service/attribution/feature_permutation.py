@@ -8,9 +8,10 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.futures import Future
 
-from ._common import Inputs, as_tuple, format_args, format_output, is_tuple
-from ._perturbation import FeatureMasks, check_per_eval, feature_masks
+from ._common import AttributionInputError, Inputs
+from ._perturbation import FeatureMasks
 from .feature_ablation import FeatureAblation
 
 
@@ -21,6 +22,11 @@ def permute_feature(x: Tensor, feature_mask: Tensor) -> Tensor:
     Draws ``torch.randperm(B)`` from the global CPU generator, redrawing the identity, as
     Captum does, so a seeded run shuffles exactly as Captum's."""
     n = x.shape[0]
+    if n < 2:
+        raise AttributionInputError(
+            f"cannot permute a feature across a batch of {n} example(s): FeaturePermutation "
+            f"needs at least 2"
+        )
     perm = torch.randperm(n)
     identity = torch.arange(n)
     while bool((perm == identity).all()):
@@ -30,7 +36,9 @@ def permute_feature(x: Tensor, feature_mask: Tensor) -> Tensor:
 
 class FeaturePermutation(FeatureAblation):
     """Attribution of a feature = F(batch) - F(batch with the feature shuffled across
-    examples). Needs at least two examples."""
+    examples). A feature held by an input with fewer than 2 examples
+    (``_min_examples_per_batch_grouped``) cannot be shuffled: it is skipped with a logged
+    warning and gets attribution 0, as in Captum."""
 
     def __init__(self, forward_func: Callable,
                  perm_func: Callable[[Tensor, Tensor], Tensor] = permute_feature) -> None:
@@ -38,24 +46,23 @@ class FeaturePermutation(FeatureAblation):
         if not callable(perm_func):
             raise TypeError(f"`perm_func` must be callable, got {type(perm_func).__name__}")
         self.perm_func = perm_func
+        self._min_examples_per_batch_grouped = 2
 
     def attribute(self, inputs: Tensor | tuple[Tensor, ...],  # type: ignore[override]
                   target: Any = None, additional_forward_args: Any = None,
                   feature_mask: Tensor | tuple[Tensor, ...] | None = None,
-                  perturbations_per_eval: int = 1, show_progress: bool = False
-                  ) -> Tensor | tuple[Tensor, ...]:
-        was_tuple = is_tuple(inputs)
-        xs = as_tuple(inputs)
-        if xs[0].shape[0] < 2:
-            raise ValueError(
-                f"`inputs` has {xs[0].shape[0]} example; FeaturePermutation shuffles features "
-                f"across the batch and needs at least 2"
-            )
-        per_eval = check_per_eval(perturbations_per_eval)
-        masks = feature_masks(feature_mask, xs)
-        attrs = self._run(xs, xs, masks, target, format_args(additional_forward_args),
-                          per_eval, show_progress)
-        return format_output(was_tuple, attrs)
+                  perturbations_per_eval: int = 1, show_progress: bool = False,
+                  **kwargs: Any) -> Tensor | tuple[Tensor, ...]:
+        return self._ablate(inputs, None, target, additional_forward_args, feature_mask,
+                            perturbations_per_eval, show_progress, asynchronous=False)
+
+    def attribute_future(self, inputs: Tensor | tuple[Tensor, ...],  # type: ignore[override]
+                         target: Any = None, additional_forward_args: Any = None,
+                         feature_mask: Tensor | tuple[Tensor, ...] | None = None,
+                         perturbations_per_eval: int = 1, show_progress: bool = False,
+                         **kwargs: Any) -> Future:
+        return self._ablate(inputs, None, target, additional_forward_args, feature_mask,
+                            perturbations_per_eval, show_progress, asynchronous=True)
 
     def _perturb(self, xs: Inputs, bases: Inputs, masks: FeatureMasks,
                  chunk: list[int]) -> Inputs:
@@ -64,7 +71,7 @@ class FeaturePermutation(FeatureAblation):
         chunk_t = torch.tensor(chunk, device=masks.present[0].device)
         out = []
         for x, pos, here in zip(xs, masks.positions, masks.present):
-            if not bool(here[chunk_t].any()):
+            if x.numel() == 0 or not bool(here[chunk_t].any()):
                 out.append(x.repeat(len(chunk), *([1] * (x.dim() - 1))))
                 continue
             out.append(torch.cat([self.perm_func(x, pos == p) for p in chunk]))

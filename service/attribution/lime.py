@@ -26,7 +26,6 @@ from ._common import (
     Inputs,
     Target,
     as_tuple,
-    check_baselines,
     check_choice,
     check_positive_int,
     expand_args,
@@ -44,6 +43,7 @@ from ._perturbation import (
     coalition_inputs,
     detach_out,
     feature_masks,
+    floating,
     spread,
 )
 from ._progress import progress
@@ -200,6 +200,13 @@ class LimeBase(PerturbationAttribution):
                 assert self.to_interp_rep_transform is not None
                 yield self.to_interp_rep_transform(sample, inputs, **kwargs), sample
 
+    def attribute_future(self, *args: Any, **kwargs: Any) -> Any:
+        """Not available for Lime and Kernel SHAP, as in Captum."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not support attribute_future (asynchronous forward "
+            f"functions)"
+        )
+
     def has_convergence_delta(self) -> bool:
         return False
 
@@ -250,7 +257,6 @@ class Lime(LimeBase):
         was_tuple = is_tuple(inputs)
         xs = as_tuple(inputs)
         items = format_baselines(baselines, xs)
-        check_baselines(xs, items)
         bases = baseline_tensors(xs, items)
         masks = feature_masks(_shift_to_zero(feature_mask), xs, dense=False)
         n = xs[0].shape[0]
@@ -261,7 +267,7 @@ class Lime(LimeBase):
         try:
             with torch.inference_mode():
                 ev = Evaluator(self.forward_func, n, tgt, args, bar)
-                ev.initial(xs)
+                dtype = floating(ev.initial(xs).dtype)
                 per_example = ev.per_example and ev.n_out == n
                 if not per_example and ev.n_out != 1:
                     raise ValueError(
@@ -277,7 +283,7 @@ class Lime(LimeBase):
                                                problems, was_tuple, kwargs)
         finally:
             bar.close()
-        coefs = self._fit(keep, outputs, sims)                             # (P, F)
+        coefs = self._fit(keep, outputs, sims).to(dtype)                   # (P, F)
         if not return_input_shape:
             return coefs
         attrs = spread(coefs.T.contiguous(), masks, xs)                     # (P, *S) each
@@ -394,7 +400,8 @@ def _shift_to_zero(feature_mask: Any) -> Any:
     masks = feature_mask if isinstance(feature_mask, tuple) else (feature_mask,)
     if not all(isinstance(m, Tensor) for m in masks):
         return feature_mask  # feature_masks() reports the type error
-    lows = [int(m.min()) for m in masks if m.numel() and not m.is_floating_point()]
+    lows = [int(m.min()) for m in masks
+            if m.numel() and not m.is_complex() and m.dtype is not torch.bool]
     if not lows or min(lows) == 0:
         return feature_mask
     low = min(lows)

@@ -4,24 +4,15 @@ every element the mean output change over the windows that covered it."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from ._batching import spans
-from ._common import (
-    Inputs,
-    Target,
-    as_tuple,
-    check_baselines,
-    format_args,
-    format_baselines,
-    format_output,
-    is_tuple,
-)
-from ._perturbation import Evaluator, baseline_tensors, check_per_eval, detach_out
+from ._common import AttributionInputError, Inputs, Target, as_tuple, format_args, format_baselines, is_tuple
+from ._perturbation import Evaluator, baseline_tensors, check_per_eval, evaluate, floating
 from ._progress import progress
 from .feature_ablation import FeatureAblation
 
@@ -30,7 +21,8 @@ Window = tuple[int, tuple[slice, ...]]   # (input index, one slice per non-batch
 
 class Occlusion(FeatureAblation):
     """Captum's Occlusion: windows of ``sliding_window_shapes`` moved by ``strides``; the last
-    window of a dimension is clipped at the input's edge."""
+    window of a dimension is clipped at the input's edge. Attributions are float32 or wider
+    (Captum's float32; a float64 output keeps float64)."""
 
     def __init__(self, forward_func: Callable) -> None:
         super().__init__(forward_func)
@@ -42,37 +34,39 @@ class Occlusion(FeatureAblation):
                   show_progress: bool = False) -> Tensor | tuple[Tensor, ...]:
         was_tuple = is_tuple(inputs)
         xs = as_tuple(inputs)
-        items = format_baselines(baselines, xs)
-        check_baselines(xs, items)
         per_eval = check_per_eval(perturbations_per_eval)
-        shapes = _window_shapes(sliding_window_shapes, xs)
-        windows = _windows(xs, shapes, _strides(strides, xs))
-        bases = baseline_tensors(xs, items)
-        args = format_args(additional_forward_args)
+        windows = _windows(xs, _window_shapes(sliding_window_shapes, xs), _strides(strides, xs))
+        bases = baseline_tensors(xs, format_baselines(baselines, xs))
+        chunks = [windows[start:stop] for start, stop in spans(len(windows), per_eval)]
         n = xs[0].shape[0]
         bar = progress(show_progress, 1 + math.ceil(len(windows) / per_eval),
                        f"{self.get_name()} attribution")
-        try:
-            with torch.inference_mode():
-                ev = Evaluator(self.forward_func, n, Target.of(target, n), args, bar)
-                initial = ev.initial(xs)                                    # (n_out,)
-                n_out = initial.numel()
-                attrs = [initial.new_zeros(n_out, *x.shape[1:]) for x in xs]
-                counts = [torch.zeros(x.shape[1:], dtype=initial.dtype, device=x.device)
-                          for x in xs]
-                for i, sl in windows:
-                    counts[i][sl] += 1
-                for start, stop in spans(len(windows), per_eval):
-                    chunk = windows[start:stop]
-                    out = ev(_occluded(xs, bases, chunk), len(chunk))       # (k, n_out)
-                    diff = initial.unsqueeze(0) - out
-                    for j, (i, sl) in enumerate(chunk):
-                        view = diff[j].reshape(n_out, *([1] * len(sl)))
-                        attrs[i][(slice(None), *sl)] += view
-                result = tuple(a / c for a, c in zip(attrs, counts))
-        finally:
-            bar.close()
-        return format_output(was_tuple, detach_out(result))
+        ev = Evaluator(self.forward_func, n, Target.of(target, n),
+                       format_args(additional_forward_args), bar)
+
+        def batches() -> Iterator[tuple[Inputs, int]]:
+            for chunk in chunks:
+                yield _occluded(xs, bases, chunk), len(chunk)
+
+        def finish(initial: Tensor, outputs: list[Tensor]) -> Inputs:
+            # initial (n_out,), outputs (k, n_out) per chunk
+            n_out = initial.numel()
+            dtype = floating(initial.dtype)
+            attrs = [torch.zeros(n_out, *x.shape[1:], dtype=dtype, device=x.device) for x in xs]
+            counts = [torch.zeros(x.shape[1:], dtype=dtype, device=x.device) for x in xs]
+            for i, sl in windows:
+                counts[i][sl] += 1
+            for chunk, out in zip(chunks, outputs):
+                diff = (initial.unsqueeze(0) - out).to(dtype)                  # (k, n_out)
+                for j, (i, sl) in enumerate(chunk):
+                    attrs[i][(slice(None),) + sl] += diff[j].reshape(n_out, *([1] * len(sl)))
+            return tuple(a / c for a, c in zip(attrs, counts))
+
+        return evaluate(ev, xs, batches(), finish, was_tuple)
+
+    def attribute_future(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Not available for Occlusion, as in Captum."""
+        raise NotImplementedError("attribute_future is not implemented for Occlusion")
 
 
 def _occluded(xs: Inputs, bases: Inputs, chunk: list[Window]) -> Inputs:
@@ -83,27 +77,27 @@ def _occluded(xs: Inputs, bases: Inputs, chunk: list[Window]) -> Inputs:
         rep = x.unsqueeze(0).repeat(k, *([1] * x.dim()))                   # (k, B, *S)
         for j, (wi, sl) in enumerate(chunk):
             if wi == i:
-                rep[(j, slice(None), *sl)] = b[(slice(None), *sl)]
+                rep[(j, slice(None)) + sl] = b[(slice(None),) + sl]
         out.append(rep.reshape(k * x.shape[0], *x.shape[1:]))
     return tuple(out)
 
 
 def _window_shapes(shapes: Any, xs: Inputs) -> tuple[tuple[int, ...], ...]:
     if not isinstance(shapes, tuple) or not shapes and len(xs) > 1:
-        raise TypeError("`sliding_window_shapes` must be a tuple of ints, or one tuple per input")
+        raise AttributionInputError("`sliding_window_shapes` must be a tuple of ints, or one tuple per input")
     if not shapes or isinstance(shapes[0], int):
         shapes = (shapes,)
     if len(shapes) != len(xs):
-        raise ValueError(f"`sliding_window_shapes` has {len(shapes)} entries for {len(xs)} inputs")
+        raise AttributionInputError(f"`sliding_window_shapes` has {len(shapes)} entries for {len(xs)} inputs")
     for i, (s, x) in enumerate(zip(shapes, xs)):
         if not isinstance(s, tuple) or len(s) != x.dim() - 1 or \
                 not all(isinstance(v, int) and v >= 1 for v in s):
-            raise ValueError(
+            raise AttributionInputError(
                 f"`sliding_window_shapes` for input {i} is {s!r}; it must be a tuple of "
                 f"{x.dim() - 1} positive ints (input shape {tuple(x.shape)})"
             )
         if any(v > d for v, d in zip(s, x.shape[1:])):
-            raise ValueError(
+            raise AttributionInputError(
                 f"`sliding_window_shapes` {s} for input {i} exceeds its dimensions "
                 f"{tuple(x.shape[1:])}"
             )
@@ -116,7 +110,7 @@ def _strides(strides: Any, xs: Inputs) -> tuple[tuple[int, ...], ...]:
     if len(xs) == 1 and not (isinstance(strides, tuple) and len(strides) == 1):
         strides = (strides,)
     if not isinstance(strides, tuple) or len(strides) != len(xs):
-        raise ValueError("`strides` must be an int, or give one entry per input tensor")
+        raise AttributionInputError("`strides` must be an int, or give one entry per input tensor")
     out = []
     for i, (s, x) in enumerate(zip(strides, xs)):
         dims = x.dim() - 1
@@ -124,7 +118,7 @@ def _strides(strides: Any, xs: Inputs) -> tuple[tuple[int, ...], ...]:
             s = (s,) * dims
         if not isinstance(s, tuple) or len(s) != dims or \
                 not all(isinstance(v, int) and v >= 1 for v in s):
-            raise ValueError(
+            raise AttributionInputError(
                 f"`strides` for input {i} is {s!r}; it must be a positive int or a tuple of "
                 f"{dims} positive ints (input shape {tuple(x.shape)})"
             )
@@ -141,7 +135,7 @@ def _windows(xs: Inputs, shapes: tuple[tuple[int, ...], ...],
         starts_per_dim = []
         for d, (dim, w, s) in enumerate(zip(x.shape[1:], shape, stride)):
             if w < dim and s > w:
-                raise ValueError(
+                raise AttributionInputError(
                     f"`strides` {s} is larger than the window {w} in dimension {d + 1} of "
                     f"input {i}: some elements would never be occluded"
                 )

@@ -4,23 +4,23 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch import Tensor
+from torch.futures import Future
 
 from ._base import PerturbationAttribution
 from ._batching import spans
 from ._common import (
+    AttributionInputError,
     Inputs,
     Target,
     as_tuple,
-    check_baselines,
     check_positive_int,
     format_args,
     format_baselines,
-    format_output,
     is_tuple,
 )
 from ._perturbation import (
@@ -29,8 +29,9 @@ from ._perturbation import (
     baseline_tensors,
     check_per_eval,
     coalition_inputs,
-    detach_out,
+    evaluate,
     feature_masks,
+    floating,
     spread,
 )
 from ._progress import progress
@@ -58,36 +59,50 @@ class ShapleyValueSampling(PerturbationAttribution):
         return self._attribute(inputs, baselines, target, additional_forward_args,
                                feature_mask, perturbations_per_eval, show_progress, n_samples)
 
+    def attribute_future(self, inputs: Tensor | tuple[Tensor, ...], baselines: Any = None,
+                         target: Any = None, additional_forward_args: Any = None,
+                         feature_mask: Tensor | tuple[Tensor, ...] | None = None,
+                         n_samples: int = 25, perturbations_per_eval: int = 1,
+                         show_progress: bool = False) -> Future:
+        """As ``attribute`` for a forward function that returns ``torch.futures.Future``:
+        every pass is submitted at once; returns a Future of the attributions.
+        (``ShapleyValues`` ignores ``n_samples``: it is exact.)"""
+        check_positive_int(n_samples, "n_samples")
+        return self._attribute(inputs, baselines, target, additional_forward_args,
+                               feature_mask, perturbations_per_eval, show_progress, n_samples,
+                               asynchronous=True)
+
     def _attribute(self, inputs: Any, baselines: Any, target: Any, additional_forward_args: Any,
                    feature_mask: Any, perturbations_per_eval: int, show_progress: bool,
-                   n_samples: int) -> Tensor | tuple[Tensor, ...]:
+                   n_samples: int, asynchronous: bool = False) -> Any:
         was_tuple = is_tuple(inputs)
         xs = as_tuple(inputs)
-        items = format_baselines(baselines, xs)
-        check_baselines(xs, items)
         per_eval = check_per_eval(perturbations_per_eval)
+        bases = baseline_tensors(xs, format_baselines(baselines, xs))
         masks = self._masks(feature_mask, xs)
-        bases = tuple(b.expand_as(x) for b, x in zip(baseline_tensors(xs, items), xs))
         keep, plan = self._coalitions(masks, n_samples)                   # (n_coal, n)
         n = xs[0].shape[0]
         bar = progress(show_progress, 1 + math.ceil(keep.shape[0] / per_eval),
                        f"{self.get_name()} attribution")
-        try:
-            with torch.inference_mode():
-                ev = Evaluator(self.forward_func, n, Target.of(target, n),
-                               format_args(additional_forward_args), bar)
-                base_out = ev.initial(bases)                              # (n_out,)
-                values = base_out.new_empty(keep.shape[0], base_out.numel())
-                for start, stop in spans(keep.shape[0], per_eval):
-                    batch = coalition_inputs(xs, bases, masks, keep[start:stop])
-                    values[start:stop] = ev(batch, stop - start)
-                phi = self._combine(values, base_out, masks, plan)         # (n_features, n_out)
-                assert ev.out_shape is not None
-                attrs = tuple(a.reshape(*ev.out_shape, *x.shape[1:])
-                              for a, x in zip(spread(phi, masks, xs), xs))
-        finally:
-            bar.close()
-        return format_output(was_tuple, detach_out(attrs))
+        ev = Evaluator(self.forward_func, n, Target.of(target, n),
+                       format_args(additional_forward_args), bar, asynchronous)
+        chunks = list(spans(keep.shape[0], per_eval))
+
+        def batches() -> Iterator[tuple[Inputs, int]]:
+            for start, stop in chunks:
+                yield coalition_inputs(xs, bases, masks, keep[start:stop]), stop - start
+
+        def finish(base_out: Tensor, outputs: list[Tensor]) -> Inputs:
+            # base_out (n_out,): the baselines' output; outputs (k, n_out) per chunk
+            dtype = floating(base_out.dtype)
+            values = torch.cat(outputs).to(dtype) if outputs else \
+                base_out.new_zeros(0, base_out.numel(), dtype=dtype)
+            phi = self._combine(values, base_out.to(dtype), masks, plan)  # (n_features, n_out)
+            assert ev.out_shape is not None
+            return tuple(a.reshape(*ev.out_shape, *x.shape[1:])
+                         for a, x in zip(spread(phi, masks, xs, ev.per_example), xs))
+
+        return evaluate(ev, bases, batches(), finish, was_tuple)
 
     # Sampling: coalitions are the prefixes of each ordering of the features in the mask.
 
@@ -141,7 +156,7 @@ class ShapleyValues(ShapleyValueSampling):
     def _masks(self, feature_mask: Any, xs: Inputs) -> FeatureMasks:
         masks = feature_masks(feature_mask, xs, dense=True)
         if masks.n_features > self.max_features:
-            raise ValueError(
+            raise AttributionInputError(
                 f"exact Shapley values need 2**F forward passes; `feature_mask` defines "
                 f"{masks.n_features} features, the limit is {self.max_features}. Group the "
                 f"features with `feature_mask` or use ShapleyValueSampling"

@@ -232,3 +232,52 @@ ROWS += [
                                                          "perturbations_per_eval": 1},
          sampled=True, **_SURROGATE_TOL),
 ]
+
+# ---------------------------------------------------------------------------------------------
+# attribute_future: the model behind a forward function that returns torch.futures.Future
+# (completed later, by another thread), through our attribute_future and captum's, waited on.
+
+
+class _Async:
+    """An attribution object whose ``attribute`` runs ``attribute_future`` over the model
+    answered from a worker thread, and waits for the Future it returns."""
+
+    def __init__(self, cls, model: torch.nn.Module) -> None:
+        self.obj = cls(_threaded_forward(model))
+
+    def attribute(self, inputs, **kwargs):
+        future = self.obj.attribute_future(inputs, **kwargs)
+        assert type(future) is torch.Future
+        return future.wait()
+
+
+def _threaded_forward(model: torch.nn.Module):
+    import threading
+
+    def forward(*args):
+        future: torch.futures.Future = torch.futures.Future()
+        out = model(*args)   # a forward error surfaces at the call, as for a sync model
+        threading.Thread(target=future.set_result, args=(out,)).start()
+        return future
+
+    return forward
+
+
+for _m in ("mlp", "two_input", "cnn"):
+    ROWS += [
+        Case("FeatureAblation-future-ppe3", _m, lambda m: _Async(sa.FeatureAblation, m),
+             lambda m: _Async(ca.FeatureAblation, m),
+             lambda s, r: {**_target(s, r), "feature_mask": group_mask(s, r),
+                           "baselines": _const(s, 0.25), "perturbations_per_eval": 3}),
+        Case("FeaturePermutation-future", _m, lambda m: _Async(sa.FeaturePermutation, m),
+             lambda m: _Async(ca.FeaturePermutation, m), _target, sampled=True),
+        Case("ShapleyValueSampling-future-ppe2", _m,
+             lambda m: _Async(sa.ShapleyValueSampling, m),
+             lambda m: _Async(ca.ShapleyValueSampling, m),
+             lambda s, r: {**_target(s, r), "feature_mask": group_mask(s, r), "n_samples": 3,
+                           "perturbations_per_eval": 2}, sampled=True, atol=1e-5),
+        Case("ShapleyValues-future", _m, lambda m: _Async(sa.ShapleyValues, m),
+             lambda m: _Async(ca.ShapleyValues, m),
+             lambda s, r: {**_target(s, r), "feature_mask": _few_groups(s, r),
+                           "baselines": per_example_baselines(s, r)}, atol=1e-5),
+    ]

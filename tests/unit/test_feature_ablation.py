@@ -75,7 +75,7 @@ def test_aggregate_model_rejects_several_perturbations_per_eval():
 
 
 @pytest.mark.parametrize("kwargs, err, match", [
-    ({"feature_mask": torch.zeros(1, 3)}, TypeError, "feature_mask"),
+    ({"feature_mask": torch.tensor([[0.0, 0.5, 1.0]])}, TypeError, "feature_mask"),
     ({"feature_mask": torch.zeros(1, 4, dtype=torch.long)}, ValueError, "feature_mask"),
     ({"feature_mask": torch.tensor([[0, -1, 1]])}, ValueError, "negative"),
     ({"perturbations_per_eval": 0}, ValueError, "perturbations_per_eval"),
