@@ -31,6 +31,12 @@ class Attribution:
     ``inspect.getfullargspec(Method.attribute.__wrapped__)`` works on ours too.
     """
 
+    # Captum's two capability queries are answered from these: a method with a
+    # `multiply_by_inputs` option sets `_multiply_by_inputs` on the instance (a method that
+    # always multiplies, on the class); a method with completeness sets `_has_delta`.
+    _multiply_by_inputs: bool = False
+    _has_delta: ClassVar[bool] = False
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         method = cls.__dict__.get("attribute")
@@ -41,12 +47,6 @@ class Attribution:
         if not callable(forward_func):
             raise TypeError(f"`forward_func` must be callable, got {type(forward_func).__name__}")
         self.forward_func = forward_func
-
-    # Captum's two capability queries are answered from these: a method with a
-    # `multiply_by_inputs` option sets `_multiply_by_inputs` on the instance (a method that
-    # always multiplies, on the class); a method with completeness sets `_has_delta`.
-    _multiply_by_inputs: bool = False
-    _has_delta: ClassVar[bool] = False
 
     def attribute(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not implement attribute()")
