@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,12 @@ class Attribution:
     ``inspect.getfullargspec(Method.attribute.__wrapped__)`` works on ours too.
     """
 
+    # Captum's two capability queries are answered from these: a method with a
+    # `multiply_by_inputs` option sets `_multiply_by_inputs` on the instance (a method that
+    # always multiplies, on the class); a method with completeness sets `_has_delta`.
+    _multiply_by_inputs: bool = False
+    _has_delta: ClassVar[bool] = False
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         method = cls.__dict__.get("attribute")
@@ -51,10 +57,10 @@ class Attribution:
 
     @property
     def multiplies_by_inputs(self) -> bool:
-        return False
+        return self._multiply_by_inputs
 
     def has_convergence_delta(self) -> bool:
-        return False
+        return self._has_delta
 
     @classmethod
     def get_name(cls) -> str:
@@ -96,6 +102,17 @@ class GradientAttribution(Attribution):
             end_out = sum_rows(run_forward(self.forward_func, end, tgt, args))
             attr_sum = torch.stack([sum_rows(a) for a in attrs]).sum(0)
             return attr_sum - (end_out - start_out)
+
+    def _with_delta(self, result: Any, return_convergence_delta: bool,
+                    attributions: Tensor | tuple[Tensor, ...], start_point: Any,
+                    end_point: Tensor | tuple[Tensor, ...], target: Any,
+                    additional_forward_args: Any) -> Any:
+        """The tail of every method with completeness: ``result``, or ``(result, delta)`` with
+        the per-example delta (B,) when ``return_convergence_delta``."""
+        if not return_convergence_delta:
+            return result
+        return result, self.compute_convergence_delta(attributions, start_point, end_point,
+                                                      target, additional_forward_args)
 
 
 class PerturbationAttribution(Attribution):

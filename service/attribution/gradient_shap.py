@@ -26,6 +26,8 @@ from .noise_tunnel import NoiseTunnel
 
 
 class GradientShap(GradientAttribution):
+    _has_delta = True
+
     def __init__(self, forward_func: Callable, multiply_by_inputs: bool = True) -> None:
         super().__init__(forward_func)
         self._multiply_by_inputs = multiply_by_inputs
@@ -42,16 +44,11 @@ class GradientShap(GradientAttribution):
             additional_forward_args=additional_forward_args,
             return_convergence_delta=return_convergence_delta)
 
-    def has_convergence_delta(self) -> bool:
-        return True
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return self._multiply_by_inputs
-
 
 class InputBaselineXGradient(GradientAttribution):
     """(input - baseline) x gradient at one uniformly random point between them."""
+
+    _has_delta = True
 
     def __init__(self, forward_func: Callable, multiply_by_inputs: bool = True) -> None:
         super().__init__(forward_func)
@@ -75,15 +72,5 @@ class InputBaselineXGradient(GradientAttribution):
         with torch.no_grad():
             attrs = (tuple((x - b) * g for x, b, g in zip(xs, bs, grads))
                      if self._multiply_by_inputs else grads)
-        result = format_output(was_tuple, attrs)
-        if return_convergence_delta:
-            return result, self.compute_convergence_delta(attrs, bs, xs, target,
-                                                          additional_forward_args)
-        return result
-
-    def has_convergence_delta(self) -> bool:
-        return True
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return self._multiply_by_inputs
+        return self._with_delta(format_output(was_tuple, attrs), return_convergence_delta,
+                                attrs, bs, xs, target, additional_forward_args)

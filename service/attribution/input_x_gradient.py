@@ -10,6 +10,8 @@ from ._gradients import input_gradients
 
 
 class InputXGradient(GradientAttribution):
+    _multiply_by_inputs = True
+
     def attribute(self, inputs, target=None, additional_forward_args=None):
         was_tuple = is_tuple(inputs)
         xs = as_tuple(inputs)
@@ -18,7 +20,3 @@ class InputXGradient(GradientAttribution):
         with torch.no_grad():
             attrs = tuple(x.detach() * g for x, g in zip(xs, grads))
         return format_output(was_tuple, attrs)
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return True

@@ -82,6 +82,8 @@ def validate_path_args(inputs: Inputs, baselines: object, n_steps: int, method: 
 class IntegratedGradients(GradientAttribution):
     """Integrates the gradient along the straight path from the baseline to the input."""
 
+    _has_delta = True
+
     def __init__(self, forward_func: Callable, multiply_by_inputs: bool = True) -> None:
         super().__init__(forward_func)
         self._multiply_by_inputs = multiply_by_inputs
@@ -106,15 +108,5 @@ class IntegratedGradients(GradientAttribution):
                 attrs = tuple(g * (x - b) for g, x, b in zip(totals, xs, bs))
             else:
                 attrs = totals
-        result = format_output(was_tuple, attrs)
-        if return_convergence_delta:
-            delta = self.compute_convergence_delta(attrs, bs, xs, target, additional_forward_args)
-            return result, delta
-        return result
-
-    def has_convergence_delta(self) -> bool:
-        return True
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return self._multiply_by_inputs
+        return self._with_delta(format_output(was_tuple, attrs), return_convergence_delta,
+                                attrs, bs, xs, target, additional_forward_args)

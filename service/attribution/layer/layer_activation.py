@@ -10,6 +10,8 @@ from .._layers import LayerSpec, as_layers, format_layer_output, layer_eval
 
 
 class LayerActivation(LayerAttribution):
+    _multiply_by_inputs = True
+
     def __init__(self, forward_func: Callable, layer: LayerSpec,
                  device_ids: list[int] | None = None) -> None:
         super().__init__(forward_func, layer, device_ids)
@@ -21,7 +23,3 @@ class LayerActivation(LayerAttribution):
         values = layer_eval(self.forward_func, layers, as_tuple(inputs),
                             format_args(additional_forward_args), attribute_to_layer_input)
         return format_layer_output(values, was_list)
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return True

@@ -24,6 +24,9 @@ from ..integrated_gradients import path_points, validate_path_args
 
 
 class LayerConductance(LayerAttribution, GradientAttribution):
+    _has_delta = True
+    _multiply_by_inputs = True
+
     def __init__(self, forward_func: Callable, layer: nn.Module,
                  device_ids: list[int] | None = None) -> None:
         super().__init__(forward_func, layer, device_ids)
@@ -72,15 +75,5 @@ class LayerConductance(LayerAttribution, GradientAttribution):
 
         planner.passes(run)
         attrs = tuple(totals)
-        result = format_output(len(attrs) > 1, attrs)
-        if return_convergence_delta:
-            delta = self.compute_convergence_delta(attrs, bs, xs, target, additional_forward_args)
-            return result, delta
-        return result
-
-    def has_convergence_delta(self) -> bool:
-        return True
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return True
+        return self._with_delta(format_output(len(attrs) > 1, attrs), return_convergence_delta,
+                                attrs, bs, xs, target, additional_forward_args)

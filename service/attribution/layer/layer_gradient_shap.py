@@ -31,6 +31,8 @@ from ..noise_tunnel import NoiseTunnel
 
 
 class LayerGradientShap(LayerAttribution, GradientAttribution):
+    _has_delta = True
+
     def __init__(self, forward_func: Callable, layer: nn.Module,
                  device_ids: list[int] | None = None, multiply_by_inputs: bool = True) -> None:
         super().__init__(forward_func, layer, device_ids)
@@ -53,17 +55,12 @@ class LayerGradientShap(LayerAttribution, GradientAttribution):
             return_convergence_delta=return_convergence_delta,
             attribute_to_layer_input=attribute_to_layer_input)
 
-    def has_convergence_delta(self) -> bool:
-        return True
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return self._multiply_by_inputs
-
 
 class LayerInputBaselineXGradient(LayerAttribution, GradientAttribution):
     """The layer gradient at one uniformly random point between input and baseline, times the
     layer's value on the input minus its value on the baseline."""
+
+    _has_delta = True
 
     def __init__(self, forward_func: Callable, layer: nn.Module,
                  device_ids: list[int] | None = None, multiply_by_inputs: bool = True) -> None:
@@ -95,15 +92,5 @@ class LayerInputBaselineXGradient(LayerAttribution, GradientAttribution):
                                 attribute_to_layer_input)[0]
             with torch.no_grad():
                 attrs = tuple((v[:n] - v[n:]) * g for v, g in zip(values, attrs))
-        result = format_output(len(attrs) > 1, attrs)
-        if return_convergence_delta:
-            return result, self.compute_convergence_delta(attrs, bt, xs, target,
-                                                          additional_forward_args)
-        return result
-
-    def has_convergence_delta(self) -> bool:
-        return True
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return self._multiply_by_inputs
+        return self._with_delta(format_output(len(attrs) > 1, attrs), return_convergence_delta,
+                                attrs, bt, xs, target, additional_forward_args)

@@ -42,7 +42,3 @@ class LayerGradientXActivation(LayerAttribution, GradientAttribution):
         if not self.multiplies_by_inputs:
             return tuple(gradients)
         return tuple(g * v for g, v in zip(gradients, evals))
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return self._multiply_by_inputs

@@ -27,6 +27,8 @@ from ..integrated_gradients import path_integral, validate_path_args
 
 
 class LayerIntegratedGradients(LayerAttribution, GradientAttribution):
+    _has_delta = True
+
     def __init__(self, forward_func: Callable, layer: LayerSpec,
                  device_ids: list[int] | None = None, multiply_by_inputs: bool = True) -> None:
         super().__init__(forward_func, layer, device_ids)
@@ -65,15 +67,6 @@ class LayerIntegratedGradients(LayerAttribution, GradientAttribution):
         with torch.no_grad():
             attrs = (tuple(g * (x - b) for g, x, b in zip(totals, flat_inputs, flat_bases))
                      if self._multiply_by_inputs else totals)
-        result = format_layer_output(regroup(attrs, at_inputs), was_list)
-        if return_convergence_delta:
-            delta = self.compute_convergence_delta(attrs, bs, xs, target, additional_forward_args)
-            return result, delta
-        return result
-
-    def has_convergence_delta(self) -> bool:
-        return True
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return self._multiply_by_inputs
+        return self._with_delta(format_layer_output(regroup(attrs, at_inputs), was_list),
+                                return_convergence_delta, attrs, bs, xs, target,
+                                additional_forward_args)

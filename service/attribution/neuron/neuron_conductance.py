@@ -74,7 +74,3 @@ class NeuronConductance(NeuronAttribution, GradientAttribution):
             attrs = (tuple(g * (x - b) for g, x, b in zip(totals, xs, bs))
                      if self._multiply_by_inputs else totals)
         return format_output(was_tuple, attrs)
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return self._multiply_by_inputs

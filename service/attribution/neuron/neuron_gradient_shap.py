@@ -25,7 +25,3 @@ class NeuronGradientShap(NeuronAttribution, GradientAttribution):
         return GradientShap(neuron, self._multiply_by_inputs).attribute(
             inputs, baselines, n_samples=n_samples, stdevs=stdevs, target=None,
             additional_forward_args=additional_forward_args)
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return self._multiply_by_inputs

@@ -26,7 +26,3 @@ class NeuronIntegratedGradients(NeuronAttribution, GradientAttribution):
         return IntegratedGradients(neuron, self._multiply_by_inputs).attribute(
             inputs, baselines, target=None, additional_forward_args=additional_forward_args,
             n_steps=n_steps, method=method, internal_batch_size=internal_batch_size)
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return self._multiply_by_inputs
