@@ -21,8 +21,10 @@ from .layer_feature_ablation import check_mask
 class LayerFeaturePermutation(LayerAttribution, FeaturePermutation):
     def __init__(self, forward_func: Callable, layer: nn.Module,
                  device_ids: list[int] | None = None) -> None:
-        # MRO: LayerAttribution's init, then FeaturePermutation's (the default perm_func)
-        super().__init__(forward_func, layer, device_ids)
+        # LayerAttribution's init does not chain (captum's internal classes call it directly):
+        # FeaturePermutation's init sets the default perm_func, then the layer is recorded.
+        FeaturePermutation.__init__(self, forward_func)
+        LayerAttribution.__init__(self, forward_func, layer, device_ids)
         if not isinstance(layer, nn.Module):
             raise TypeError(f"`layer` must be a torch.nn.Module, got {type(layer).__name__}")
 
