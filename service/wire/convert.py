@@ -61,9 +61,10 @@ def tensor_from_proto(t: pb.Tensor, field: str, max_elements: int | None = None)
     if any(s < 0 for s in shape):
         raise InvalidInput(f"{field}.shape", f"negative size in {shown(list(shape))}")
     elements = math.prod(shape)  # Python ints: no overflow
-    if max_elements is not None and elements > max_elements:
-        raise LimitExceeded(f"{field}.shape", f"{elements} elements is above the limit "
-                            f"{max_elements} (max_tensor_elements)")
+    cap = max_elements if max_elements is not None else 2**40
+    if elements > cap or any(s > cap for s in shape):
+        raise LimitExceeded(f"{field}.shape", f"{shown(list(shape))} is above the limit "
+                            f"{cap} elements (max_tensor_elements)")
     expected = elements * dtype.itemsize
     if len(t.data) != expected:
         raise InvalidInput(f"{field}.data", f"{len(t.data)} bytes, shape {list(shape)} of "
