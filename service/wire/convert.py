@@ -201,6 +201,29 @@ def _check_json(body: Any, limits: Limits) -> None:
                                 "(max_body_bytes)")
 
 
+def _check_types(body: Mapping[str, Any], message: Any, path: str) -> None:
+    """Objects where the schema has messages and lists where it has repeated fields, before
+    json_format reads them (it iterates a string given for a message as if it were keys)."""
+    for key, value in body.items():
+        fd = message.fields_by_name.get(key) if isinstance(key, str) else None
+        fd = fd or next((f for f in message.fields if f.json_name == key), None)
+        if fd is None or value is None:
+            continue  # json_format names unknown fields; null means unset
+        where = f"{path}.{fd.json_name}" if path else fd.json_name
+        sub = fd.message_type
+        is_map = sub is not None and sub.GetOptions().map_entry
+        if fd.is_repeated and not is_map:
+            if not isinstance(value, list):
+                raise InvalidInput(where, f"must be a list, got {type(value).__name__}")
+            continue
+        if sub is None or sub.full_name.startswith("google.protobuf."):
+            continue
+        if not isinstance(value, Mapping):
+            raise InvalidInput(where, f"must be an object, got {type(value).__name__}")
+        if not is_map:
+            _check_types(value, sub, where)
+
+
 def request_from_dict(body: Mapping[str, Any], explain: bool,
                       limits: Limits | None = None) -> Request:
     """The canonical protobuf-JSON mapping of ExplainRequest (already parsed from JSON)."""
@@ -209,6 +232,7 @@ def request_from_dict(body: Mapping[str, Any], explain: bool,
         raise InvalidInput("body", "a JSON body must be an object (an ExplainRequest), got "
                            f"{type(body).__name__}")
     _check_json(body, limits)
+    _check_types(body, pb.ExplainRequest.DESCRIPTOR, "")
     m = pb.ExplainRequest()
     try:
         json_format.ParseDict(body, m)
