@@ -180,10 +180,16 @@ def test_fuzzed_raw_bodies(executors):
 def _same(a: object, b: object) -> None:
     assert isinstance(a, Response) and isinstance(b, Response), (a, b)
     assert a.prediction.index == b.prediction.index
-    np.testing.assert_allclose(a.prediction.output, b.prediction.output, rtol=1e-5, atol=1e-6)
+    # Batched float32 kernels sum in another order: differences of a few ulps of the largest
+    # value (a 28x28 CNN's logits reach ~15), nothing a batch-mate's content could cause.
+    scale = float(np.abs(b.prediction.output).max(initial=1.0))
+    np.testing.assert_allclose(a.prediction.output, b.prediction.output, rtol=1e-5,
+                               atol=1e-6 * scale)
     assert [e.target for e in a.explanations] == [e.target for e in b.explanations]
     for ea, eb in zip(a.explanations, b.explanations):
-        np.testing.assert_allclose(ea.attributions, eb.attributions, rtol=1e-4, atol=1e-5)
+        scale = float(np.abs(eb.attributions).max(initial=1e-3))
+        np.testing.assert_allclose(ea.attributions, eb.attributions, rtol=1e-4,
+                                   atol=1e-5 * scale)
 
 
 def test_a_fuzzed_request_never_changes_its_batch_mates(executors):
