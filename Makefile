@@ -7,7 +7,7 @@ CONSTRAINTS ?= constraints.txt
 PIP_CONSTRAINTS := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-fast lint bench bench-service loadtest serve serve-stop protos models
+.PHONY: venv test test-fast lint bench bench-service loadtest serve serve-stop protos models chaos soak
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,14 +29,17 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench.engine_vs_captum
 
-# make serve [AUTH=off] [INSTANCE=name] [PORT_BASE=n]: TorchServe with every bundled model,
-# working files in run/$(INSTANCE)/ (ports are free ports unless PORT_BASE is given).
+# make serve [AUTH=off] [INSTANCE=name] [PORT_BASE=n] [TOKEN_MIN=60]: TorchServe with every
+# bundled model, the gateway and their supervisor, working files in run/$(INSTANCE)/ (ports
+# are free ports unless PORT_BASE is given; keys live TOKEN_MIN minutes and are renewed).
 AUTH ?= on
 INSTANCE ?= default
 PORT_BASE ?= 0
+TOKEN_MIN ?= 60
 
 serve: $(STAMP) models
-	$(PY) -m service.launcher start --instance $(INSTANCE) --auth $(AUTH) --port-base $(PORT_BASE)
+	$(PY) -m service.launcher start --instance $(INSTANCE) --auth $(AUTH) --port-base $(PORT_BASE) \
+		--token-expiration-min $(TOKEN_MIN)
 
 # make loadtest [INSTANCE=name] [USERS=8] [SECONDS=20]: a bounded locust run (REST + gRPC users)
 # against the service `make serve` started; CSV and JSON results in loadtest/results/.
@@ -48,6 +51,15 @@ loadtest: $(STAMP)
 # make bench-service: bench/service_throughput.py (ours fused vs batch 1 vs stock captum handler).
 bench-service: $(STAMP) models
 	$(PY) -m bench.service_throughput
+
+# make chaos: bench/chaos.py (its own instance: kill -9 a worker and the gateway under load).
+chaos: $(STAMP) models
+	$(PY) -m bench.chaos
+
+# make soak [MINUTES=10]: bench/soak.py (its own instance, saturated; RSS, failures, p50/p99).
+MINUTES ?= 10
+soak: $(STAMP) models
+	$(PY) -m bench.soak --minutes $(MINUTES)
 
 serve-stop: $(STAMP)
 	$(PY) -m service.launcher stop --instance $(INSTANCE)
