@@ -13,6 +13,7 @@ This file defines exactly one class: TorchServe refuses handler modules with mor
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pathlib
@@ -28,11 +29,13 @@ from service.runtime import (
     Limits,
     load_spec,
 )
+from service.runtime.errors import internal
 from service.runtime.loader import load_model
 
 log = logging.getLogger(__name__)
 
 TRUE = ("1", "true", "yes")
+SPEC = "spec"  # the decoded form of the gateway's GetModelSpec marker
 CACHE_BYTES_ENV = "EXPLAIN_BASELINE_CACHE_BYTES"
 
 
@@ -66,53 +69,84 @@ class ExplainHandler:
                  ", ".join(spec.algorithms))
 
     def handle(self, data: list[dict], context) -> list:
+        """One reply per request; never raises (an exception escaping here would fail every
+        request of the batch with TorchServe's 503)."""
+        try:
+            return self._handle(data, context)
+        except Exception as e:
+            log.exception("handler failed for a batch of %d; every request answered 500",
+                          len(data))
+            error = internal(e, "handler")
+            replies = []
+            for idx in range(len(data)):
+                with contextlib.suppress(Exception):
+                    context.set_response_status(wire.http_status(error),
+                                                wire.status_phrase(error), idx)
+                replies.append(wire.error_to_json(error))
+            return replies
+
+    def _decode(self, idx: int, row: object, context) -> tuple[object, bool]:
+        """(a Request, the spec marker, or an ExplainError; True for the serialized path)."""
         ex = self.executor
-        assert ex is not None, "initialize() was not called"
-        max_bytes = ex.limits.max_body_bytes
-        requests: list = []
-        binary: list[bool] = []
-        spec_rows: set[int] = set()
-        for idx, row in enumerate(data):
-            if row.get("spec") is not None:  # the gateway's GetModelSpec
-                spec_rows.add(idx)
-                binary.append(True)
-                continue
+        assert ex is not None
+        if not isinstance(row, dict):
+            return InvalidInput("body", "unreadable request"), False
+        if row.get("spec") is not None:  # the gateway's GetModelSpec
+            return SPEC, True
+        serialized = row.get("explain_request")
+        try:
             header = _text(context.get_request_header(idx, "explain")).lower()
             explain = header in TRUE or _text(row.get("explain")).lower() in TRUE
-            serialized = row.get("explain_request")
-            binary.append(serialized is not None)
-            try:
-                if serialized is not None:
-                    req = wire.request_from_serialized(serialized, explain, max_bytes)
-                else:
-                    body = row.get("body") if row.get("body") is not None else row.get("data")
-                    if body is None and set(row) - {"explain"}:
-                        raise InvalidInput("body", "got form fields; send the ExplainRequest "
-                                           "JSON with 'Content-Type: application/json', or "
-                                           "the image bytes (curl -T image.png)")
-                    req = wire.request_from_body(body, explain, max_bytes)
-                req.request_id = req.request_id or _text(context.request_ids.get(idx, ""))
-                requests.append(req)
-            except ExplainError as e:
-                requests.append(e)
-        outcomes: list = list(ex.run(requests))
-        for idx in sorted(spec_rows):
-            outcomes.insert(idx, ex.spec)
+            if serialized is not None:
+                req = wire.request_from_serialized(serialized, explain, limits=ex.limits)
+            else:
+                body = row.get("body") if row.get("body") is not None else row.get("data")
+                if body is None and set(row) - {"explain"}:
+                    raise InvalidInput("body", "got form fields; send the ExplainRequest "
+                                       "JSON with 'Content-Type: application/json', or "
+                                       "the image bytes (curl -T image.png)")
+                req = wire.request_from_body(body, explain, limits=ex.limits)
+            req.request_id = req.request_id or _text(context.request_ids.get(idx, ""))
+            return req, serialized is not None
+        except ExplainError as e:
+            return e, serialized is not None
+        except Exception as e:
+            log.exception("decoding request %d failed", idx)
+            return internal(e, "decode"), serialized is not None
+
+    def _encode(self, idx: int, outcome: object, is_binary: bool, context) -> bytes | str:
+        ex = self.executor
+        assert ex is not None
+        try:
+            if outcome is SPEC:
+                return wire.reply_to_bytes(ex.spec, ex.limits)
+            if isinstance(outcome, ExplainError):
+                context.set_response_status(wire.http_status(outcome),
+                                            wire.status_phrase(outcome), idx)
+                return (wire.reply_to_bytes(outcome) if is_binary
+                        else wire.error_to_json(outcome))
+            return (wire.reply_to_bytes(outcome) if is_binary  # type: ignore[arg-type]
+                    else wire.response_to_json(outcome))  # type: ignore[arg-type]
+        except Exception as e:
+            log.exception("encoding the answer to request %d failed", idx)
+            error = internal(e, "encode")
+            context.set_response_status(wire.http_status(error), wire.status_phrase(error), idx)
+            return wire.reply_to_bytes(error) if is_binary else wire.error_to_json(error)
+
+    def _handle(self, data: list[dict], context) -> list:
+        ex = self.executor
+        assert ex is not None, "initialize() was not called"
+        decoded = [self._decode(idx, row, context) for idx, row in enumerate(data)]
+        work = [(idx, d) for idx, (d, _) in enumerate(decoded) if d is not SPEC]
+        outcomes: list = [d for d, _ in decoded]
+        for (idx, _), outcome in zip(work, ex.run([d for _, d in work])):
+            outcomes[idx] = outcome
         replies: list = []
-        for idx, (outcome, is_binary) in enumerate(zip(outcomes, binary)):
+        for idx, (outcome, (_, is_binary)) in enumerate(zip(outcomes, decoded)):
             content_type = "application/x-protobuf" if is_binary else "application/json"
             context.set_response_content_type(idx, content_type)
-            if idx in spec_rows:
-                replies.append(wire.reply_to_bytes(outcome))
-            elif isinstance(outcome, ExplainError):
-                context.set_response_status(wire.http_status(outcome),
-                                           wire.status_phrase(outcome), idx)
-                replies.append(wire.reply_to_bytes(outcome) if is_binary
-                               else wire.error_to_json(outcome))
-            else:
-                replies.append(wire.reply_to_bytes(outcome) if is_binary
-                               else wire.response_to_json(outcome))
-        self._metrics(context, [o for i, o in enumerate(outcomes) if i not in spec_rows])
+            replies.append(self._encode(idx, outcome, is_binary, context))
+        self._metrics(context, [o for o in outcomes if o is not SPEC])
         return replies
 
     def _metrics(self, context, outcomes: list) -> None:

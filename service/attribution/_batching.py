@@ -143,3 +143,13 @@ def model_key(forward_func: object, inputs: tuple[Tensor, ...]) -> tuple:
     wraps a model (e.g. one neuron of it) names that model in ``plan_identity``."""
     ident = getattr(forward_func, "plan_identity", forward_func)
     return (id(ident),) + tuple((tuple(x.shape[1:]), x.dtype, x.device.type) for x in inputs)
+
+
+def bytes_per_row(forward_func: Callable[[Tensor], object], example: Tensor) -> float:
+    """The bytes autograd saves per row in one forward of ``forward_func`` on ``example``
+    (N, *shape), measured now (as the planner measures its first pass). For callers that size
+    or refuse work before it runs; the planner's own measurements are left untouched."""
+    x = example.detach().clone().requires_grad_(True)
+    with torch.enable_grad(), _saved_bytes() as saved:
+        forward_func(x)
+    return saved[0] / max(1, x.shape[0])

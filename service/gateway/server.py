@@ -16,10 +16,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from service._proto.explain.v1 import explain_pb2 as pb
-from service._proto.explain.v1 import explain_pb2_grpc as pb_grpc
 
 from .config import GatewayConfig
-from .servicer import ExplainerServicer
+from .servicer import ExplainerServicer, add_to_server
 from .upstream import TorchServe
 
 log = logging.getLogger("service.gateway")
@@ -126,7 +125,7 @@ async def build_server(config: GatewayConfig) -> tuple[grpc.aio.Server, TorchSer
                              options=[("grpc.max_receive_message_length", size),
                                       ("grpc.max_send_message_length", size)])
     upstream = TorchServe(config)
-    pb_grpc.add_ExplainerServicer_to_server(ExplainerServicer(upstream, config), server)
+    add_to_server(ExplainerServicer(upstream, config), server)  # byte-level parsing: see servicer
     checker = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(checker, server)
     reflection.enable_server_reflection(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
@@ -21,21 +22,46 @@ from .config import GatewayConfig
 class UpstreamError(Exception):
     """A failed TorchServe call, already mapped to the status the gateway's client gets."""
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    def __init__(self, code: grpc.StatusCode, message: str, field: str = "") -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.field = field
 
 
-def _mapped(e: grpc.aio.AioRpcError, model: str) -> UpstreamError:
+# "org.pytorch.serve.archive.model.ModelNotFoundException: " and the like
+_JAVA_CLASS = re.compile(r"\b(?:[a-z_$][\w$]*\.)+[A-Z][\w$]*(?:Exception|Error)\b:?\s*")
+# Requests above this size are refused by TorchServe itself (launcher: max_request_size), which
+# cancels the call instead of answering.
+LARGE_REQUEST_BYTES = 4 * 2**20
+
+
+def clean(details: str, limit: int = 300) -> str:
+    """TorchServe's status details without Java class names, on one line, clipped."""
+    text = " ".join(_JAVA_CLASS.sub("", details).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _mapped(e: grpc.aio.AioRpcError, model: str, version: str, size: int) -> UpstreamError:
     code, details = e.code(), e.details() or ""
     lowered = details.lower()
+    if "version" in lowered and ("not exist" in lowered or "not found" in lowered):
+        return UpstreamError(grpc.StatusCode.NOT_FOUND,
+                             f"model_version: {version!r} of model {model!r} is not served",
+                             "model_version")
     if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.NOT_FOUND) and (
             "not found" in lowered or "model not" in lowered):
-        return UpstreamError(grpc.StatusCode.NOT_FOUND, f"model: {model!r} is not served ({details})")
-    if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
-        return UpstreamError(code, f"message too large or TorchServe queue full: {details}")
-    return UpstreamError(code, details or code.name)
+        return UpstreamError(grpc.StatusCode.NOT_FOUND, f"model: {model!r} is not served",
+                             "model")
+    if code is grpc.StatusCode.RESOURCE_EXHAUSTED or (
+            size > LARGE_REQUEST_BYTES and code in (grpc.StatusCode.CANCELLED,
+                                                    grpc.StatusCode.UNKNOWN,
+                                                    grpc.StatusCode.INTERNAL)):
+        return UpstreamError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                             f"explain_request: {size} bytes is more than TorchServe accepted "
+                             f"({clean(details) or code.name}); the limit is max_body_bytes "
+                             "(GetModelSpec lists it)", "explain_request")
+    return UpstreamError(code, clean(details) or code.name)
 
 
 class TorchServe:
@@ -58,7 +84,7 @@ class TorchServe:
         try:
             reply = await self.stub.Predictions(request, metadata=tuple(metadata), timeout=timeout)
         except grpc.aio.AioRpcError as e:
-            raise _mapped(e, model) from None
+            raise _mapped(e, model, version, request.ByteSize()) from None
         return reply.prediction
 
     async def healthy(self, timeout: float = 2.0) -> bool:

@@ -92,6 +92,8 @@ class BaselineResolver:
         return self.cache.get_or_compute(self.key(b), lambda: self._entry(self._tensor(b)))
 
     def _entry(self, t: Tensor) -> CachedBaseline:
+        if not bool(torch.isfinite(t).all()):
+            raise InvalidInput(FIELD, f"is not finite in the model's dtype ({self.dtype})")
         with torch.no_grad():
             out = self.forward(t)
         return CachedBaseline(tensor=t, outputs=out.reshape(t.shape[0], -1).detach())
@@ -105,6 +107,9 @@ class BaselineResolver:
                                "(C, H, W)")
         if sigma < 0 or not math.isfinite(sigma):
             raise InvalidInput(f"{FIELD}.blur.sigma", f"must be >= 0, got {sigma}")
+        if sigma > self.limits.max_blur_sigma:
+            raise LimitExceeded(f"{FIELD}.blur.sigma", f"{sigma:g} is above the limit "
+                                f"{self.limits.max_blur_sigma} (max_blur_sigma)")
         sigma = sigma or max(x.shape[-2:]) / 8.0
         return gaussian_blur(x, sigma).detach()
 
@@ -120,8 +125,10 @@ class BaselineResolver:
             low, high = (b.low, b.high) if (b.low, b.high) != (0.0, 0.0) else (0.0, 1.0)
             if not (math.isfinite(low) and math.isfinite(high) and high > low):
                 raise InvalidInput(f"{FIELD}.uniform", f"needs low < high, got [{low}, {high})")
-            gen = torch.Generator().manual_seed(int(b.seed))
+            gen = torch.Generator().manual_seed(int(b.seed) % 2**63)
             t = torch.rand((1, *self.shape), generator=gen, dtype=torch.float64)
+            if not math.isfinite(high - low):
+                raise InvalidInput(f"{FIELD}.uniform", f"high - low overflows: [{low}, {high})")
             return (low + (high - low) * t).to(device=self.device, dtype=self.dtype)
         if kind is BaselineKind.TENSOR:
             return self._explicit(b.array)

@@ -2,13 +2,20 @@
 with fused engine calls for the explanations that can share one (same algorithm, params, input
 shape, and reference set where the method takes one), with per-example targets and baselines.
 
-Every request gets its own outcome: a Response or an ExplainError. A bad request fails alone;
-an engine failure in a fused group is retried request by request to find the one at fault.
+Every request gets its own outcome: a Response or an ExplainError, whatever the batch holds. A
+bad request fails alone; an engine failure in a fused group is retried request by request so
+that only the request at fault fails, with its own error. Anything unexpected becomes that
+request's ModelError and its traceback is logged. Deadlines are checked before each request's
+work and before every forward pass of the engine (a scoped forward pre-hook on the model), and a
+request whose smallest possible pass would need more saved-activation memory than
+``max_pass_bytes`` is refused before it runs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import math
 import pathlib
 import time
 from collections.abc import Iterator, Sequence
@@ -19,10 +26,19 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from service.attribution._batching import bytes_per_row
+
 from . import postprocess
 from .baselines import BaselineResolver
 from .cache import BaselineCache, CachedBaseline
-from .errors import DeadlineExceeded, ExplainError, InvalidInput, LimitExceeded, ModelError
+from .errors import (
+    DeadlineExceeded,
+    ExplainError,
+    InvalidInput,
+    LimitExceeded,
+    ModelError,
+    internal,
+)
 from .heatmap import heatmap_png
 from .limits import Limits
 from .preprocess import decode
@@ -41,6 +57,12 @@ from .request import (
 from .spec import InputKind, ModelSpec
 
 Outcome = Response | ExplainError
+log = logging.getLogger(__name__)
+MIB = 1024 * 1024
+
+
+class _Expired(Exception):
+    """Raised from the deadline hook inside an engine call: some request's deadline passed."""
 
 
 def _ms(t0: float) -> float:
@@ -100,11 +122,28 @@ class Executor:
         self.baselines = BaselineResolver(spec, model_dir, self.limits, self.cache,
                                           self._forward, self.device, self.dtype)
         self.names = postprocess.feature_names(spec)
+        self._bytes_per_row: dict[tuple, float] = {}
 
     # -- public ----------------------------------------------------------------------------
 
     def run(self, requests: Sequence[Request | ExplainError]) -> list[Outcome]:
-        """One outcome per request, in order. ``requests`` may hold decode errors already."""
+        """One outcome per request, in order; never raises. ``requests`` may hold decode
+        errors already."""
+        try:
+            return self._run(requests)
+        except Exception:
+            log.exception("batch of %d failed as a whole; answering request by request",
+                          len(requests))
+        outcomes: list[Outcome] = []
+        for r in requests:
+            try:
+                outcomes.extend(self._run([r]))
+            except Exception as e:
+                log.exception("request %s failed", getattr(r, "request_id", "?"))
+                outcomes.append(internal(e))
+        return outcomes
+
+    def _run(self, requests: Sequence[Request | ExplainError]) -> list[Outcome]:
         outcomes: list[Outcome | None] = [r if isinstance(r, ExplainError) else None
                                           for r in requests]
         items: list[_Item] = []
@@ -117,6 +156,9 @@ class Executor:
             except ExplainError as e:
                 outcomes[pos] = e
                 continue
+            except Exception as e:
+                outcomes[pos] = self._unexpected(e, req, "preprocess")
+                continue
             item.timings.preprocess_ms = _ms(t0)
             items.append(item)
         items = self._predict(items, outcomes)
@@ -128,7 +170,19 @@ class Executor:
                     outcomes[item.pos] = self._respond(item)
                 except ExplainError as e:
                     outcomes[item.pos] = e
+                except Exception as e:
+                    outcomes[item.pos] = self._unexpected(e, item.req, "postprocess")
         return [o if o is not None else ModelError("", "no outcome") for o in outcomes]
+
+    @staticmethod
+    def _unexpected(e: Exception, req: Request, stage: str) -> ExplainError:
+        """An exception that is not an ExplainError: logged with its traceback, answered as
+        a ModelError."""
+        if isinstance(e, ExplainError):
+            return e
+        log.error("%s failed for request %r (algorithm %s)", stage, req.request_id,
+                  req.algorithm, exc_info=e)
+        return internal(e, stage)
 
     # -- stages ------------------------------------------------------------------------------
 
@@ -138,16 +192,48 @@ class Executor:
             raise ModelError("", f"the model returned {type(out).__name__}, not a tensor")
         return out.reshape(out.shape[0], -1)
 
+    def _deadline_ms(self, req: Request) -> int:
+        return req.deadline_ms or self.limits.max_deadline_ms
+
+    def _expires_at(self, req: Request) -> float:
+        return req.received_at + self._deadline_ms(req) / 1e3
+
     def _check_deadline(self, req: Request) -> None:
-        if req.deadline_ms:
-            waited = (time.monotonic() - req.received_at) * 1e3
-            if waited > req.deadline_ms:
-                raise DeadlineExceeded("deadline_ms", f"{waited:.0f} ms passed, the deadline "
-                                       f"was {req.deadline_ms} ms")
+        waited = (time.monotonic() - req.received_at) * 1e3
+        if waited > self._deadline_ms(req):
+            raise DeadlineExceeded("deadline_ms", f"{waited:.0f} ms passed, the deadline "
+                                   f"was {self._deadline_ms(req)} ms")
+
+    @contextlib.contextmanager
+    def _deadline_hook(self, group: list[_Item]) -> Iterator[None]:
+        """Before every forward pass of the model inside the block: raise _Expired once the
+        earliest deadline of the group has passed."""
+        first = min(self._expires_at(i.req) for i in group)
+
+        def check(module: nn.Module, args: object) -> None:
+            if time.monotonic() > first:
+                raise _Expired()
+
+        handle = self.model.register_forward_pre_hook(check)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    def _row_bytes(self, x: Tensor) -> float:
+        """Saved-activation bytes per row of one backward-taping pass, measured once per
+        input shape."""
+        key = tuple(x.shape[1:])
+        if key not in self._bytes_per_row:
+            self._bytes_per_row[key] = bytes_per_row(self._forward, x[:1])
+        return self._bytes_per_row[key]
 
     def _prepare(self, pos: int, req: Request) -> _Item:
-        self._check_deadline(req)
         spec, limits = self.spec, self.limits
+        if req.deadline_ms is not None and not 1 <= req.deadline_ms <= limits.max_deadline_ms:
+            raise LimitExceeded("deadline_ms", f"{req.deadline_ms} is outside [1, "
+                                f"{limits.max_deadline_ms}] (max_deadline_ms)")
+        self._check_deadline(req)
         x, shown = decode(req.inputs, spec, limits, self.device)
         item = _Item(pos, req, x.to(self.dtype), shown)
         self._check_target(req)
@@ -187,7 +273,29 @@ class Executor:
                 canon = self.baselines.canonical(b)
                 item.baseline_key = (("input", pos) if self.baselines.is_input_dependent(canon)
                                      else canon.canonical())
+        self._check_pass_memory(item)
         return item
+
+    def _min_pass_rows(self, i: _Item) -> int:
+        """Rows the smallest engine pass of this request holds: a reference set of K rows is
+        evaluated K rows per example in one pass."""
+        assert i.entry is not None
+        if (i.entry.baseline_mode(i.params) is BaselineMode.REFERENCE_SET
+                and i.baseline is not None):
+            return int(i.baseline.tensor.shape[0])
+        return 1
+
+    def _check_pass_memory(self, i: _Item) -> None:
+        if i.entry is None:
+            return
+        per_row = self._row_bytes(i.x)
+        rows = self._min_pass_rows(i)
+        need = rows * per_row
+        if need > self.limits.max_pass_bytes:
+            raise LimitExceeded("baseline" if rows > 1 else "inputs",
+                                f"one engine pass needs about {need / MIB:.0f} MiB ({rows} rows "
+                                f"x {per_row / MIB:.1f} MiB), above the limit "
+                                f"{self.limits.max_pass_bytes / MIB:.0f} MiB (max_pass_bytes)")
 
     def _check_target(self, req: Request) -> None:
         t, n = req.target, self.spec.n_classes
@@ -200,6 +308,8 @@ class Executor:
             cap = min(self.limits.max_top_k, n)
             if t.k < 1:
                 raise InvalidInput("target.top_k", f"must be >= 1, got {t.k}")
+            if n == 0:
+                raise InvalidInput("target.top_k", "this model names no classes")
             if t.k > cap:
                 raise LimitExceeded("target.top_k", f"{t.k} is above the limit {cap} "
                                     "(max_top_k, number of classes)")
@@ -230,6 +340,8 @@ class Executor:
         try:
             with torch.no_grad():
                 outs = self._forward(torch.cat([i.x for i in items]))
+            if outs.shape[0] != len(items):
+                raise ModelError("", f"the model gave {outs.shape[0]} rows for {len(items)}")
             ms = _ms(t0)
             for i, out in zip(items, outs):
                 i.output, i.timings.predict_ms = out, ms
@@ -241,11 +353,18 @@ class Executor:
                         i.output = self._forward(i.x)[0]
                     i.timings.predict_ms = _ms(t1)
                 except Exception as e:
-                    outcomes[i.pos] = self._as_error(e)
-        ok = [i for i in items if outcomes[i.pos] is None]
-        for i in ok:
-            i.targets = self._targets(i.req, i.output)  # type: ignore[arg-type]
-        return ok
+                    outcomes[i.pos] = self._unexpected(e, i.req, "predict")
+        for i in items:
+            if outcomes[i.pos] is not None:
+                continue
+            try:
+                if not bool(torch.isfinite(i.output).all()):  # type: ignore[arg-type]
+                    raise InvalidInput("inputs", "the model's output on this input is not "
+                                       "finite (values too large?)")
+                i.targets = self._targets(i.req, i.output)  # type: ignore[arg-type]
+            except Exception as e:
+                outcomes[i.pos] = self._unexpected(e, i.req, "predict")
+        return [i for i in items if outcomes[i.pos] is None]
 
     def _group_key(self, i: _Item) -> tuple:
         assert i.entry is not None
@@ -256,31 +375,55 @@ class Executor:
         return key
 
     def _chunk_rows(self, i: _Item) -> int:
+        """Rows per engine pass: the server's limit, the client's hint, and as many rows as
+        ``max_pass_bytes`` holds (never below the request's smallest pass)."""
         hint = i.req.max_batch_rows
-        return min(self.limits.max_batch_rows, hint) if hint else self.limits.max_batch_rows
+        rows = min(self.limits.max_batch_rows, hint) if hint else self.limits.max_batch_rows
+        fit = int(self.limits.max_pass_bytes // max(1.0, self._row_bytes(i.x)))
+        return max(1, self._min_pass_rows(i), min(rows, fit))
 
     def _explain(self, items: list[_Item], outcomes: list[Outcome | None]) -> list[_Item]:
         groups: dict[tuple, list[_Item]] = {}
         for i in items:
             try:
                 self._check_deadline(i.req)
-            except ExplainError as e:
-                outcomes[i.pos] = e
-                continue
-            groups.setdefault(self._group_key(i), []).append(i)
-        for group in groups.values():
-            try:
-                self._run_group(group)
+                key = self._group_key(i)
             except Exception as e:
-                if len(group) == 1:
-                    outcomes[group[0].pos] = self._as_error(e)
-                    continue
-                for i in group:  # find the request at fault
-                    try:
-                        self._run_group([i])
-                    except Exception as e1:
-                        outcomes[i.pos] = self._as_error(e1)
+                outcomes[i.pos] = self._unexpected(e, i.req, "explain")
+                continue
+            groups.setdefault(key, []).append(i)
+        for group in groups.values():
+            self._run_isolated(group, outcomes)
         return [i for i in items if outcomes[i.pos] is None]
+
+    def _run_isolated(self, group: list[_Item], outcomes: list[Outcome | None]) -> None:
+        """Runs the group's fused engine call; when it fails, requests whose deadline passed
+        fail with DeadlineExceeded and the others run again (a failure other than a deadline:
+        one by one), so that only the request at fault fails, with its own error."""
+        try:
+            with self._deadline_hook(group):
+                self._run_group(group)
+            return
+        except _Expired:
+            alive = []
+            for i in group:
+                try:
+                    self._check_deadline(i.req)
+                    alive.append(i)
+                except DeadlineExceeded as e:
+                    outcomes[i.pos] = e
+            if len(alive) == len(group):  # the clock moved on between hook and check
+                for i in group:
+                    outcomes[i.pos] = DeadlineExceeded("deadline_ms", "passed while computing")
+                return
+            if alive:
+                self._run_isolated(alive, outcomes)
+        except Exception as e:
+            if len(group) == 1:
+                outcomes[group[0].pos] = self._unexpected(e, group[0].req, "explain")
+                return
+            for i in group:
+                self._run_isolated([i], outcomes)
 
     def _run_group(self, group: list[_Item]) -> None:
         """One engine call for every (request, target) row of the group."""
@@ -368,13 +511,22 @@ class Executor:
             assert entry is not None
             k_feat = (req.outputs.top_features if req.outputs.top_features is not None
                       else spec.top_k_features)
+            if len(i.attributions) != len(i.targets):
+                raise ModelError("algorithm", f"{entry.name} gave {len(i.attributions)} "
+                                 f"attributions for {len(i.targets)} targets")
             for t, a in zip(i.targets, i.attributions):
                 a_np = a.cpu().double().numpy()
+                if a_np.size != math.prod(spec.input_shape) or not np.isfinite(a_np).all():
+                    raise InvalidInput("inputs", f"{entry.name} gave non-finite or misshapen "
+                                       "attributions for this input (values too large?)")
                 inst = float(logits[t])
                 base = (float(i.baseline.outputs[:, t].double().mean())
                         if i.baseline is not None else 0.0)
                 err = (float(a_np.sum() - (inst - base))
                        if entry.completeness and i.baseline is not None else None)
+                if not (math.isfinite(base) and (err is None or math.isfinite(err))):
+                    raise InvalidInput("baseline", "the model's output on the baseline is not "
+                                       "finite")
                 same_shape = a_np.size == len(self.names)
                 explanations.append(TargetExplanation(
                     target=t, label=label(t),
@@ -392,11 +544,6 @@ class Executor:
                         algorithm=(i.entry.name if i.entry is not None else ""),
                         prediction=prediction, explanations=explanations, timings=i.timings)
 
-    @staticmethod
-    def _as_error(e: Exception) -> ExplainError:
-        if isinstance(e, ExplainError):
-            return e
-        return ModelError("", f"{type(e).__name__}: {e}")
 
 
 __all__ = ["Executor", "Outcome", "REGISTRY"]

@@ -15,15 +15,23 @@ ENV_PREFIX = "EXPLAIN_LIMIT_"
 
 @dataclass(frozen=True)
 class Limits:
-    max_body_bytes: int = 8 * 1024 * 1024
-    max_image_pixels: int = 4096 * 4096
+    max_body_bytes: int = 8 * 1024 * 1024  # every body: JSON, image bytes, serialized protobuf
+    max_image_pixels: int = 4096 * 4096  # width x height, read from the image header
+    max_tensor_elements: int = 4 * 1024 * 1024  # elements of one inputs/baseline tensor
+    max_json_depth: int = 32  # nesting of objects and lists in a JSON body
     max_n_steps: int = 256
     max_n_samples: int = 256
     max_nt_samples: int = 64
     max_top_k: int = 10
     max_top_features: int = 100
     max_reference_rows: int = 1024
+    max_blur_sigma: int = 64  # pixels
+    max_deadline_ms: int = 60_000  # also the deadline of requests that give none
     max_batch_rows: int = 512  # rows per engine pass: the memory budget of one chunk
+    max_pass_bytes: int = 1024 * 1024 * 1024  # saved activations of one engine pass
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: int(getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

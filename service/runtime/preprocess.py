@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .errors import InvalidInput, LimitExceeded
+from .errors import InvalidInput, LimitExceeded, shown
 from .limits import Limits
 from .request import ImagePayload, Payload, TabularPayload, TensorPayload
 from .spec import InputKind, ModelSpec
@@ -87,9 +87,11 @@ def _tensor(array: np.ndarray, spec: ModelSpec) -> np.ndarray:
     if tuple(a.shape) != shape:
         raise InvalidInput(f"{FIELD}.tensor.shape", f"got {list(a.shape)}, the model takes "
                            f"{list(shape)} (or [1, {', '.join(map(str, shape))}])")
-    a = a.astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        a = a.astype(np.float32)
     if not np.isfinite(a).all():
-        raise InvalidInput(f"{FIELD}.tensor.data", "holds non-finite values")
+        raise InvalidInput(f"{FIELD}.tensor.data", "holds non-finite values (or values outside "
+                           "float32's range)")
     return a
 
 
@@ -101,7 +103,8 @@ def _tabular(features: dict[str, float], spec: ModelSpec) -> tuple[np.ndarray, n
     index = {n: i for i, n in enumerate(names)}
     unknown = [n for n in features if n not in index]
     if unknown:
-        raise InvalidInput(f"{FIELD}.tabular.features[{unknown[0]!r}]", "unknown feature name",
+        raise InvalidInput(f"{FIELD}.tabular.features[{shown(unknown[0])}]",
+                           "unknown feature name",
                            names if len(names) <= 40 else (*names[:40], "..."))
     # Features not given take a neutral value: the scaler's mean (0 after scaling), else 0.
     raw = (np.asarray(spec.scaler.mean, dtype=np.float64) if spec.scaler is not None
@@ -110,10 +113,18 @@ def _tabular(features: dict[str, float], spec: ModelSpec) -> tuple[np.ndarray, n
     for name, value in features.items():
         if (isinstance(value, bool) or not isinstance(value, (int, float))
                 or not math.isfinite(value)):
-            raise InvalidInput(f"{FIELD}.tabular.features[{name!r}]",
-                               f"must be a finite number, got {value!r}")
+            raise InvalidInput(f"{FIELD}.tabular.features[{shown(name)}]",
+                               f"must be a finite number, got {shown(value)}")
         raw[index[name]] = float(value)
     x = raw
-    if spec.scaler is not None:
-        x = (raw - np.asarray(spec.scaler.mean)) / np.asarray(spec.scaler.std)
-    return x.reshape(spec.input_shape).astype(np.float32), raw
+    with np.errstate(over="ignore", invalid="ignore"):
+        if spec.scaler is not None:
+            x = (raw - np.asarray(spec.scaler.mean)) / np.asarray(spec.scaler.std)
+        x32 = x.reshape(spec.input_shape).astype(np.float32)
+    bad = np.flatnonzero(~np.isfinite(x32.reshape(-1)))
+    if bad.size:
+        name = names[int(bad[0])]
+        raise InvalidInput(f"{FIELD}.tabular.features[{shown(name)}]",
+                           f"{raw[int(bad[0])]:g} is outside the range the model takes "
+                           "(float32 after scaling)")
+    return x32, raw

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from service import attribution as A
 
-from .errors import InvalidInput, LimitExceeded, UnknownAlgorithm
+from .errors import InvalidInput, LimitExceeded, UnknownAlgorithm, shown
 from .limits import Limits
 
 
@@ -43,27 +43,27 @@ class Param:
         v = value
         if self.type is bool:
             if not isinstance(v, bool):
-                raise InvalidInput(field_name, f"must be a boolean, got {value!r}")
+                raise InvalidInput(field_name, f"must be a boolean, got {shown(value)}")
         elif self.type is int:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or (
                     isinstance(v, float) and (not math.isfinite(v) or v != int(v))):
-                raise InvalidInput(field_name, f"must be an integer, got {value!r}")
+                raise InvalidInput(field_name, f"must be an integer, got {shown(value)}")
             v = int(v)
         elif self.type is float:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise InvalidInput(field_name, f"must be a finite number, got {value!r}")
+                raise InvalidInput(field_name, f"must be a finite number, got {shown(value)}")
             v = float(v)
         elif self.type is str:
             if not isinstance(v, str):
-                raise InvalidInput(field_name, f"must be a string, got {value!r}")
+                raise InvalidInput(field_name, f"must be a string, got {shown(value)}")
         elif self.type is tuple:
             if not isinstance(v, (list, tuple)) or not all(
-                    isinstance(e, (int, float)) and not isinstance(e, bool) and e == int(e)
-                    for e in v):
-                raise InvalidInput(field_name, f"must be a list of integers, got {value!r}")
+                    isinstance(e, (int, float)) and not isinstance(e, bool)
+                    and math.isfinite(e) and e == int(e) for e in v) or len(v) > 16:
+                raise InvalidInput(field_name, f"must be a list of integers, got {shown(value)}")
             v = tuple(int(e) for e in v)
         if self.choices and v not in self.choices:
-            raise InvalidInput(field_name, f"{v!r} is not supported", self.choices)
+            raise InvalidInput(field_name, f"{shown(v)} is not supported", self.choices)
         if self.minimum is not None and isinstance(v, (int, float)) and v < self.minimum:
             raise InvalidInput(field_name, f"must be >= {self.minimum:g}, got {v}")
         if self.maximum is not None and isinstance(v, (int, float)) and v > self.maximum:
@@ -140,7 +140,7 @@ class AlgorithmEntry:
             unknown = sorted(set(values) - set(known))
             if unknown:
                 raise InvalidInput(f"params.{unknown[0]}" if source == "params" else source,
-                                   f"{self.name} has no parameter {unknown[0]!r}",
+                                   f"{self.name} has no parameter {shown(unknown[0])}",
                                    sorted(known))
         out = {}
         for name, p in known.items():
@@ -163,7 +163,7 @@ def lookup(name: str, enabled: tuple[str, ...]) -> AlgorithmEntry:
     """The entry for ``name`` if it is registered and enabled for the model."""
     allowed = [a for a in enabled if a in REGISTRY]
     if name not in allowed:
-        raise UnknownAlgorithm("algorithm", f"{name!r} is not available for this model", allowed)
+        raise UnknownAlgorithm("algorithm", f"{shown(name)} is not available for this model", allowed)
     return REGISTRY[name]
 
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 from google.protobuf import json_format
 
 from service._proto.explain.v1 import explain_pb2 as pb
-from service.runtime.errors import ExplainError, InvalidInput, LimitExceeded
+from service.runtime.errors import ExplainError, InvalidInput, LimitExceeded, shown
+from service.runtime.limits import Limits
 from service.runtime.registry import REGISTRY
 from service.runtime.request import (
     BaselineKind,
@@ -48,14 +51,20 @@ IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
 
 # -- tensors ----------------------------------------------------------------------------------
 
-def tensor_from_proto(t: pb.Tensor, field: str) -> np.ndarray:
+def tensor_from_proto(t: pb.Tensor, field: str, max_elements: int | None = None) -> np.ndarray:
     dtype = _DTYPES.get(t.dtype)
     if dtype is None:
         raise InvalidInput(f"{field}.dtype", f"unknown dtype {t.dtype}", pb.DType.keys())
     shape = tuple(int(s) for s in t.shape)
+    if len(shape) > 16:
+        raise InvalidInput(f"{field}.shape", f"{len(shape)} dimensions; at most 16")
     if any(s < 0 for s in shape):
-        raise InvalidInput(f"{field}.shape", f"negative size in {list(shape)}")
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        raise InvalidInput(f"{field}.shape", f"negative size in {shown(list(shape))}")
+    elements = math.prod(shape)  # Python ints: no overflow
+    if max_elements is not None and elements > max_elements:
+        raise LimitExceeded(f"{field}.shape", f"{elements} elements is above the limit "
+                            f"{max_elements} (max_tensor_elements)")
+    expected = elements * dtype.itemsize
     if len(t.data) != expected:
         raise InvalidInput(f"{field}.data", f"{len(t.data)} bytes, shape {list(shape)} of "
                            f"{pb.DType.Name(t.dtype)} needs {expected}")
@@ -74,14 +83,15 @@ def tensor_to_proto(a: np.ndarray) -> pb.Tensor:
 
 # -- requests ---------------------------------------------------------------------------------
 
-def _payload(m: pb.ExplainRequest) -> Payload | None:
+def _payload(m: pb.ExplainRequest, limits: Limits) -> Payload | None:
     if not m.HasField("inputs"):
         return None
     which = m.inputs.WhichOneof("kind")
     if which == "image":
         return ImagePayload(bytes(m.inputs.image))
     if which == "tensor":
-        return TensorPayload(tensor_from_proto(m.inputs.tensor, "inputs.tensor"))
+        return TensorPayload(tensor_from_proto(m.inputs.tensor, "inputs.tensor",
+                                               limits.max_tensor_elements))
     if which == "tabular":
         return TabularPayload(dict(m.inputs.tabular.features))
     return None
@@ -100,7 +110,7 @@ def _target(m: pb.ExplainRequest) -> TargetSpec:
     return TargetSpec(TargetKind.TOP_K, k=m.target.top_k)
 
 
-def _baseline(m: pb.ExplainRequest) -> BaselineSpec:
+def _baseline(m: pb.ExplainRequest, limits: Limits) -> BaselineSpec:
     b = m.baseline
     which = b.WhichOneof("kind") if m.HasField("baseline") else None
     if which is None:
@@ -120,7 +130,8 @@ def _baseline(m: pb.ExplainRequest) -> BaselineSpec:
                             seed=b.uniform.seed)
     if which == "reference_set":
         return BaselineSpec(BaselineKind.REFERENCE_SET, name=b.reference_set)
-    return BaselineSpec(BaselineKind.TENSOR, array=tensor_from_proto(b.tensor, "baseline.tensor"))
+    return BaselineSpec(BaselineKind.TENSOR, array=tensor_from_proto(
+        b.tensor, "baseline.tensor", limits.max_tensor_elements))
 
 
 def _outputs(m: pb.ExplainRequest) -> OutputOptions:
@@ -132,51 +143,102 @@ def _outputs(m: pb.ExplainRequest) -> OutputOptions:
         reasons=o.reasons if o.HasField("reasons") else True)
 
 
-def request_from_proto(m: pb.ExplainRequest, explain: bool) -> Request:
+def request_from_proto(m: pb.ExplainRequest, explain: bool,
+                       limits: Limits | None = None) -> Request:
+    limits = limits or Limits()
     params: dict[str, Any] = json_format.MessageToDict(m.params) if m.HasField("params") else {}
     return Request(
-        inputs=_payload(m), explain=explain, algorithm=m.algorithm or None, params=params,
-        target=_target(m), baseline=_baseline(m), outputs=_outputs(m),
+        inputs=_payload(m, limits), explain=explain, algorithm=m.algorithm or None,
+        params=params, target=_target(m), baseline=_baseline(m, limits), outputs=_outputs(m),
         max_batch_rows=(m.limits.max_batch_rows or None) if m.HasField("limits") else None,
         deadline_ms=m.deadline_ms or None, request_id=m.request_id, model=m.model)
 
 
 def _parse_error_field(text: str) -> str:
-    """The dotted request field a json_format.ParseError is about ("body" if unknown)."""
+    """The dotted request field a json_format.ParseError is about ("body" if unknown): the
+    chain of "Failed to parse X field" segments, the "at ExplainRequest.a.b" path, and the
+    unknown field name, whichever says the most."""
+    chain = re.findall(r"Failed to parse (\w+) field", text)
+    at = re.search(r'at "?ExplainRequest\.?([\w.]*)', text)
+    path = [p for p in (at.group(1).split(".") if at else []) if p]
     unknown = re.search(r'has no field named "([^"]+)"', text)
-    path = re.search(r"at ExplainRequest\.?([\w.]*)", text)
-    prefix = path.group(1).strip(".") if path else ""
-    leaf = unknown.group(1) if unknown else None
-    if leaf is None:
-        parsed = re.findall(r"Failed to parse (\w+) field", text)
-        leaf = parsed[-1] if parsed else None
-    if leaf is None:
-        return prefix or "body"
-    if prefix.split(".")[-1] == leaf:
-        return prefix
-    return f"{prefix}.{leaf}" if prefix else leaf
+    if unknown:
+        return ".".join([*path, unknown.group(1)])
+    if not path:
+        return ".".join(chain) or "body"
+
+    def norm(name: str) -> str:
+        return name.replace("_", "").lower()
+
+    if chain and norm(chain[-1]) not in {norm(p) for p in path}:
+        path.append(chain[-1])
+    return ".".join(path)
 
 
-def request_from_dict(body: Mapping[str, Any], explain: bool) -> Request:
+def _check_json(body: Any, limits: Limits) -> None:
+    """Nesting depth and (approximate, from below) encoded size of a parsed JSON body,
+    without recursion."""
+    size, stack = 0, [(body, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            if depth > limits.max_json_depth:
+                raise LimitExceeded("body", f"JSON nested deeper than {limits.max_json_depth} "
+                                    "levels (max_json_depth)")
+            size += 2
+            children = node.items() if isinstance(node, dict) else ((None, v) for v in node)
+            for k, v in children:
+                if k is not None:
+                    size += len(str(k)) + 3
+                stack.append((v, depth + 1))
+        elif isinstance(node, str):
+            size += len(node) + 3
+        else:
+            size += 5
+        if size > limits.max_body_bytes:
+            raise LimitExceeded("body", f"more than {limits.max_body_bytes} bytes of JSON "
+                                "(max_body_bytes)")
+
+
+def request_from_dict(body: Mapping[str, Any], explain: bool,
+                      limits: Limits | None = None) -> Request:
     """The canonical protobuf-JSON mapping of ExplainRequest (already parsed from JSON)."""
+    limits = limits or Limits()
     if not isinstance(body, Mapping):
-        raise InvalidInput("body", "a JSON body must be an object (an ExplainRequest)")
+        raise InvalidInput("body", "a JSON body must be an object (an ExplainRequest), got "
+                           f"{type(body).__name__}")
+    _check_json(body, limits)
     m = pb.ExplainRequest()
     try:
         json_format.ParseDict(body, m)
     except json_format.ParseError as e:
         raise InvalidInput(_parse_error_field(str(e)), " ".join(str(e).split())) from e
-    return request_from_proto(m, explain)
+    except RecursionError as e:
+        raise LimitExceeded("body", "JSON nested too deeply (max_json_depth)") from e
+    except (TypeError, ValueError, AttributeError, KeyError) as e:  # json_format lets some out
+        raise InvalidInput("body", f"not an ExplainRequest: {type(e).__name__}: {e}") from e
+    return request_from_proto(m, explain, limits)
+
+
+def _limits(max_body_bytes: int | None, limits: Limits | None) -> Limits:
+    limits = limits or Limits()
+    if max_body_bytes is not None and max_body_bytes != limits.max_body_bytes:
+        limits = replace(limits, max_body_bytes=max_body_bytes)
+    return limits
 
 
 def request_from_body(body: bytes | bytearray | str | Mapping | None, explain: bool,
-                      max_body_bytes: int) -> Request:
-    """A REST body: raw PNG/JPEG bytes (model defaults) or an ExplainRequest as JSON."""
+                      max_body_bytes: int | None = None, *,
+                      limits: Limits | None = None) -> Request:
+    """A REST body: raw PNG/JPEG bytes (model defaults) or an ExplainRequest as JSON (bytes,
+    text, or already parsed, as TorchServe gives application/json bodies)."""
+    limits = _limits(max_body_bytes, limits)
+    max_body_bytes = limits.max_body_bytes
     if body is None or (isinstance(body, (bytes, bytearray, str)) and len(body) == 0):
         raise InvalidInput("body", "empty request body; send an ExplainRequest JSON object or "
                            "PNG/JPEG bytes")
-    if isinstance(body, Mapping):
-        return request_from_dict(body, explain)
+    if not isinstance(body, (bytes, bytearray, str)):
+        return request_from_dict(body, explain, limits)  # type: ignore[arg-type]
     if isinstance(body, (bytes, bytearray)):
         if len(body) > max_body_bytes:
             raise LimitExceeded("body", f"{len(body)} bytes is above the limit {max_body_bytes} "
@@ -194,21 +256,28 @@ def request_from_body(body: bytes | bytearray | str | Mapping | None, explain: b
         parsed = json.loads(body)
     except json.JSONDecodeError as e:
         raise InvalidInput("body", f"not valid JSON: {e}") from e
-    return request_from_dict(parsed, explain)
+    except RecursionError as e:
+        raise LimitExceeded("body", f"JSON nested deeper than {limits.max_json_depth} levels "
+                            "(max_json_depth)") from e
+    return request_from_dict(parsed, explain, limits)
 
 
 def request_from_serialized(data: bytes | bytearray, explain: bool,
-                            max_body_bytes: int) -> Request:
+                            max_body_bytes: int | None = None, *,
+                            limits: Limits | None = None) -> Request:
     """A serialized ExplainRequest (the gRPC gateway's path): no JSON round trip."""
-    if len(data) > max_body_bytes:
+    limits = _limits(max_body_bytes, limits)
+    if not isinstance(data, (bytes, bytearray)):
+        raise InvalidInput("explain_request", "must be bytes")
+    if len(data) > limits.max_body_bytes:
         raise LimitExceeded("explain_request", f"{len(data)} bytes is above the limit "
-                            f"{max_body_bytes} (max_body_bytes)")
+                            f"{limits.max_body_bytes} (max_body_bytes)")
     m = pb.ExplainRequest()
     try:
         m.ParseFromString(bytes(data))
     except Exception as e:
         raise InvalidInput("explain_request", f"not a serialized ExplainRequest: {e}") from e
-    return request_from_proto(m, explain)
+    return request_from_proto(m, explain, limits)
 
 
 # -- responses --------------------------------------------------------------------------------
@@ -239,11 +308,12 @@ def response_to_proto(r: Response) -> pb.ExplainResponse:
     return out
 
 
-def reply_to_bytes(outcome: Response | ExplainError | ModelSpec) -> bytes:
-    """A serialized ExplainReply: the response, the error or the model spec, for the
-    serialized-request path (TorchServe gRPC / the gateway)."""
+def reply_to_bytes(outcome: Response | ExplainError | ModelSpec,
+                   limits: Limits | None = None) -> bytes:
+    """A serialized ExplainReply: the response, the error or the model spec (with ``limits``),
+    for the serialized-request path (TorchServe gRPC / the gateway)."""
     if isinstance(outcome, ModelSpec):
-        return pb.ExplainReply(spec=spec_to_proto(outcome)).SerializeToString()
+        return pb.ExplainReply(spec=spec_to_proto(outcome, limits)).SerializeToString()
     if isinstance(outcome, ExplainError):
         return pb.ExplainReply(error=error_to_proto(outcome)).SerializeToString()
     return pb.ExplainReply(response=response_to_proto(outcome)).SerializeToString()
@@ -287,8 +357,9 @@ def response_from_json(text: str | bytes) -> pb.ExplainResponse:
 
 # -- model specs --------------------------------------------------------------------------------
 
-def spec_to_proto(spec: ModelSpec) -> pb.ModelSpec:
-    """What a client may know about a served model (GetModelSpec / ListModels)."""
+def spec_to_proto(spec: ModelSpec, limits: Limits | None = None) -> pb.ModelSpec:
+    """What a client may know about a served model (GetModelSpec / ListModels), with the
+    request limits in force."""
     algorithms = []
     for name in spec.algorithms:
         entry = REGISTRY.get(name)
@@ -311,4 +382,5 @@ def spec_to_proto(spec: ModelSpec) -> pb.ModelSpec:
         class_names=list(spec.class_names), algorithms=algorithms,
         default_algorithm=spec.default_algorithm, baselines=list(spec.baselines),
         default_baseline=spec.default_baseline, batch_size=spec.batch.batch_size,
-        max_batch_delay_ms=spec.batch.max_batch_delay_ms)
+        max_batch_delay_ms=spec.batch.max_batch_delay_ms,
+        limits=(limits or Limits.build(spec, env={})).as_dict())
