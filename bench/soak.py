@@ -99,12 +99,18 @@ def main(argv: list[str] | None = None) -> int:
         launcher.stop(run_dir)
     calls = load.snapshot()
     minute1 = min(samples, key=lambda s: abs(s["t_s"] - 60))
+    half = min(samples, key=lambda s: abs(s["t_s"] - end["t_s"] / 2))
+
+    def growth(a, b):
+        return None if not (a and b) else round(100 * (b - a) / a, 2)
+
     rows = []
     for name in pids:
         r0, r1, r2 = samples[0]["rss_mb"][name], minute1["rss_mb"][name], end["rss_mb"][name]
-        growth = None if not (r1 and r2) else round(100 * (r2 - r1) / r1, 2)
         rows.append({"process": name, "start_mb": r0, "minute1_mb": r1, "end_mb": r2,
-                     "growth_after_minute1_pct": growth})
+                     "growth_after_minute1_pct": growth(r1, r2),
+                     # a leak keeps growing; a warm-up (largest batch seen so far) levels off
+                     "growth_second_half_pct": growth(half["rss_mb"][name], r2)})
     failures = [c for c in calls if not c.ok]
     report = {
         "minutes": a.minutes, "concurrency": a.concurrency, "models": models,
@@ -121,11 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     path.write_text(json.dumps(report, indent=1))
     print(f"\nrequests {len(calls)} ({report['by_kind']}), failures {len(failures)} "
           f"{report['failure_statuses'] or ''}; pid changes {report['worker_restarts'] or 'none'}")
-    print("\n| process | RSS start (MB) | after minute 1 | end | growth after minute 1 |")
-    print("| --- | --- | --- | --- | --- |")
+    print("\n| process | RSS start (MB) | after minute 1 | end | growth after minute 1 | "
+          "growth in the second half |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print(f"| {r['process']} | {r['start_mb']} | {r['minute1_mb']} | {r['end_mb']} | "
-              f"{r['growth_after_minute1_pct']} % |")
+              f"{r['growth_after_minute1_pct']} % | {r['growth_second_half_pct']} % |")
     print("\n| minute | requests | failures | p50 ms | p99 ms |\n| --- | --- | --- | --- | --- |")
     for m in report["per_minute"]:
         print(f"| {m['minute']} | {m['requests']} | {m['failures']} | {m['p50_ms']} | {m['p99_ms']} |")

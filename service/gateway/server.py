@@ -56,10 +56,9 @@ def _describe(method: str, request: object) -> str:
 
 
 class LogUnexpected(grpc.aio.ServerInterceptor):
-    """Unary and bidirectional handlers: a request that does not decode is refused with
-    INVALID_ARGUMENT naming the field ``request`` (gRPC would answer INTERNAL); an exception that
-    is not a gRPC abort is logged with its traceback and answered INTERNAL with a fixed message
-    (its text may hold request data)."""
+    """Unary and bidirectional handlers: an exception that is not a gRPC abort is logged with
+    its traceback and answered INTERNAL with a fixed message (its text may hold request data).
+    Requests that do not decode are the servicer's to refuse (``servicer.add_to_server``)."""
 
     async def intercept_service(self, continuation, details):
         handler = await continuation(details)
@@ -67,21 +66,11 @@ class LogUnexpected(grpc.aio.ServerInterceptor):
             return None
         method = details.method
         message = "internal error in the gateway (logged)"
-        decode = handler.request_deserializer or (lambda raw: raw)
-
-        async def refuse(context, e: Exception) -> None:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                f"request: not a valid {method.rsplit('/', 1)[-1]} request "
-                                f"message ({type(e).__name__})")
 
         if handler.unary_unary and inspect.iscoroutinefunction(handler.unary_unary):
             inner = handler.unary_unary
 
-            async def unary(raw, context):
-                try:
-                    request = decode(raw)
-                except Exception as e:
-                    await refuse(context, e)
+            async def unary(request, context):
                 try:
                     return await inner(request, context)
                 except grpc.aio.AbortError:
@@ -91,21 +80,14 @@ class LogUnexpected(grpc.aio.ServerInterceptor):
                     await context.abort(grpc.StatusCode.INTERNAL, message)
 
             return grpc.unary_unary_rpc_method_handler(
-                unary, response_serializer=handler.response_serializer)
+                unary, request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
         if handler.stream_stream and inspect.isasyncgenfunction(handler.stream_stream):
             inner_stream = handler.stream_stream
 
-            async def stream(raw_iterator, context):
-                async def requests():
-                    async for raw in raw_iterator:
-                        try:
-                            item = decode(raw)
-                        except Exception as e:
-                            await refuse(context, e)
-                        yield item
-
+            async def stream(request_iterator, context):
                 try:
-                    async for item in inner_stream(requests(), context):
+                    async for item in inner_stream(request_iterator, context):
                         yield item
                 except grpc.aio.AbortError:
                     raise
@@ -114,7 +96,8 @@ class LogUnexpected(grpc.aio.ServerInterceptor):
                     await context.abort(grpc.StatusCode.INTERNAL, message)
 
             return grpc.stream_stream_rpc_method_handler(
-                stream, response_serializer=handler.response_serializer)
+                stream, request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
         return handler
 
 

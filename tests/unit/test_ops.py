@@ -188,14 +188,9 @@ def test_interceptor_logs_the_traceback_and_answers_internal(caplog):
 
     async def main():
         server = grpc.aio.server(interceptors=[LogUnexpected()])
-        from service._proto.explain.v1 import explain_pb2 as pb
-
         handler = grpc.method_handlers_generic_handler("t.T", {
             "Boom": grpc.unary_unary_rpc_method_handler(boom, request_deserializer=bytes,
-                                                        response_serializer=bytes),
-            "Parse": grpc.unary_unary_rpc_method_handler(
-                boom, request_deserializer=pb.ExplainRequest.FromString,
-                response_serializer=bytes)})
+                                                        response_serializer=bytes)})
         server.add_generic_rpc_handlers((handler,))
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
@@ -205,12 +200,6 @@ def test_interceptor_logs_the_traceback_and_answers_internal(caplog):
                                       response_deserializer=bytes)
                 with pytest.raises(grpc.aio.AioRpcError) as e:
                     await call(b"x", metadata=(("authorization", "Bearer tok123"),), timeout=5)
-                parse = ch.unary_unary("/t.T/Parse", request_serializer=bytes,
-                                       response_deserializer=bytes)
-                with pytest.raises(grpc.aio.AioRpcError) as bad:
-                    await parse(b"\xff\xff\xff\xff", timeout=5)  # not a protobuf message
-                assert bad.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-                assert bad.value.details().startswith("request: not a valid Parse request")
                 return e.value
         finally:
             await server.stop(None)
