@@ -33,7 +33,8 @@ def _listening(port: int) -> set[str]:
 
 
 def test_every_port_listens_on_loopback_only(server):
-    loopback = {"0100007F", "00000000000000000000000001000000"}  # 127.0.0.1, ::1
+    # 127.0.0.1, ::1, ::ffff:127.0.0.1 (Java binds IPv4 addresses on IPv6 sockets)
+    loopback = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F"}
     for name in ("inference", "management", "metrics", "grpc_inference", "grpc_management",
                  "gateway"):
         addrs = _listening(server.ports[name])
