@@ -84,6 +84,10 @@ class Probe(threading.Thread):
             self.results.append((t0, time.monotonic(), ok))
             time.sleep(0.05)
 
+    def median_latency_before(self, t: float) -> float | None:
+        lat = sorted(d - s for s, d, ok in self.results if ok and d < t)
+        return lat[len(lat) // 2] if lat else None
+
     def first_answer_after(self, t: float) -> float | None:
         done = [d for s, d, ok in self.results if ok and s >= t]
         return min(done) - t if done else None
@@ -128,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default="digits,breast_cancer,recommender")
     ap.add_argument("--victim", default="digits")
     ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=1, help="TorchServe workers per model")
     ap.add_argument("--warmup", type=float, default=10.0, help="seconds of load before a kill")
     ap.add_argument("--settle", type=float, default=15.0, help="seconds of load after a kill")
     ap.add_argument("--store", default=str(ROOT / "model_store" / "build"))
@@ -137,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.victim not in models:
         ap.error("--victim must be one of --models")
     run_dir = ROOT / "run" / f"chaos-{time.strftime('%Y%m%d-%H%M%S')}"
-    server = launcher.start(pathlib.Path(a.store), run_dir, models, auth=True, timeout=600)
+    server = launcher.start(pathlib.Path(a.store), run_dir, models, auth=True, timeout=600,
+                            workers=a.workers)
     try:
         keys = Keys(server)
         checker = Sender(server, keys)
@@ -180,13 +186,17 @@ def main(argv: list[str] | None = None) -> int:
     grpc_in_flight = sum(1 for c in calls if c.transport == "grpc" and c.start <= t_gw
                          <= c.start + c.latency_s)
     recovery = probe.first_answer_after(t_worker)
+    before_p50 = probe.median_latency_before(t_worker)
     report = {
-        "models": models, "victim": a.victim, "victim_batch_size": batch,
+        "models": models, "victim": a.victim, "victim_batch_size": batch, "workers": a.workers,
         "concurrency": a.concurrency, "requests": len(calls), "failures": len(failures),
         "worker_kill": {"pid": worker_pid, "failed_in_flight": len(worker_fail),
                         "statuses": dict(Counter(f"{c.transport} {c.status} {c.detail[:40]}"
                                                  for c in worker_fail)),
                         "model_answers_again_s": None if recovery is None else round(recovery, 2),
+                        # the same probe's latency under this load before the kill, for scale
+                        "probe_p50_before_kill_s": None if before_p50 is None
+                        else round(before_p50, 2),
                         "new_worker_registered_s": round(t_new_worker - t_worker, 2)},
         "gateway_kill": {"pid": gw_pid, "new_pid": new_gw, "grpc_in_flight": grpc_in_flight,
                          "failed_in_flight": len(gw_fail),

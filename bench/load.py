@@ -33,6 +33,10 @@ CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconn
                    ("grpc.max_reconnect_backoff_ms", 500),
                    ("grpc.max_receive_message_length", 64 * 2**20)]
 
+# The gateway passes the client's deadline on as the request's deadline_ms, which the handler
+# refuses above its max_deadline_ms (60 s): stay below it.
+GRPC_TIMEOUT_S = 45.0
+
 
 @dataclass(frozen=True)
 class Call:
@@ -120,7 +124,8 @@ class Sender:
         try:
             # wait_for_ready: a call made while the gateway restarts waits for it instead of
             # failing at once (what a production client should do); in-flight calls still fail.
-            reply = rpc(request, metadata=metadata, timeout=self.timeout, wait_for_ready=True)
+            reply = rpc(request, metadata=metadata, timeout=min(self.timeout, GRPC_TIMEOUT_S),
+                        wait_for_ready=True)
         except grpc.RpcError as e:
             return False, e.code().name, (e.details() or "")[:200], b""
         return True, "OK", "", reply.SerializeToString()
