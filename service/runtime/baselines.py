@@ -118,8 +118,9 @@ class BaselineResolver:
         if kind is BaselineKind.ZEROS:
             return self._full(0.0)
         if kind is BaselineKind.CONSTANT:
-            if not math.isfinite(b.value):
-                raise InvalidInput(f"{FIELD}.constant", f"must be finite, got {b.value}")
+            if not math.isfinite(b.value) or abs(b.value) > torch.finfo(self.dtype).max:
+                raise InvalidInput(f"{FIELD}.constant", f"must be finite in the model's dtype "
+                                   f"({self.dtype}), got {b.value:g}")
             return self._full(b.value)
         if kind is BaselineKind.UNIFORM:
             low, high = (b.low, b.high) if (b.low, b.high) != (0.0, 0.0) else (0.0, 1.0)

@@ -174,6 +174,17 @@ class Executor:
                     outcomes[item.pos] = self._unexpected(e, item.req, "postprocess")
         return [o if o is not None else ModelError("", "no outcome") for o in outcomes]
 
+    def _engine_error(self, e: Exception, i: _Item) -> ExplainError:
+        """The outcome of an engine call that failed for this request alone. The engine
+        checks its arguments with ValueError (Captum's habit): a request whose parameters the
+        engine refuses is the caller's mistake (400), named by the engine's message."""
+        if isinstance(e, ValueError) and not isinstance(e, ExplainError):
+            log.warning("the engine refused request %r (%s)", i.req.request_id,
+                        i.entry.name if i.entry else "", exc_info=e)
+            name = i.entry.name if i.entry else "the algorithm"
+            return InvalidInput("params", f"{name} refused these parameters: {e}")
+        return self._unexpected(e, i.req, "explain")
+
     @staticmethod
     def _unexpected(e: Exception, req: Request, stage: str) -> ExplainError:
         """An exception that is not an ExplainError: logged with its traceback, answered as
@@ -193,7 +204,9 @@ class Executor:
         return out.reshape(out.shape[0], -1)
 
     def _deadline_ms(self, req: Request) -> int:
-        return req.deadline_ms or self.limits.max_deadline_ms
+        """The request's deadline, capped by (and by default) ``max_deadline_ms``."""
+        cap = self.limits.max_deadline_ms
+        return min(req.deadline_ms, cap) if req.deadline_ms and req.deadline_ms > 0 else cap
 
     def _expires_at(self, req: Request) -> float:
         return req.received_at + self._deadline_ms(req) / 1e3
@@ -230,9 +243,6 @@ class Executor:
 
     def _prepare(self, pos: int, req: Request) -> _Item:
         spec, limits = self.spec, self.limits
-        if req.deadline_ms is not None and not 1 <= req.deadline_ms <= limits.max_deadline_ms:
-            raise LimitExceeded("deadline_ms", f"{req.deadline_ms} is outside [1, "
-                                f"{limits.max_deadline_ms}] (max_deadline_ms)")
         self._check_deadline(req)
         x, shown = decode(req.inputs, spec, limits, self.device)
         item = _Item(pos, req, x.to(self.dtype), shown)
@@ -420,7 +430,7 @@ class Executor:
                 self._run_isolated(alive, outcomes)
         except Exception as e:
             if len(group) == 1:
-                outcomes[group[0].pos] = self._unexpected(e, group[0].req, "explain")
+                outcomes[group[0].pos] = self._engine_error(e, group[0])
                 return
             for i in group:
                 self._run_isolated([i], outcomes)

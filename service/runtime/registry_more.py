@@ -71,6 +71,9 @@ def _occlusion_run(engine: Any, inputs: Tensor, baselines: Tensor | None, target
                    params: dict[str, Any], chunk_rows: int) -> Tensor:
     shape = tuple(inputs.shape[1:])
     w, s = params["window"], params["stride"]
+    if s > w:
+        raise InvalidInput("params.stride", f"{s} is larger than the window {w}: some "
+                           "elements would never be occluded")
     if len(shape) >= 2:
         window = (*shape[:-2], min(w, shape[-2]), min(w, shape[-1]))
         strides = (*([1] * (len(shape) - 2)), s, s)

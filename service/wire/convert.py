@@ -61,9 +61,10 @@ def tensor_from_proto(t: pb.Tensor, field: str, max_elements: int | None = None)
     if any(s < 0 for s in shape):
         raise InvalidInput(f"{field}.shape", f"negative size in {shown(list(shape))}")
     elements = math.prod(shape)  # Python ints: no overflow
-    if max_elements is not None and elements > max_elements:
-        raise LimitExceeded(f"{field}.shape", f"{elements} elements is above the limit "
-                            f"{max_elements} (max_tensor_elements)")
+    cap = max_elements if max_elements is not None else 2**40
+    if elements > cap or any(s > cap for s in shape):
+        raise LimitExceeded(f"{field}.shape", f"{shown(list(shape))} is above the limit "
+                            f"{cap} elements (max_tensor_elements)")
     expected = elements * dtype.itemsize
     if len(t.data) != expected:
         raise InvalidInput(f"{field}.data", f"{len(t.data)} bytes, shape {list(shape)} of "
@@ -200,6 +201,29 @@ def _check_json(body: Any, limits: Limits) -> None:
                                 "(max_body_bytes)")
 
 
+def _check_types(body: Mapping[str, Any], message: Any, path: str) -> None:
+    """Objects where the schema has messages and lists where it has repeated fields, before
+    json_format reads them (it iterates a string given for a message as if it were keys)."""
+    for key, value in body.items():
+        fd = message.fields_by_name.get(key) if isinstance(key, str) else None
+        fd = fd or next((f for f in message.fields if f.json_name == key), None)
+        if fd is None or value is None:
+            continue  # json_format names unknown fields; null means unset
+        where = f"{path}.{fd.json_name}" if path else fd.json_name
+        sub = fd.message_type
+        is_map = sub is not None and sub.GetOptions().map_entry
+        if fd.is_repeated and not is_map:
+            if not isinstance(value, list):
+                raise InvalidInput(where, f"must be a list, got {type(value).__name__}")
+            continue
+        if sub is None or sub.full_name.startswith("google.protobuf."):
+            continue
+        if not isinstance(value, Mapping):
+            raise InvalidInput(where, f"must be an object, got {type(value).__name__}")
+        if not is_map:
+            _check_types(value, sub, where)
+
+
 def request_from_dict(body: Mapping[str, Any], explain: bool,
                       limits: Limits | None = None) -> Request:
     """The canonical protobuf-JSON mapping of ExplainRequest (already parsed from JSON)."""
@@ -208,6 +232,7 @@ def request_from_dict(body: Mapping[str, Any], explain: bool,
         raise InvalidInput("body", "a JSON body must be an object (an ExplainRequest), got "
                            f"{type(body).__name__}")
     _check_json(body, limits)
+    _check_types(body, pb.ExplainRequest.DESCRIPTOR, "")
     m = pb.ExplainRequest()
     try:
         json_format.ParseDict(body, m)

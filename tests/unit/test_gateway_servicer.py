@@ -1,0 +1,192 @@
+"""The Explainer servicer in process, registered with ``add_to_server`` on a real grpc.aio
+server, in front of a stand-in TorchServe that calls the real handler: malformed protobuf,
+unknown models and versions, one message for REST and gRPC, limits in GetModelSpec, bounded
+stream buffering."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import grpc
+import numpy as np
+import pytest
+from google.protobuf import json_format
+
+from service import wire
+from service._proto.explain.v1 import explain_pb2 as pb
+from service.gateway.config import GatewayConfig
+from service.gateway.servicer import ExplainerServicer, add_to_server
+from service.gateway.upstream import UpstreamError, _mapped
+from tests.serving_fixture import tiny_image
+from tests.unit.test_handler import Context, handler_module
+
+
+class RpcError:
+    """What grpc.aio raises, as far as ``_mapped`` reads it."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        self._code, self._details = code, details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+
+class HandlerUpstream:
+    """TorchServe's Predictions as the gateway sees it, answered by the real handler."""
+
+    def __init__(self, handler, model_dir, delay: float = 0.0, pad: int = 0) -> None:
+        self.handler, self.model_dir, self.delay, self.pad = handler, model_dir, delay, pad
+        self.calls = 0
+
+    async def predictions(self, model, version, inputs, metadata, timeout) -> bytes:
+        self.calls += 1
+        size = sum(len(v) for v in inputs.values())
+        if model != "tiny":
+            raise _mapped(RpcError(grpc.StatusCode.INTERNAL, "org.pytorch.serve.archive.model."
+                                   f"ModelNotFoundException: Model not found: {model}"),
+                          model, version, size)
+        if version not in ("", "1.0"):
+            raise _mapped(RpcError(grpc.StatusCode.INTERNAL, "org.pytorch.serve.archive.model."
+                                   f"ModelVersionNotFoundException: Model version: {version} "
+                                   f"does not exist for model: {model}"), model, version, size)
+        await asyncio.sleep(self.delay)
+        row = {k: bytearray(v) for k, v in inputs.items()}
+        reply = self.handler.handle([row], Context(self.model_dir, [{}]))[0]
+        m = pb.ExplainReply.FromString(reply)
+        if self.pad and m.HasField("response"):  # large, to fill the flow-control window
+            m.response.explanations.add().heatmap_png = b"\0" * self.pad
+            reply = m.SerializeToString()
+        return bytes(reply)
+
+    async def model_names(self) -> list[str]:
+        return ["tiny"]
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    d = tiny_image(tmp_path_factory.mktemp("gw"))
+    h = handler_module().ExplainHandler()
+    h.initialize(Context(d, [{}]))
+    return h, d
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def _serve(upstream, **config):
+    server = grpc.aio.server()
+    add_to_server(ExplainerServicer(upstream, GatewayConfig(**config)), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+
+
+def _request(**kw) -> pb.ExplainRequest:
+    x = np.random.default_rng(0).random((1, 8, 8)).astype(np.float32)
+    return pb.ExplainRequest(model="tiny", inputs=pb.Input(tensor=wire.tensor_to_proto(x)), **kw)
+
+
+async def _unary(upstream, method: str, payload: bytes):
+    server, channel = await _serve(upstream)
+    try:
+        call = channel.unary_unary(f"/explain.v1.Explainer/{method}")
+        try:
+            return await call(payload, timeout=10), None
+        except grpc.aio.AioRpcError as e:
+            return None, e
+    finally:
+        await channel.close()
+        await server.stop(None)
+
+
+@pytest.mark.parametrize("payload, field", [
+    (b"\xff\xff\xff", None),      # not protobuf at all
+    (b"\x0a\x05ti", None),        # a truncated string
+    (b"\x08\x01", "model"),       # `model` with a varint wire type
+])
+def test_malformed_protobuf_is_invalid_argument(tiny, payload, field):
+    _, e = run(_unary(HandlerUpstream(*tiny), "Explain", payload))
+    assert e is not None and e.code() is grpc.StatusCode.INVALID_ARGUMENT, e
+    if field:
+        assert e.details().startswith(f"{field}:")
+    assert "is required" not in e.details()
+
+
+def test_unknown_model_and_version_are_not_found_without_java_names(tiny):
+    for req in (pb.ExplainRequest(model="nope"), _request(model_version="9.9")):
+        _, e = run(_unary(HandlerUpstream(*tiny), "Explain", req.SerializeToString()))
+        assert e.code() is grpc.StatusCode.NOT_FOUND
+        assert "Exception" not in e.details() and "org." not in e.details()
+        assert ("nope" in e.details()) or ("9.9" in e.details())
+
+
+def test_refusal_has_the_rest_message_and_json_field(tiny):
+    h, d = tiny
+    req = _request(target=pb.Target(top_k=99))
+    _, e = run(_unary(HandlerUpstream(h, d), "Explain", req.SerializeToString()))
+    body = json.loads(json_format.MessageToJson(req))
+    ctx = Context(d, [{"explain": "True"}])
+    rest = json.loads(h.handle([{"body": body}], ctx)[0])
+    assert e.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert rest["field"] == "target.topK" and e.details() == rest["message"]
+    assert ctx.status[0][0] == 422 and ctx.status[0][1].isascii()
+    assert dict(e.trailing_metadata())["explain-error-field"] == "target.topK"
+
+
+def test_upstream_size_refusal_is_resource_exhausted():
+    e = _mapped(RpcError(grpc.StatusCode.CANCELLED, "Received RST_STREAM"), "m", "", 20 * 2**20)
+    assert isinstance(e, UpstreamError) and e.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_spec_reports_the_limits_in_force(tiny):
+    reply, e = run(_unary(HandlerUpstream(*tiny), "GetModelSpec",
+                          pb.GetModelSpecRequest(model="tiny").SerializeToString()))
+    assert e is None
+    spec = pb.ModelSpec.FromString(reply)
+    limits = tiny[0].executor.limits
+    assert dict(spec.limits) == limits.as_dict() and spec.limits["max_n_steps"] == 64
+
+
+class StreamContext:
+    """The parts of a grpc.aio servicer context ExplainStream reads."""
+
+    def invocation_metadata(self):
+        return ()
+
+    def time_remaining(self):
+        return None
+
+
+def test_stream_buffers_a_bounded_number_of_answers(tiny):
+    """A client that reads nothing: the gateway forwards at most ``stream_concurrency``
+    requests whose answers are not written yet (it used to forward them all)."""
+    async def go():
+        upstream = HandlerUpstream(*tiny)
+        servicer = ExplainerServicer(upstream, GatewayConfig(stream_concurrency=3))
+
+        async def requests():
+            for n in range(40):
+                yield _request(request_id=str(n)) if n % 5 else pb.ExplainRequest(
+                    model="tiny", request_id=str(n))
+
+        stream = servicer.ExplainStream(requests(), StreamContext())
+        first = await stream.__anext__()  # then the client stops reading
+        await asyncio.sleep(1.0)
+        stalled = upstream.calls
+        answers = [first] + [a async for a in stream]
+        return stalled, answers
+
+    stalled, answers = run(go())
+    assert stalled <= 3 + 1, stalled
+    assert sorted(int(a.request_id) for a in answers) == list(range(40))
+    failed = [a for a in answers if a.HasField("error")]
+    assert {a.request_id for a in failed} == {str(n) for n in range(0, 40, 5)}
+    assert all(a.error.field == "inputs" for a in failed)
