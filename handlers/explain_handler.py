@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import pathlib
+from typing import cast
 
 import torch
 
@@ -27,6 +28,7 @@ from service.runtime import (
     ExplainError,
     InvalidInput,
     Limits,
+    Request,
     load_spec,
 )
 from service.runtime.errors import internal
@@ -139,7 +141,8 @@ class ExplainHandler:
         decoded = [self._decode(idx, row, context) for idx, row in enumerate(data)]
         work = [(idx, d) for idx, (d, _) in enumerate(decoded) if d is not SPEC]
         outcomes: list = [d for d, _ in decoded]
-        for (idx, _), outcome in zip(work, ex.run([d for _, d in work])):
+        batch = cast("list[Request | ExplainError]", [d for _, d in work])
+        for (idx, _), outcome in zip(work, ex.run(batch)):
             outcomes[idx] = outcome
         replies: list = []
         for idx, (outcome, (_, is_binary)) in enumerate(zip(outcomes, decoded)):

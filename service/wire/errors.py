@@ -99,7 +99,7 @@ def error_to_proto(e: ExplainError) -> pb.Error:
 
 def error_to_json(e: ExplainError) -> str:
     e = public(e)
-    body = {"code": e.code, "field": e.field, "message": str(e)}
+    body: dict[str, object] = {"code": e.code, "field": e.field, "message": str(e)}
     if e.allowed:
         body["allowed"] = list(e.allowed)
     return json.dumps(body)

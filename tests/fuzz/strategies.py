@@ -295,8 +295,47 @@ def baseline(c: Choose, spec: ModelSpec) -> Any:
     return junk(c)
 
 
+def near_valid_request(c: Choose, spec: ModelSpec) -> dict:
+    """A valid request with any allowed algorithm and its parameters (mostly valid values),
+    and at most one other part fuzzed: most of these are answered, through every algorithm."""
+    algorithms = [a for a in spec.algorithms if a in REGISTRY]
+    body = valid_request(c, spec)
+    body["algorithm"] = c.one(algorithms)
+    entry = REGISTRY[body["algorithm"]]
+    body["params"] = {p.name: param_value(c, p) if c.chance(8) else _sane(c, p)
+                      for p in entry.all_params() if c.bool()}
+    part = c.one(["target", "baseline", "outputs", "inputs", None, None])
+    if part == "target":
+        body["target"] = target(c, spec)
+    elif part == "baseline":
+        body["baseline"] = baseline(c, spec)
+    elif part == "outputs":
+        body["outputs"] = {"topFeatures": c.int(0, 8), "heatmap": c.bool(),
+                           "attributions": c.bool()}
+    elif part == "inputs":
+        body["inputs"] = inputs(c, spec)
+    return body
+
+
+def _sane(c: Choose, p: Any) -> Any:
+    """A value the parameter accepts, kept small (cheap to run)."""
+    if p.choices:
+        return c.one(p.choices)
+    if p.type is bool:
+        return c.bool()
+    if p.type is int:
+        low = int(p.minimum) if p.minimum is not None else 0
+        return c.int(low, low + 3)
+    if p.type is float:
+        return c.float(0, 1)
+    return p.default
+
+
 def explain_request(c: Choose, spec: ModelSpec) -> dict:
-    """An ExplainRequest as JSON, each part valid or mutated."""
+    """An ExplainRequest as JSON: a third near-valid (see ``near_valid_request``), the others
+    with each part valid or mutated."""
+    if c.chance(3):
+        return near_valid_request(c, spec)
     algorithms = [a for a in spec.algorithms if a in REGISTRY]
     body: dict[str, Any] = {}
     if not c.chance(10):

@@ -39,7 +39,7 @@ BUNDLED = [ROOT / "model_store" / "build" / n for n in ("breast_cancer", "recomm
 FUZZ_LIMITS = {"EXPLAIN_LIMIT_MAX_N_STEPS": "16", "EXPLAIN_LIMIT_MAX_N_SAMPLES": "8",
                "EXPLAIN_LIMIT_MAX_NT_SAMPLES": "4", "EXPLAIN_LIMIT_MAX_TOP_K": "3",
                "EXPLAIN_LIMIT_MAX_IMAGE_PIXELS": "4096", "EXPLAIN_LIMIT_MAX_BODY_BYTES": "65536",
-               "EXPLAIN_LIMIT_MAX_REFERENCE_ROWS": "8"}
+               "EXPLAIN_LIMIT_MAX_REFERENCE_ROWS": "32"}
 # (hypothesis examples, requests per example)
 CASES = {"requests": (750, 8), "raw": (300, 8), "isolation": (150, 4), "handler": (250, 6)}
 SCALE = float(os.environ.get("EXPLAIN_FUZZ_SCALE", "1"))  # < 1 for a quick local run
@@ -72,6 +72,13 @@ def executors(tmp_path_factory) -> list[Executor]:
     root = tmp_path_factory.mktemp("fuzz")
     dirs = [tiny_image(root), tiny_tabular(root)] + [d for d in BUNDLED if d.is_dir()]
     return [_executor(d) for d in dirs]
+
+
+def pick(c: S.Choose, executors: list[Executor]) -> Executor:
+    """A tiny model three times in four; a bundled one (slower: 28x28 images, wide MLPs) the
+    fourth, when built."""
+    tiny, bundled = executors[:2], executors[2:]
+    return c.one(bundled) if bundled and c.chance(4) else c.one(tiny)
 
 
 def check_refusal(e: ExplainError) -> None:
@@ -134,7 +141,7 @@ def test_fuzzed_requests_through_the_executor(executors):
     @given(SEEDS)
     def run(seed):
         c = S.RandomChoose(seed)
-        ex = c.one(executors)
+        ex = pick(c, executors)
         rows = [(S.explain_request(c, ex.spec), not c.chance(5)) for _ in range(per)]
         outcomes = ex.run([decode(body, explain, ex) for body, explain in rows])
         assert len(outcomes) == len(rows)
@@ -156,7 +163,7 @@ def test_fuzzed_raw_bodies(executors):
     @given(SEEDS)
     def run(seed):
         c = S.RandomChoose(seed)
-        ex = c.one(executors)
+        ex = pick(c, executors)
         bodies = [S.raw_body(c, ex.spec) for _ in range(per)]
         outcomes = ex.run([decode(bytearray(raw), True, ex) for raw in bodies])
         for raw, o in zip(bodies, outcomes):
@@ -173,10 +180,16 @@ def test_fuzzed_raw_bodies(executors):
 def _same(a: object, b: object) -> None:
     assert isinstance(a, Response) and isinstance(b, Response), (a, b)
     assert a.prediction.index == b.prediction.index
-    np.testing.assert_allclose(a.prediction.output, b.prediction.output, rtol=1e-5, atol=1e-6)
+    # Batched float32 kernels sum in another order: differences of a few ulps of the largest
+    # value (a 28x28 CNN's logits reach ~15), nothing a batch-mate's content could cause.
+    scale = float(np.abs(b.prediction.output).max(initial=1.0))
+    np.testing.assert_allclose(a.prediction.output, b.prediction.output, rtol=1e-5,
+                               atol=1e-6 * scale)
     assert [e.target for e in a.explanations] == [e.target for e in b.explanations]
     for ea, eb in zip(a.explanations, b.explanations):
-        np.testing.assert_allclose(ea.attributions, eb.attributions, rtol=1e-4, atol=1e-5)
+        scale = float(np.abs(eb.attributions).max(initial=1e-3))
+        np.testing.assert_allclose(ea.attributions, eb.attributions, rtol=1e-4,
+                                   atol=1e-5 * scale)
 
 
 def test_a_fuzzed_request_never_changes_its_batch_mates(executors):
