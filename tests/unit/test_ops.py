@@ -249,3 +249,42 @@ def test_no_pickle_and_torch_load_only_with_weights_only():
                                                  and kw["allow_pickle"].value is False):
                     bad.append(f"{where} np.load with allow_pickle")
     assert not bad, bad
+
+
+def test_health_follows_torchserve_and_retries_a_failed_ping_once(caplog):
+    from grpc_health.v1 import health, health_pb2
+
+    from service.gateway.server import SERVICE_NAME, _follow_health
+
+    class Upstream:
+        def __init__(self, answers):
+            self.answers = list(answers)
+
+        async def healthy(self):
+            return self.answers.pop(0) if self.answers else True
+
+    async def status_after(answers, rounds, interval):
+        checker = health.aio.HealthServicer()
+        task = asyncio.ensure_future(_follow_health(Upstream(answers), checker, interval))
+        seen = []
+        for _ in range(rounds):
+            await asyncio.sleep(0.02)
+            req = health_pb2.HealthCheckRequest(service=SERVICE_NAME)
+            try:
+                seen.append((await checker.Check(req, None)).status)
+            except AttributeError:   # not set yet: the servicer would abort NOT_FOUND
+                pass
+        task.cancel()
+        return seen
+
+    serving, not_serving = (health_pb2.HealthCheckResponse.SERVING,
+                            health_pb2.HealthCheckResponse.NOT_SERVING)
+    with caplog.at_level(logging.INFO, logger="service.gateway"):
+        # one failed ping (a key file being rewritten) is retried: never NOT_SERVING (which,
+        # set, would last an interval, 0.1 s, and be seen by the 0.02 s sampling)
+        seen = asyncio.run(status_after([True, False, True], 45, 0.1))
+        assert seen and not_serving not in seen
+        # two in a row: NOT_SERVING, then SERVING again when TorchServe answers
+        seen = asyncio.run(status_after([False, False], 60, 0.01))
+    assert seen[0] == not_serving and seen[-1] == serving
+    assert "health: NOT_SERVING" in caplog.text and "health: SERVING" in caplog.text
