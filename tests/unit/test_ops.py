@@ -285,6 +285,6 @@ def test_health_follows_torchserve_and_retries_a_failed_ping_once(caplog):
         seen = asyncio.run(status_after([True, False, True], 45, 0.1))
         assert seen and not_serving not in seen
         # two in a row: NOT_SERVING, then SERVING again when TorchServe answers
-        seen = asyncio.run(status_after([False, False], 60, 0.01))
+        seen = asyncio.run(status_after([False, False], 60, 0.1))
     assert seen[0] == not_serving and seen[-1] == serving
     assert "health: NOT_SERVING" in caplog.text and "health: SERVING" in caplog.text
