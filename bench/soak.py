@@ -17,6 +17,7 @@ import pathlib
 import sys
 import time
 from collections import Counter
+from typing import Any
 
 from bench.load import Load, percentile
 from service import launcher
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     server = launcher.start(pathlib.Path(a.store), run_dir, models, auth=True, timeout=600)
     try:
         pids = processes(server)
-        samples = [{"t_s": 0, "rss_mb": rss_mb(pids)}]
+        samples: list[dict[str, Any]] = [{"t_s": 0, "rss_mb": rss_mb(pids)}]
         load = Load(server, models, a.concurrency, seed=1)
         duration = a.minutes * 60
         t0 = time.monotonic()
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                       flush=True)
                 next_sample += 30.0
         load.join()
-        end = {"t_s": round(time.monotonic() - t0), "rss_mb": rss_mb(pids)}
+        end: dict[str, Any] = {"t_s": round(time.monotonic() - t0), "rss_mb": rss_mb(pids)}
         samples.append(end)
         pids_end = processes(server)
     finally:
