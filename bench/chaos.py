@@ -180,8 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     # in flight at the kill: sent before it, answered (failed) after it
     worker_fail = [c for c in failures if c.model == a.victim and c.start <= t_worker
                    <= c.start + c.latency_s and c.transport in ("rest", "grpc")]
-    gw_fail = [c for c in failures if c.transport == "grpc" and c.start <= t_gw
-               <= c.start + c.latency_s and c not in worker_fail]
+    # failed by the gateway's death: gRPC calls that ended with UNAVAILABLE during the outage
+    # (in flight at the kill, or sent into the dying connection before the client noticed)
+    gw_fail = [c for c in failures if c.transport == "grpc" and c.status == "UNAVAILABLE"
+               and t_gw <= c.start + c.latency_s <= t_gw_back + 1.0 and c not in worker_fail]
     other = [c for c in failures if c not in worker_fail and c not in gw_fail]
     grpc_in_flight = sum(1 for c in calls if c.transport == "grpc" and c.start <= t_gw
                          <= c.start + c.latency_s)
@@ -199,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                         else round(before_p50, 2),
                         "new_worker_registered_s": round(t_new_worker - t_worker, 2)},
         "gateway_kill": {"pid": gw_pid, "new_pid": new_gw, "grpc_in_flight": grpc_in_flight,
-                         "failed_in_flight": len(gw_fail),
+                         "failed_during_outage": len(gw_fail),
                          "statuses": dict(Counter(c.status for c in gw_fail)),
                          "serving_again_s": round(t_gw_back - t_gw, 2)},
         "other_failures": len(other),
