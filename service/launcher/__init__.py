@@ -4,7 +4,8 @@
 [--token-expiration-min M]`` writes ``run/NAME/`` (torchserve.py), starts TorchServe on
 127.0.0.1, waits until every model has a READY worker, starts the supervisor (supervisor.py:
 it keeps the gRPC gateway running and renews TorchServe's keys before they expire), waits until
-the gateway serves and prints example requests (examples.py). ``stop --instance NAME`` stops
+the gateway serves, starts the explorer page (service/explorer, with ``explorer``) and prints
+example requests (examples.py). ``stop --instance NAME`` stops
 the supervisor, the gateway and TorchServe. Used by ``make serve``, the end-to-end tests and
 the benchmarks.
 """
@@ -16,6 +17,7 @@ import shutil
 import subprocess
 import sys
 
+from service.explorer import process as explorer_process
 from service.gateway import process as gw_process
 
 from . import supervisor
@@ -67,10 +69,11 @@ def _start_supervisor(server: Server, gateway: bool) -> int:
 def start(store: pathlib.Path, run_dir: pathlib.Path, models: list[str] | None = None,
           auth: bool = True, port_base: int | None = None, workers: int = 1,
           timeout: float = 300.0, gateway: bool = True,
-          token_expiration_min: float = TOKEN_EXPIRATION_MIN) -> Server:
+          token_expiration_min: float = TOKEN_EXPIRATION_MIN, explorer: bool = False) -> Server:
     """Start TorchServe with ``store``'s archives (all, or ``models``) and wait until ready;
     then the supervisor (with ``gateway``, it runs the gRPC Explainer gateway in front of
-    TorchServe; with ``auth``, it renews the keys) and wait until the gateway serves."""
+    TorchServe; with ``auth``, it renews the keys) and wait until the gateway serves; with
+    ``explorer`` (and the gateway), the explorer page on 127.0.0.1."""
     store, run_dir = store.resolve(), run_dir.resolve()
     if shutil.which("java") is None:
         raise RuntimeError("TorchServe needs Java 11+ (`java` is not on PATH)")
@@ -96,6 +99,10 @@ def start(store: pathlib.Path, run_dir: pathlib.Path, models: list[str] | None =
         if gateway:
             gw_process.wait_serving(f"127.0.0.1:{server.ports['gateway']}", 60.0,
                                     alive=lambda: supervisor.running_pid(run_dir) == pid)
+        if explorer and gateway:
+            explorer_process.start_explorer(run_dir, server.ports["explorer"],
+                                            server.inference_url,
+                                            f"127.0.0.1:{server.ports['gateway']}")
     except BaseException:
         stop(run_dir)
         raise
@@ -103,10 +110,11 @@ def start(store: pathlib.Path, run_dir: pathlib.Path, models: list[str] | None =
 
 
 def stop(run_dir: pathlib.Path) -> None:
-    """Stops the supervisor (and with it the gateway), then TorchServe."""
+    """Stops the explorer, the supervisor (and with it the gateway), then TorchServe."""
     run_dir = run_dir.resolve()
     if not (run_dir / "tmp").is_dir():
         return
+    explorer_process.stop_explorer(run_dir)
     supervisor.stop_detached(run_dir)
     gw_process.stop_gateway(run_dir)  # a gateway left by a supervisor that died
     stop_torchserve(run_dir)

@@ -53,10 +53,12 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--models", default="", help="comma-separated names (default: all)")
         p.add_argument("--auth", choices=("on", "off"), default="on")
         p.add_argument("--port-base", type=int, default=0,
-                       help="first of 7 consecutive ports (default: free ports)")
+                       help="first of 8 consecutive ports (default: free ports)")
         p.add_argument("--workers", type=int, default=1)
         p.add_argument("--gateway", choices=("on", "off"), default="on",
                        help="also start the gRPC Explainer gateway (default on)")
+        p.add_argument("--explorer", choices=("on", "off"), default="on",
+                       help="also start the explorer page on 127.0.0.1 (default on)")
         p.add_argument("--token-expiration-min", type=float, default=TOKEN_EXPIRATION_MIN,
                        help="lifetime of TorchServe's inference/management keys; the "
                             "supervisor renews them a quarter of it before they expire "
@@ -85,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server = start(store, run_dir, models, auth=a.auth == "on",
                        port_base=a.port_base or None, workers=a.workers,
-                       gateway=a.gateway == "on", token_expiration_min=a.token_expiration_min)
+                       gateway=a.gateway == "on", token_expiration_min=a.token_expiration_min,
+                       explorer=a.explorer == "on")
     except (RuntimeError, ValueError, FileNotFoundError, TimeoutError,
             subprocess.CalledProcessError) as e:
         print(f"make serve: {e}", file=sys.stderr)

@@ -80,6 +80,13 @@ def write_examples(server: Server, store: pathlib.Path) -> dict[str, list[str]]:
     return out
 
 
+def explorer_url(server: Server) -> str | None:
+    """The explorer page's URL when the launcher started it (its pid file exists)."""
+    if "explorer" not in server.ports or not (server.run_dir / "tmp" / "explorer.pid").is_file():
+        return None
+    return f"http://127.0.0.1:{server.ports['explorer']}/"
+
+
 def print_banner(server: Server, store: pathlib.Path, instance: str) -> None:
     examples = write_examples(server, store)
     p = print
@@ -89,6 +96,8 @@ def print_banner(server: Server, store: pathlib.Path, instance: str) -> None:
     p(f"  gRPC       Explainer gateway 127.0.0.1:{server.ports['gateway']}   "
       f"(TorchServe's own gRPC 127.0.0.1:{server.ports['grpc_inference']})   "
       f"logs {server.run_dir}/logs")
+    if explorer_url(server):
+        p(f"  explorer   {explorer_url(server)}   (the web page; paste the inference key once)")
     p(f"  supervisor (restarts the gateway, renews the keys): pid file "
       f"{server.run_dir}/tmp/supervisor.pid, log {server.run_dir}/logs/supervisor.log")
     if server.auth:

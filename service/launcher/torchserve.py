@@ -25,7 +25,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 TOKEN_EXPIRATION_MIN = 60.0  # TorchServe 0.12's default lifetime of the inference/management keys
 # "worker" comes last: TorchServe numbers worker ports upwards from it.
 PORT_NAMES = ("inference", "management", "metrics", "grpc_inference", "grpc_management",
-              "gateway", "worker")
+              "gateway", "explorer", "worker")  # worker last: TorchServe counts up from it
 
 LOG4J2 = """<?xml version="1.0" encoding="UTF-8"?>
 <Configuration status="WARN">
