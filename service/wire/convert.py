@@ -236,6 +236,10 @@ def _check_types(body: Mapping[str, Any], message: Any, path: str) -> None:
         if fd is None or value is None:
             continue  # json_format names unknown fields; null means unset
         where = f"{path}.{fd.json_name}" if path else fd.json_name
+        if fd.enum_type is not None and isinstance(value, float) and not math.isfinite(value):
+            # json_format would int() it and let an OverflowError out
+            raise InvalidInput(where, f"must be one of {[v.name for v in fd.enum_type.values]}, "
+                               f"got {value}")
         sub = fd.message_type
         is_map = sub is not None and sub.GetOptions().map_entry
         if fd.is_repeated and not is_map:
@@ -266,7 +270,7 @@ def request_from_dict(body: Mapping[str, Any], explain: bool,
         raise InvalidInput(_parse_error_field(str(e)), " ".join(str(e).split())) from e
     except RecursionError as e:
         raise LimitExceeded("body", "JSON nested too deeply (max_json_depth)") from e
-    except (TypeError, ValueError, AttributeError, KeyError) as e:  # json_format lets some out
+    except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as e:  # json_format lets some out
         raise InvalidInput("body", f"not an ExplainRequest: {type(e).__name__}: {e}") from e
     return request_from_proto(m, explain, limits)
 

@@ -158,3 +158,16 @@ def test_response_round_trips_through_the_proto():
     assert (e.approximation_error, e.top_features, e.reasons) == (0.01, r.explanations[0].top_features,
                                                                   ["because f"])
     assert back.timings == r.timings
+
+
+def test_non_finite_number_for_an_enum_names_the_field() -> None:
+    """json_format int()s an enum's number: infinity was an OverflowError (a 500)."""
+    import pytest as _pytest
+
+    from service.runtime import InvalidInput as _InvalidInput
+
+    for v in (float("inf"), float("-inf")):
+        body = {"inputs": {"tensor": {"shape": [1], "dtype": v, "data": ""}}}
+        with _pytest.raises(_InvalidInput) as e:
+            wire.request_from_body(body, True)
+        assert e.value.field == "inputs.tensor.dtype"
