@@ -29,6 +29,7 @@ from service.runtime import (
     InvalidInput,
     Limits,
     Request,
+    default_table,
     load_spec,
 )
 from service.runtime.errors import internal
@@ -65,7 +66,7 @@ class ExplainHandler:
         cache = BaselineCache(int(os.environ.get(CACHE_BYTES_ENV, 256 * 1024 * 1024)))
         model = load_model(spec, model_dir, device)
         self.executor = Executor(model, spec, model_dir, limits=limits, device=device,
-                                 cache=cache)
+                                 cache=cache, table=default_table())
         self.initialized = True
         log.info("model %s %s ready on %s (algorithms: %s)", spec.name, spec.version, device,
                  ", ".join(spec.algorithms))
@@ -121,7 +122,7 @@ class ExplainHandler:
         assert ex is not None
         try:
             if outcome is SPEC:
-                return wire.reply_to_bytes(ex.spec, ex.limits)
+                return wire.reply_to_bytes(ex.spec, ex.limits, ex.table)
             if isinstance(outcome, ExplainError):
                 context.set_response_status(wire.http_status(outcome),
                                             wire.status_phrase(outcome), idx)

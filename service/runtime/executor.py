@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from service.attribution._batching import bytes_per_row
 
 from . import postprocess
+from .algorithms import AlgorithmEntry, AlgorithmTable, BaselineMode, BuildContext, default_table
 from .baselines import BaselineResolver
 from .cache import BaselineCache, CachedBaseline
 from .errors import (
@@ -42,7 +43,6 @@ from .errors import (
 from .heatmap import heatmap_png
 from .limits import Limits
 from .preprocess import decode
-from .registry import REGISTRY, AlgorithmEntry, BaselineMode, BuildContext, lookup
 from .request import (
     BaselineKind,
     BaselineSpec,
@@ -109,9 +109,12 @@ class Executor:
 
     def __init__(self, model: nn.Module, spec: ModelSpec, model_dir: str | pathlib.Path = ".",
                  limits: Limits | None = None, device: torch.device | str | None = None,
-                 cache: BaselineCache | None = None, layer: nn.Module | None = None) -> None:
+                 cache: BaselineCache | None = None, layer: nn.Module | None = None,
+                 table: AlgorithmTable | None = None) -> None:
         self.spec = spec
         self.limits = limits or Limits.build(spec)
+        self.table = table if table is not None else default_table()
+        self.table.check_spec(spec, self.limits)  # SpecError naming the key, at load
         first = next(model.parameters(), None)
         self.device = torch.device(device) if device is not None else (
             first.device if first is not None else torch.device("cpu"))
@@ -258,9 +261,10 @@ class Executor:
         if not req.explain:
             return item
         name = req.algorithm or spec.default_algorithm
-        item.entry = lookup(name, spec.algorithms)
-        item.params = item.entry.resolve_params(req.params, spec.default_params.get(name, {}),
-                                                limits)
+        item.entry = self.table.lookup(name, spec.algorithms)
+        item.params = item.entry.resolve_params(
+            req.params, item.entry.defaults(spec.input_kind.value,
+                                            spec.default_params.get(name, {})), limits)
         mode = item.entry.baseline_mode(item.params)
         if mode is not BaselineMode.NONE:
             b = req.baseline
@@ -460,7 +464,7 @@ class Executor:
         step = len(rows) if entry.chunk_param else max(1, budget // max(1, per_example))
         parts = []
         with _seeded(seed, self.device):
-            engine = entry.build(ctx, params)
+            engine = entry.make(ctx, params)
             for s in range(0, len(rows), step):
                 b = baselines[s:s + step] if mode is BaselineMode.PER_EXAMPLE else baselines
                 part = entry.execute(engine, inputs[s:s + step], b, targets[s:s + step],
@@ -556,4 +560,4 @@ class Executor:
 
 
 
-__all__ = ["Executor", "Outcome", "REGISTRY"]
+__all__ = ["Executor", "Outcome"]
