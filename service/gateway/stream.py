@@ -6,7 +6,7 @@ requests (bounded buffering)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 In = TypeVar("In")
@@ -15,7 +15,7 @@ Out = TypeVar("Out")
 
 async def answer_concurrently(requests: AsyncIterator[In],
                               answer: Callable[[In, int], Awaitable[Out]],
-                              concurrency: int) -> AsyncIterator[Out]:
+                              concurrency: int) -> AsyncGenerator[Out, None]:
     """``answer(request, n)`` (n counts from 1; it must not raise) for every request, yielded
     in completion order."""
     slots = asyncio.Semaphore(concurrency)

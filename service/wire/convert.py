@@ -38,7 +38,7 @@ from service.runtime.spec import ModelSpec
 
 from .errors import error_to_proto
 
-_DTYPES: dict[int, np.dtype[Any]] = {
+_DTYPES: dict[pb.DType, np.dtype[Any]] = {
     pb.DTYPE_UNSPECIFIED: np.dtype("<f4"), pb.FLOAT32: np.dtype("<f4"),
     pb.FLOAT64: np.dtype("<f8"), pb.FLOAT16: np.dtype("<f2"), pb.INT64: np.dtype("<i8"),
     pb.INT32: np.dtype("<i4"), pb.UINT8: np.dtype("u1"),

@@ -39,7 +39,10 @@ def _check_entry(e: AlgorithmEntry) -> None:
         if unknown:
             raise TableError(f"{where}: {kind} defaults name unknown parameter {unknown[0]}")
     if e.run is None and e.engine is not None:  # params go to attribute() under their names
-        accepted = inspect.signature(e.engine.attribute).parameters
+        attribute = getattr(e.engine, "attribute", None)
+        if attribute is None:
+            raise TableError(f"{where}: {e.engine.__name__} has no attribute method")
+        accepted = inspect.signature(attribute).parameters
         wanted = [n for n in names if n != "seed"] + [e.chunk_param or "target"]
         if e.baselines is not e.baselines.NONE:
             wanted.append("baselines")
