@@ -112,3 +112,13 @@ def test_occlusion_window_is_one_feature_on_tabular_models(tmp_path) -> None:
     np.testing.assert_allclose(out.explanations[0].attributions, expect[0].detach().numpy(),
                                rtol=1e-5, atol=1e-6)
     assert {p.name: p.default for p in default_table()["Occlusion"].params}["window"] == 4
+
+
+def test_every_recipe_enables_only_servable_algorithms() -> None:
+    from model_store import _recipe
+
+    table = default_table()
+    for layer in (False, True):
+        names = _recipe.algorithms(layer=layer)
+        assert [n for n in names if n not in table] == []
+    assert {n for n, e in table.items() if e.needs_layer} == set(_recipe.LAYER_ALGORITHMS)
