@@ -7,7 +7,7 @@ CONSTRAINTS ?= constraints.txt
 PIP_CONSTRAINTS := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 STAMP := $(VENV)/.installed
 
-.PHONY: venv browser test test-fast lint bench bench-service loadtest serve serve-stop explorer protos models chaos soak
+.PHONY: venv browser test test-fast lint typecheck check bench bench-service loadtest serve serve-stop explorer protos models chaos soak
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,7 +33,13 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not e2e and not slow"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check service tests bench handlers model_store loadtest
+	$(VENV)/bin/ruff check service tests bench handlers model_store loadtest scripts
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy service handlers
+
+# make check: what every change must pass (ruff, mypy, the fast tests); .ci/run runs it first.
+check: lint typecheck test-fast
 
 bench: $(STAMP)
 	$(PY) -m bench.engine_vs_captum

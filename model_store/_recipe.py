@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-# Algorithms a spec enables, by Captum name. The runtime serves those it has registered and
-# ignores the rest, so names of families still being written may be listed ahead of time.
+# Algorithms a spec enables, by Captum name. Every name must be in the server's algorithm table
+# (service/runtime/algorithms): a model whose spec enables an unknown one fails to load.
 GRADIENT_ALGORITHMS = (
     "IntegratedGradients",
     "Saliency",
@@ -26,8 +26,10 @@ GRADIENT_ALGORITHMS = (
     "NoiseTunnel",
 )
 
-LAYER_ALGORITHMS = ("LayerGradCam", "GuidedGradCam", "LayerIntegratedGradients",
-                    "LayerConductance", "LayerActivation")
+# Layer methods whose answer is in the input's shape (LayerGradCam upsampled); the engine's
+# LayerIntegratedGradients, LayerConductance and LayerActivation answer in the layer's shape,
+# which the serving contract does not carry, so they are not enabled.
+LAYER_ALGORITHMS = ("LayerGradCam", "GuidedGradCam")
 PERTURBATION_ALGORITHMS = ("FeatureAblation", "Occlusion", "ShapleyValueSampling", "KernelShap",
                            "Lime")
 

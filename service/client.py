@@ -92,7 +92,7 @@ def build_request(model: str, *, image: bytes | None = None, tensor: np.ndarray 
         m.inputs.image = bytes(image)
     elif tensor is not None:
         m.inputs.tensor.CopyFrom(wire.tensor_to_proto(np.asarray(tensor)))
-    else:
+    elif features is not None:
         m.inputs.tabular.features.update({k: float(v) for k, v in features.items()})
     if params:
         m.params.update(dict(params))

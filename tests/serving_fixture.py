@@ -12,7 +12,7 @@ import sys
 import torch
 import yaml
 
-from service.runtime import REGISTRY
+from service.runtime import default_table
 
 IMAGE_MODEL_SRC = '''
 import torch
@@ -73,7 +73,7 @@ def tiny_image(root: pathlib.Path, name: str = "tiny", batch_size: int = 4) -> p
         "output": {"kind": "classification", "class_names": ["zero", "one", "two"]},
         # every registered algorithm, the default first
         "explain": {"algorithms": ["IntegratedGradients",
-                                   *sorted(n for n in REGISTRY if n != "IntegratedGradients")],
+                                   *sorted(n for n in default_table() if n != "IntegratedGradients")],
                     "default_algorithm": "IntegratedGradients",
                     "default_params": {"IntegratedGradients": {"n_steps": 16}},
                     "cam_layer": "conv", "default_target": "predicted", "top_k_features": 3},

@@ -266,7 +266,7 @@ class Target:
                         f"`target` index {idx} is out of range for output dimension {1 + d} "
                         f"of size {size} (model output shape {tuple(output.shape)})"
                     )
-            return output[(slice(None), *self.column)]
+            return output[(slice(None),) + tuple(self.column)]
         if self.rows is not None:
             if output.dim() != 2:
                 raise AttributionInputError(
@@ -283,7 +283,7 @@ class Target:
                                             f"output shape {tuple(output.shape)}")
             return output.gather(1, (rows % n_classes).view(-1, 1)).squeeze(1)
         if self.row_tuples is not None:
-            return torch.stack([output[(i, *t)] for i, t in enumerate(self.row_tuples)])
+            return torch.stack([output[(i,) + tuple(t)] for i, t in enumerate(self.row_tuples)])
         return output
 
 

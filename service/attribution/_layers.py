@@ -229,7 +229,7 @@ def select_neuron(values: Inputs, selector: NeuronSelector, batch_total: bool = 
             if isinstance(idx, int) and not -size <= idx < size:
                 raise AttributionInputError(f"`neuron_selector` index {idx} is out of range for "
                                             f"layer dimension {1 + d} of size {size}")
-        picked = layer_out[(slice(None), *index)]
+        picked = layer_out[(slice(None),) + tuple(index)]
         if any(isinstance(i, slice) for i in index):
             picked = picked.reshape(rows, -1).sum(1)
     if picked.dim() == 0 and (batch_total or rows == 1):

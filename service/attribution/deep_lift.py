@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.modules.pooling import _MaxPoolNd
 
 from ._base import GradientAttribution
 from ._common import (
@@ -69,7 +70,8 @@ def _halves(t: Tensor) -> tuple[Tensor, Tensor]:
             f"dimension 0, but one got a tensor of shape {tuple(t.shape)}; models that mix "
             "examples along the batch dimension cannot be explained with DeepLift"
         )
-    return t.chunk(2)
+    a, b = t.chunk(2)
+    return a, b
 
 
 def _diff(t: Tensor) -> Tensor:
@@ -129,7 +131,8 @@ def _softmax_rule(eps: float) -> CallRule:
             return g - torch.cat([shift, shift])
 
         xc = map_grad(x, center)
-        return _rescale(xc, F.softmax(xc, module.dim, _stacklevel=5), eps)
+        dim = cast(nn.Softmax, module).dim  # deeplift_rule gives this rule nn.Softmax only
+        return _rescale(xc, F.softmax(xc, dim, _stacklevel=5), eps)
 
     return rule
 
@@ -158,8 +161,9 @@ class _MaxPoolRescale(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, module: nn.Module, dims: int, eps: float) -> Tensor:  # type: ignore[override]
         # x (2N, C, *in) -> y, idx (2N, C, *out); idx: flat positions in *in
-        y, idx = _POOL[dims](x, module.kernel_size, module.stride, module.padding,
-                             module.dilation, module.ceil_mode, True)
+        pool = cast(_MaxPoolNd, module)  # deeplift_rule gives this rule MaxPool modules only
+        y, idx = _POOL[dims](x, pool.kernel_size, pool.stride, pool.padding, pool.dilation,
+                             pool.ceil_mode, True)
         ya, yb = _halves(y)
         top = torch.max(ya, yb)
         dy = torch.cat([top - yb, ya - top])  # (2N, C, *out): credits to each half's argmax
@@ -191,8 +195,9 @@ class _MaxPoolRule:
         self.dims, self.eps = dims, eps
 
     def dummy_input(self, module: nn.Module, x: Tensor) -> Tensor:
-        k = _ntuple(module.kernel_size, self.dims)
-        d = _ntuple(module.dilation, self.dims)
+        pool = cast(_MaxPoolNd, module)  # deeplift_rule gives this rule MaxPool modules only
+        k = _ntuple(pool.kernel_size, self.dims)
+        d = _ntuple(pool.dilation, self.dims)
         size = [dd * (kk - 1) + 1 for kk, dd in zip(k, d)]
         return x.new_zeros(1, 1, *size)
 
@@ -289,8 +294,9 @@ class DeepLiftShap(DeepLift):
     def __init__(self, model: nn.Module, multiply_by_inputs: bool = True) -> None:
         super().__init__(model, multiply_by_inputs=multiply_by_inputs)
 
-    def attribute(self, inputs, baselines, target=None, additional_forward_args=None,
-                  return_convergence_delta: bool = False,
+    # captum's signature: baselines are required (a distribution), unlike DeepLift's
+    def attribute(self, inputs, baselines, target=None,  # type: ignore[override]
+                  additional_forward_args=None, return_convergence_delta: bool = False,
                   custom_attribution_func: Callable | None = None):
         was_tuple = is_tuple(inputs)
         pairs = DistributionPairs.of(inputs, baselines, target, additional_forward_args,

@@ -4,70 +4,29 @@ response or a status with the same message REST gives (its Error carries the gRP
 layer chose). Conversions live in service.wire.
 
 ``add_to_server`` registers the servicer with byte-level request deserializers, so that a
-malformed protobuf is answered INVALID_ARGUMENT by the servicer (gRPC's own deserializer failure
-gives UNKNOWN); the servicer methods also take parsed messages (the generated
-``add_ExplainerServicer_to_server`` still works)."""
+malformed protobuf is answered INVALID_ARGUMENT by the servicer (``calls.parse``; gRPC's own
+deserializer failure gives UNKNOWN); the servicer methods also take parsed messages (the
+generated ``add_ExplainerServicer_to_server`` still works)."""
 
 from __future__ import annotations
 
 import asyncio
-import urllib.parse
+import contextlib
 from collections.abc import AsyncIterator
 
 import grpc
-from google.protobuf.message import DecodeError, Message
-from google.protobuf.unknown_fields import UnknownFieldSet
+from google.protobuf.message import Message
 
 from service._proto.explain.v1 import explain_pb2 as pb
 from service._proto.explain.v1 import explain_pb2_grpc as pb_grpc
 
+from .calls import CallError, aborting, parse, unpack_reply
 from .config import GatewayConfig
-from .upstream import TorchServe, UpstreamError, clean
+from .stream import answer_concurrently
+from .upstream import TorchServe, UpstreamError
 
 PASSED_METADATA = ("authorization",)
 _MARGIN_S = 0.05  # leave the gateway time to answer before the client's deadline
-
-
-class CallError(Exception):
-    """What one call answers when it fails: a gRPC status and, when the handler refused the
-    request, its Error message."""
-
-    def __init__(self, code: grpc.StatusCode, message: str, error: pb.Error | None = None,
-                 field: str = "") -> None:
-        super().__init__(message)
-        self.code, self.message, self.error = code, message, error
-        self.field = error.field if error is not None else field
-
-
-def _parse(request: bytes | Message, cls: type[Message]) -> Message:
-    """The request message; raw bytes (from ``add_to_server``) are parsed here so that a
-    malformed message is INVALID_ARGUMENT naming what failed."""
-    if not isinstance(request, (bytes, bytearray)):
-        return request
-    m = cls()
-    name = cls.DESCRIPTOR.name
-    try:
-        m.ParseFromString(bytes(request))
-    except (DecodeError, RuntimeError, ValueError) as e:
-        raise CallError(grpc.StatusCode.INVALID_ARGUMENT,
-                        f"request: not a valid {name} ({clean(str(e), 120)})",
-                        field="request") from None
-    # Unknown field numbers are fine (a newer client); a known number in the unknown set had
-    # the wrong wire type: the message is malformed.
-    known = cls.DESCRIPTOR.fields_by_number
-    wrong = sorted({f.field_number for f in UnknownFieldSet(m) if f.field_number in known})
-    if wrong:
-        field = known[wrong[0]].json_name
-        raise CallError(grpc.StatusCode.INVALID_ARGUMENT,
-                        f"{field}: malformed in the serialized {name} (wrong wire type)",
-                        field=field)
-    return m
-
-
-def _ascii(text: str) -> str:
-    """A metadata value: printable ASCII, the rest percent-encoded (``urllib.parse.unquote``
-    gives the field back)."""
-    return urllib.parse.quote(text, safe=" !\"#$&'()*+,-./:;<=>?@[]^_`{|}~")
 
 
 class ExplainerServicer(pb_grpc.ExplainerServicer):
@@ -96,20 +55,7 @@ class ExplainerServicer(pb_grpc.ExplainerServicer):
             raw = await self.upstream.predictions(model, version, inputs, metadata, timeout)
         except UpstreamError as e:
             raise CallError(e.code, e.message, field=e.field) from None
-        reply = pb.ExplainReply()
-        try:
-            reply.ParseFromString(raw)
-        except Exception:
-            reply.Clear()
-        if reply.WhichOneof("result") is None:
-            raise CallError(grpc.StatusCode.INTERNAL,
-                            f"model {model!r} did not answer with an ExplainReply (is it served "
-                            "by this project's handler?)")
-        if reply.WhichOneof("result") == "error":
-            code = grpc.StatusCode.__members__.get(reply.error.grpc_code,
-                                                   grpc.StatusCode.INVALID_ARGUMENT)
-            raise CallError(code, reply.error.message, reply.error)
-        return reply
+        return unpack_reply(raw, model)
 
     async def _forward(self, request: pb.ExplainRequest, explain: bool,
                        context: grpc.aio.ServicerContext, timeout: float | None = None,
@@ -123,121 +69,61 @@ class ExplainerServicer(pb_grpc.ExplainerServicer):
                                  self._metadata(context), timeout)
         return reply.response
 
-    @staticmethod
-    async def _abort(context: grpc.aio.ServicerContext, e: CallError):
-        # metadata values must be printable ASCII: a field naming a client's non-ASCII key
-        # (features['é']) is percent-encoded (clients unquote it)
-        if e.error is not None:
-            context.set_trailing_metadata((
-                ("explain-error-code", _ascii(e.error.code)),
-                ("explain-error-field", _ascii(e.error.field))))
-        elif e.field:
-            context.set_trailing_metadata((("explain-error-field", _ascii(e.field)),))
-        await context.abort(e.code, e.message)
-
     # -- RPCs -------------------------------------------------------------------------------
 
+    @aborting
     async def Explain(self, request: pb.ExplainRequest, context) -> pb.ExplainResponse:
-        try:
-            return await self._forward(_parse(request, pb.ExplainRequest), True, context)
-        except CallError as e:
-            await self._abort(context, e)
-            raise  # unreachable: abort raises
+        return await self._forward(parse(request, pb.ExplainRequest), True, context)
 
+    @aborting
     async def Predict(self, request: pb.ExplainRequest, context) -> pb.ExplainResponse:
-        try:
-            return await self._forward(_parse(request, pb.ExplainRequest), False, context)
-        except CallError as e:
-            await self._abort(context, e)
-            raise
+        return await self._forward(parse(request, pb.ExplainRequest), False, context)
 
-    async def ExplainStream(self, request_iterator: AsyncIterator[pb.ExplainRequest],
+    async def ExplainStream(self, request_iterator: AsyncIterator[bytes | pb.ExplainRequest],
                             context) -> AsyncIterator[pb.ExplainResponse]:
-        """Requests are forwarded concurrently (so TorchServe can batch and fuse them); answers
-        come back as they complete, each tagged with its request's id. At most
-        ``stream_concurrency`` requests are in flight or answered-but-unsent: a client that
-        stops reading stops the gateway reading its requests (bounded buffering)."""
-        slots = asyncio.Semaphore(self.config.stream_concurrency)
-        done: asyncio.Queue = asyncio.Queue()
-        running: set[asyncio.Future] = set()  # strong references until each task finishes
-        pending = 0
-        reading = True
-
-        async def one(raw: bytes | pb.ExplainRequest, n: int) -> None:
+        """Every request answered with its response or its error (tagged with its request's
+        id), concurrently; see ``stream.answer_concurrently``."""
+        async def one(raw: bytes | pb.ExplainRequest, n: int) -> pb.ExplainResponse:
             req = pb.ExplainRequest()
             try:
-                req = _parse(raw, pb.ExplainRequest)  # type: ignore[assignment]
-                if not req.request_id:
-                    req.request_id = str(n)
+                req = parse(raw, pb.ExplainRequest)
+                req.request_id = req.request_id or str(n)
                 resp = await self._forward(req, True, context)
                 resp.request_id = req.request_id
+                return resp
             except CallError as e:
-                error = e.error or pb.Error(code=e.code.name, message=e.message, field=e.field,
-                                            grpc_code=e.code.name)
-                resp = pb.ExplainResponse(model=req.model, request_id=req.request_id or str(n),
-                                          error=error)
-            await done.put(resp)
+                return pb.ExplainResponse(model=req.model, request_id=req.request_id or str(n),
+                                          error=e.as_proto())
 
-        async def read() -> None:
-            nonlocal pending, reading
-            n = 0
-            try:
-                async for raw in request_iterator:
-                    n += 1
-                    await slots.acquire()  # released once its answer is written
-                    pending += 1
-                    task = asyncio.ensure_future(one(raw, n))
-                    running.add(task)
-                    task.add_done_callback(running.discard)
-            finally:
-                reading = False
-                await done.put(None)  # wake the writer to re-check
+        answers = answer_concurrently(request_iterator, one, self.config.stream_concurrency)
+        async with contextlib.aclosing(answers):  # its tasks are cancelled when the call ends
+            async for resp in answers:
+                yield resp
 
-        reader = asyncio.ensure_future(read())
-        try:
-            while reading or pending:
-                item = await done.get()
-                if item is None:
-                    continue
-                pending -= 1
-                yield item
-                slots.release()
-        finally:
-            reader.cancel()
-            for task in running:
-                task.cancel()
-
+    @aborting
     async def GetModelSpec(self, request: pb.GetModelSpecRequest, context) -> pb.ModelSpec:
-        try:
-            request = _parse(request, pb.GetModelSpecRequest)  # type: ignore[assignment]
-            reply = await self._call(request.model, request.model_version, {"spec": b"1"},
-                                     self._metadata(context), self._timeout(context))
-        except CallError as e:
-            await self._abort(context, e)
-            raise
+        request = parse(request, pb.GetModelSpecRequest)
+        reply = await self._call(request.model, request.model_version, {"spec": b"1"},
+                                 self._metadata(context), self._timeout(context))
         return reply.spec
 
+    @aborting
     async def ListModels(self, request: pb.ListModelsRequest, context) -> pb.ListModelsResponse:
-        try:
-            _parse(request, pb.ListModelsRequest)
-        except CallError as e:
-            await self._abort(context, e)
-            raise
+        parse(request, pb.ListModelsRequest)
         try:
             names = await self.upstream.model_names()
         except UpstreamError as e:
-            await context.abort(e.code, e.message)
-            raise
+            raise CallError(e.code, e.message, field=e.field) from None
         metadata, timeout = self._metadata(context), self._timeout(context)
-        out = pb.ListModelsResponse()
         replies = await asyncio.gather(
             *(self._call(n, "", {"spec": b"1"}, metadata, timeout) for n in sorted(names)),
             return_exceptions=True)
+        out = pb.ListModelsResponse()
         for reply in replies:
             if isinstance(reply, CallError):
                 if reply.code in (grpc.StatusCode.UNAUTHENTICATED,
                                   grpc.StatusCode.PERMISSION_DENIED):
-                    await context.abort(reply.code, reply.message)
+                    raise CallError(reply.code, reply.message)
                 continue  # a model without our handler is not an Explainer model
             if isinstance(reply, BaseException):
                 raise reply

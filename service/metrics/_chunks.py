@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from service.attribution._common import check_positive_int
+from service.attribution._common import TargetType, check_positive_int
 
 
 def perturb_chunks(batch: int, n_perturb_samples: int,
@@ -33,7 +33,7 @@ def interleave(t: Tensor, n: int) -> Tensor:
     return t.repeat_interleave(n, dim=0)
 
 
-def expand_target(target: object, n: int) -> object:
+def expand_target(target: TargetType, n: int) -> TargetType:
     """A per-example target for ``n`` consecutive copies of every example."""
     if isinstance(target, list):
         return [t for t in target for _ in range(n)]

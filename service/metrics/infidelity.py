@@ -100,6 +100,7 @@ def infidelity(forward_func: Callable, perturb_func: Callable, inputs: Any, attr
             pred = sum((interleave(a, k) * p).reshape(n * k, -1).sum(1)
                        for a, p in zip(attrs, perturbations))
             pred = torch.as_tensor(pred).reshape(n, -1)                        # (B, k)
+            parts: tuple[Tensor, ...]
             if normalize:
                 parts = (pred.pow(2).sum(-1), (pred * fwd_diff).sum(-1), fwd_diff.pow(2).sum(-1))
             else:

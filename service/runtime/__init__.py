@@ -1,7 +1,7 @@
-"""Serving logic with no transport: request model, validation, limits, the algorithm registry,
+"""Serving logic with no transport: request model, validation, limits, the algorithm table,
 baselines and their cache, and the predict+explain executor."""
 
-from . import registry_more  # noqa: F401  (registers the perturbation and CAM entries)
+from .algorithms import AlgorithmEntry, AlgorithmTable, BaselineMode, Param, default_table
 from .cache import BaselineCache, CacheStats
 from .errors import (
     DeadlineExceeded,
@@ -13,7 +13,6 @@ from .errors import (
 )
 from .executor import Executor, Outcome
 from .limits import Limits
-from .registry import REGISTRY, AlgorithmEntry, BaselineMode, Param, register
 from .request import (
     BaselineKind,
     BaselineSpec,
@@ -29,9 +28,9 @@ from .request import (
 from .spec import ModelSpec, load_spec, parse_spec
 
 __all__ = [
-    "AlgorithmEntry", "BaselineCache", "BaselineKind", "BaselineMode", "BaselineSpec",
+    "AlgorithmEntry", "AlgorithmTable", "BaselineCache", "BaselineKind", "BaselineMode", "BaselineSpec",
     "CacheStats", "DeadlineExceeded", "Executor", "ExplainError", "ImagePayload", "InvalidInput",
     "LimitExceeded", "Limits", "ModelError", "ModelSpec", "Outcome", "OutputOptions", "Param",
-    "REGISTRY", "Request", "Response", "TabularPayload", "TargetKind", "TargetSpec",
-    "TensorPayload", "UnknownAlgorithm", "load_spec", "parse_spec", "register",
+    "Request", "Response", "TabularPayload", "TargetKind", "TargetSpec",
+    "TensorPayload", "UnknownAlgorithm", "default_table", "load_spec", "parse_spec",
 ]

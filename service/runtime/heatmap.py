@@ -29,7 +29,7 @@ def heatmap_png(attributions: np.ndarray) -> bytes:
     img = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
     scale = max(1, -(-MIN_SIDE // max(1, min(v.shape))))
     if scale > 1:
-        img = img.resize((v.shape[1] * scale, v.shape[0] * scale), Image.NEAREST)
+        img = img.resize((v.shape[1] * scale, v.shape[0] * scale), Image.Resampling.NEAREST)
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()

@@ -35,7 +35,7 @@ def reasons(attr: np.ndarray, shown: np.ndarray, spec: ModelSpec, limit: int) ->
     flat = attr.reshape(-1)
     if flat.shape[0] != len(spec.feature_names):
         return []
-    out = []
+    out: list[str] = []
     for i in np.argsort(-flat, kind="stable"):
         if flat[i] <= 0 or len(out) >= limit:
             break

@@ -57,10 +57,10 @@ def _image(data: bytes, spec: ModelSpec, limits: Limits) -> np.ndarray:
             if img.format not in ("PNG", "JPEG"):
                 raise InvalidInput(f"{FIELD}.image", f"format {img.format} is not accepted",
                                    ("PNG", "JPEG"))
-            img = img.convert(spec.image.mode)
-            if img.size != tuple(spec.image.size):
-                img = img.resize(tuple(spec.image.size), Image.BILINEAR)
-            a = np.asarray(img, dtype=np.float32)
+            converted = img.convert(spec.image.mode)
+            if converted.size != spec.image.size:
+                converted = converted.resize(spec.image.size, Image.Resampling.BILINEAR)
+            a = np.asarray(converted, dtype=np.float32)
     except (LimitExceeded, InvalidInput):
         raise
     except Exception as e:  # PIL raises many types for undecodable bytes

@@ -69,7 +69,7 @@ def visualize_image_attr(attr: np.ndarray, original_image: np.ndarray | None = N
     default, vmin, vmax = _default_cmap(sign)
     cmap = default if cmap is None else cmap
     heat = None
-    if method == "heat_map":
+    if method == "heat_map" or image is None:  # image is None only for heat_map (see above)
         heat = axis.imshow(norm, cmap=cmap, vmin=vmin, vmax=vmax)
     elif method == "blended_heat_map":
         axis.imshow(np.mean(image, axis=2), cmap="gray")

@@ -13,9 +13,9 @@ import numpy as np
 from google.protobuf import json_format
 
 from service._proto.explain.v1 import explain_pb2 as pb
+from service.runtime.algorithms import AlgorithmTable, default_table
 from service.runtime.errors import ExplainError, InvalidInput, LimitExceeded, shown
 from service.runtime.limits import Limits
-from service.runtime.registry import REGISTRY
 from service.runtime.request import (
     BaselineKind,
     BaselineSpec,
@@ -38,7 +38,7 @@ from service.runtime.spec import ModelSpec
 
 from .errors import error_to_proto
 
-_DTYPES = {
+_DTYPES: dict[pb.DType, np.dtype[Any]] = {
     pb.DTYPE_UNSPECIFIED: np.dtype("<f4"), pb.FLOAT32: np.dtype("<f4"),
     pb.FLOAT64: np.dtype("<f8"), pb.FLOAT16: np.dtype("<f2"), pb.INT64: np.dtype("<i8"),
     pb.INT32: np.dtype("<i4"), pb.UINT8: np.dtype("u1"),
@@ -364,11 +364,12 @@ def response_to_proto(r: Response) -> pb.ExplainResponse:
 
 
 def reply_to_bytes(outcome: Response | ExplainError | ModelSpec,
-                   limits: Limits | None = None) -> bytes:
-    """A serialized ExplainReply: the response, the error or the model spec (with ``limits``),
-    for the serialized-request path (TorchServe gRPC / the gateway)."""
+                   limits: Limits | None = None, table: AlgorithmTable | None = None) -> bytes:
+    """A serialized ExplainReply: the response, the error or the model spec (with ``limits``
+    and the algorithms of ``table``), for the serialized-request path (TorchServe gRPC / the
+    gateway)."""
     if isinstance(outcome, ModelSpec):
-        return pb.ExplainReply(spec=spec_to_proto(outcome, limits)).SerializeToString()
+        return pb.ExplainReply(spec=spec_to_proto(outcome, limits, table)).SerializeToString()
     if isinstance(outcome, ExplainError):
         return pb.ExplainReply(error=error_to_proto(outcome)).SerializeToString()
     return pb.ExplainReply(response=response_to_proto(outcome)).SerializeToString()
@@ -412,16 +413,18 @@ def response_from_json(text: str | bytes) -> pb.ExplainResponse:
 
 # -- model specs --------------------------------------------------------------------------------
 
-def spec_to_proto(spec: ModelSpec, limits: Limits | None = None) -> pb.ModelSpec:
+def spec_to_proto(spec: ModelSpec, limits: Limits | None = None,
+                  table: AlgorithmTable | None = None) -> pb.ModelSpec:
     """What a client may know about a served model (GetModelSpec / ListModels), with the
-    request limits in force."""
+    request limits in force and the algorithms of ``table`` (the default table if None) the
+    spec enables, each with its parameters' defaults for this model."""
+    table = table if table is not None else default_table()
     algorithms = []
     for name in spec.algorithms:
-        entry = REGISTRY.get(name)
+        entry = table.get(name)
         if entry is None:
             continue
-        defaults = {p.name: p.default for p in entry.all_params()}
-        defaults.update(spec.default_params.get(name, {}))  # as the model's spec sets them
+        defaults = entry.defaults(spec.input_kind.value, spec.default_params.get(name, {}))
         params = [pb.ParamInfo(name=p.name, type=p.type.__name__,
                                default_value=str(defaults[p.name]),
                                choices=[str(c) for c in p.choices],

@@ -17,7 +17,7 @@ from PIL import Image
 
 from service import wire
 from service.attribution import IntegratedGradients
-from service.runtime import REGISTRY
+from service.runtime import default_table
 from service.runtime.loader import load_model
 from service.runtime.spec import parse_spec
 from tests.e2e.conftest import BUNDLED, BUNDLED_STORE
@@ -130,7 +130,7 @@ def test_recommender_reasons_recover_planted_effects(server):
 
 def test_every_registered_algorithm_is_reachable(server):
     x = tiny_input(1)
-    for name in sorted(REGISTRY):
+    for name in sorted(default_table()):
         r = post(server, "explanations", "tiny", tensor_body(x, algorithm=name))
         assert r.status_code == 200, (name, r.text)
         body = r.json()

@@ -20,10 +20,11 @@ import numpy as np
 from hypothesis import strategies as st
 from PIL import Image
 
-from service.runtime import REGISTRY, ModelSpec
+from service.runtime import ModelSpec, default_table
 from service.runtime.spec import InputKind
 
 ODD_TEXT = ["é", "", "\x00", "a" * 300, "top_k", "ü\n", "NaN", "-1", "\ud7ff"]
+TABLE = default_table()  # the table the handler serves (read only)
 HUGE = [2**31, 2**63, 10**30, 1e308, -1e308, 1e39, -(2**31) - 1, 2**64]
 DTYPES = ["FLOAT32", "FLOAT64", "FLOAT16", "INT64", "INT32", "UINT8", "DTYPE_UNSPECIFIED"]
 _NP = {"FLOAT32": "<f4", "FLOAT64": "<f8", "FLOAT16": "<f2", "INT64": "<i8", "INT32": "<i4",
@@ -246,7 +247,7 @@ def param_value(c: Choose, p: Any) -> Any:
 
 
 def params(c: Choose, algorithm: str | None) -> Any:
-    entry = REGISTRY.get(algorithm or "")
+    entry = TABLE.get(algorithm or "")
     if entry is None or c.chance(10):
         return junk(c)
     out = {p.name: param_value(c, p) for p in entry.all_params() if c.bool()}
@@ -298,10 +299,10 @@ def baseline(c: Choose, spec: ModelSpec) -> Any:
 def near_valid_request(c: Choose, spec: ModelSpec) -> dict:
     """A valid request with any allowed algorithm and its parameters (mostly valid values),
     and at most one other part fuzzed: most of these are answered, through every algorithm."""
-    algorithms = [a for a in spec.algorithms if a in REGISTRY]
+    algorithms = list(spec.algorithms)
     body = valid_request(c, spec)
     body["algorithm"] = c.one(algorithms)
-    entry = REGISTRY[body["algorithm"]]
+    entry = TABLE[body["algorithm"]]
     body["params"] = {p.name: param_value(c, p) if c.chance(8) else _sane(c, p)
                       for p in entry.all_params() if c.bool()}
     part = c.one(["target", "baseline", "outputs", "inputs", None, None])
@@ -336,7 +337,7 @@ def explain_request(c: Choose, spec: ModelSpec) -> dict:
     with each part valid or mutated."""
     if c.chance(3):
         return near_valid_request(c, spec)
-    algorithms = [a for a in spec.algorithms if a in REGISTRY]
+    algorithms = list(spec.algorithms)
     body: dict[str, Any] = {}
     if not c.chance(10):
         body["inputs"] = inputs(c, spec)

@@ -13,6 +13,7 @@ About 10,500 requests per run (CASES below; each hypothesis example is a batch o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -26,7 +27,15 @@ from hypothesis import strategies as st
 
 from service import wire
 from service._proto.explain.v1 import explain_pb2 as pb
-from service.runtime import Executor, ExplainError, Limits, ModelError, Response, load_spec
+from service.runtime import (
+    Executor,
+    ExplainError,
+    Limits,
+    ModelError,
+    Response,
+    default_table,
+    load_spec,
+)
 from service.runtime.loader import load_model
 from tests.fuzz import strategies as S
 from tests.serving_fixture import tiny_image, tiny_tabular
@@ -64,7 +73,12 @@ def one_thread():
 def _executor(d: pathlib.Path) -> Executor:
     spec = load_spec(d / "spec.yaml")
     limits = Limits.build(spec, env=FUZZ_LIMITS)
-    return Executor(load_model(spec, d), spec, d, limits=limits)
+    # the spec's defaults lowered to the fuzz limits (a default above a limit fails at load)
+    table = default_table()
+    defaults = {a: {k: min(v, getattr(limits, p.limit)) if (p := table[a].param(k)) and p.limit
+                    else v for k, v in given.items()} for a, given in spec.default_params.items()}
+    spec = dataclasses.replace(spec, default_params=defaults)
+    return Executor(load_model(spec, d), spec, d, limits=limits, table=table)
 
 
 @pytest.fixture(scope="module")
@@ -225,11 +239,14 @@ def test_a_fuzzed_request_never_changes_its_batch_mates(executors):
 def handlers(tmp_path_factory):
     root = tmp_path_factory.mktemp("fuzz_h")
     out = []
-    for d in (tiny_image(root), tiny_tabular(root)):
-        h = handler_module().ExplainHandler()
-        h.initialize(Context(d, [{}]))
-        h.executor.limits = Limits.build(h.executor.spec, env=FUZZ_LIMITS)
-        out.append(h)
+    with pytest.MonkeyPatch.context() as mp:  # the handler reads its limits at initialize
+        for name, value in FUZZ_LIMITS.items():
+            mp.setenv(name, value)
+        for d in (tiny_image(root), tiny_tabular(root)):
+            h = handler_module().ExplainHandler()
+            h.initialize(Context(d, [{}]))
+            assert h.executor.limits == Limits.build(h.executor.spec, env=FUZZ_LIMITS)
+            out.append(h)
     return out
 
 

@@ -1,4 +1,4 @@
-"""The perturbation and CAM registry entries: served results equal the engine's own call with
+"""The perturbation and CAM table entries: served results equal the engine's own call with
 the same feature mask / window / layer, and their limits are enforced."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import torch
 
 from service import attribution as A
 from service.runtime import Executor, InvalidInput, Request, Response, TensorPayload, load_spec
+from service.runtime.algorithms.perturbation import feature_mask
 from service.runtime.loader import load_model
-from service.runtime.registry_more import feature_mask
 from tests.serving_fixture import tiny_image
 
 

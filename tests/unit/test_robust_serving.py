@@ -25,6 +25,7 @@ from service.runtime import (
     load_spec,
 )
 from service.runtime.loader import load_model
+from service.runtime.respond import Responder
 from tests.fuzz.strategies import b64, png
 from tests.serving_fixture import tiny_image, tiny_tabular
 from tests.unit.test_handler import Context, handler_module
@@ -129,14 +130,14 @@ def test_status_phrase_is_ascii_for_client_text(handlers):
 
 def test_a_crash_anywhere_is_that_requests_500_and_is_logged(handlers, monkeypatch, caplog):
     h = handlers["tiny"]
-    real = Executor._respond
+    real = Responder.respond
 
     def respond(self, item):
         if item.req.request_id == "boom":
             raise RuntimeError("kaputt\u00e9 with a very long text " + "x" * 500)
         return real(self, item)
 
-    monkeypatch.setattr(Executor, "_respond", respond)
+    monkeypatch.setattr(Responder, "respond", respond)
     with caplog.at_level(logging.ERROR):
         out, ctx = answer(h, [valid(), {**valid(), "requestId": "boom"}])
     assert 0 not in ctx.status
@@ -212,7 +213,7 @@ def test_a_pass_above_the_memory_budget_is_refused_before_it_runs(tmp_path):
         Request(inputs=TensorPayload(x), explain=True, algorithm="Saliency"),
         Request(inputs=TensorPayload(x), explain=True, algorithm="DeepLiftShap",
                 baseline=BaselineSpec(BaselineKind.TENSOR, array=refs))])
-    per_row = ex._row_bytes(torch.zeros(1, 1, 8, 8))
+    per_row = ex.budget.row_bytes(torch.zeros(1, 1, 8, 8))
     assert 8 * per_row > 20000 > per_row  # the budget holds one row, not eight
     assert isinstance(big, LimitExceeded) and "max_pass_bytes" in str(big)
     assert wire.http_status(big) == 422 and big.field == "baseline"

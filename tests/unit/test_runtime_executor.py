@@ -13,8 +13,8 @@ from PIL import Image
 
 from service.attribution import DeepLift, GradientShap, IntegratedGradients
 from service.runtime import (
-    REGISTRY,
     AlgorithmEntry,
+    AlgorithmTable,
     BaselineKind,
     BaselineSpec,
     Executor,
@@ -31,8 +31,8 @@ from service.runtime import (
     TargetSpec,
     TensorPayload,
     UnknownAlgorithm,
+    default_table,
     load_spec,
-    register,
 )
 from service.runtime.loader import load_model
 from tests.serving_fixture import tiny_image, tiny_tabular
@@ -183,19 +183,17 @@ def test_engine_failure_in_fused_group_is_isolated(ex):
             raise RuntimeError("poisoned row")
         return inputs * 2
 
-    register(AlgorithmEntry(name="_Doubler", build=lambda ctx, p: None, run=run))
-    try:
-        spec = dataclasses.replace(ex.spec, algorithms=(*ex.spec.algorithms, "_Doubler"))
-        ex = Executor(ex.model, spec, ".")
-        inputs = xs(3)
-        inputs[1][0, 0, 0] = 0.5
-        out = ex.run([req(x, algorithm="_Doubler") for x in inputs])
-        assert calls == [3, 1, 1, 1]
-        assert isinstance(out[1], ModelError) and "poisoned row" in str(out[1])
-        for i in (0, 2):
-            np.testing.assert_allclose(ok(out[i]).explanations[0].attributions, inputs[i] * 2)
-    finally:
-        del REGISTRY["_Doubler"]
+    table = AlgorithmTable([*default_table().values(),
+                            AlgorithmEntry(name="_Doubler", build=lambda ctx, p: None, run=run)])
+    spec = dataclasses.replace(ex.spec, algorithms=(*ex.spec.algorithms, "_Doubler"))
+    ex = Executor(ex.model, spec, ".", table=table)
+    inputs = xs(3)
+    inputs[1][0, 0, 0] = 0.5
+    out = ex.run([req(x, algorithm="_Doubler") for x in inputs])
+    assert calls == [3, 1, 1, 1]
+    assert isinstance(out[1], ModelError) and "poisoned row" in str(out[1])
+    for i in (0, 2):
+        np.testing.assert_allclose(ok(out[i]).explanations[0].attributions, inputs[i] * 2)
 
 
 def test_baselines_and_cache(ex, image_dir):
@@ -271,7 +269,7 @@ def test_reference_set_methods(ex, image_dir):
 
 def test_every_registered_algorithm_runs(ex):
     x = xs(1)[0]
-    names = [a for a in ex.spec.algorithms if a in REGISTRY]
+    names = list(ex.spec.algorithms)
     assert set(names) >= {"IntegratedGradients", "Saliency", "InputXGradient", "DeepLift",
                           "DeepLiftShap", "GradientShap", "NoiseTunnel", "GuidedBackprop",
                           "Deconvolution"}

@@ -87,8 +87,10 @@ class LayerDeepLift(LayerAttribution, GradientAttribution):
 class LayerDeepLiftShap(LayerDeepLift):
     """LayerDeepLift averaged over a distribution of baselines."""
 
-    def attribute(self, inputs, baselines, target=None, additional_forward_args=None,
-                  return_convergence_delta: bool = False, attribute_to_layer_input: bool = False,
+    # captum's signature: baselines are required (a distribution), unlike LayerDeepLift's
+    def attribute(self, inputs, baselines, target=None,  # type: ignore[override]
+                  additional_forward_args=None, return_convergence_delta: bool = False,
+                  attribute_to_layer_input: bool = False,
                   custom_attribution_func: Callable | None = None):
         pairs = DistributionPairs.of(inputs, baselines, target, additional_forward_args,
                                      "LayerDeepLift")

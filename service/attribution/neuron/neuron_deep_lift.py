@@ -65,8 +65,9 @@ class NeuronDeepLift(NeuronAttribution, GradientAttribution):
 class NeuronDeepLiftShap(NeuronDeepLift):
     """NeuronDeepLift averaged over a distribution of baselines."""
 
-    def attribute(self, inputs, neuron_selector: NeuronSelector, baselines,
-                  additional_forward_args=None, attribute_to_neuron_input: bool = False,
+    # captum's signature: baselines are required (a distribution), unlike NeuronDeepLift's
+    def attribute(self, inputs, neuron_selector: NeuronSelector,  # type: ignore[override]
+                  baselines, additional_forward_args=None, attribute_to_neuron_input: bool = False,
                   custom_attribution_func: Callable | None = None):
         was_tuple = is_tuple(inputs)
         pairs = DistributionPairs.of(inputs, baselines, None, additional_forward_args,

@@ -1,10 +1,6 @@
-"""The algorithm registry: for each servable algorithm, how to build its engine object, which
-parameters a request may set (types, bounds, the limit that caps them), what baselines it takes,
-and whether requests can be fused into one engine call.
-
-Adding a servable algorithm is adding an ``AlgorithmEntry`` with ``register``; the executor
-reads only these entries.
-"""
+"""The entry machinery of the algorithm table: one ``AlgorithmEntry`` per servable algorithm says
+how to build its engine object, which parameters a request may set (types, bounds, the limit that
+caps them), what baselines it takes, and whether requests can be fused into one engine call."""
 
 from __future__ import annotations
 
@@ -16,10 +12,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from service import attribution as A
-
-from .errors import InvalidInput, LimitExceeded, UnknownAlgorithm, shown
-from .limits import Limits
+from ..errors import InvalidInput, LimitExceeded, shown
+from ..limits import Limits
 
 
 class BaselineMode(str, Enum):
@@ -75,6 +69,9 @@ class Param:
         return v
 
 
+SEED = Param("seed", int, 0, minimum=0, maximum=2**32 - 1)
+
+
 @dataclass(frozen=True)
 class BuildContext:
     """What an entry may need to build its engine object."""
@@ -82,9 +79,16 @@ class BuildContext:
     model: nn.Module
     layer: nn.Module | None = None
 
+    def the_layer(self, name: str) -> nn.Module:
+        """The layer an entry with ``needs_layer`` runs on (the executor resolves it first)."""
+        if self.layer is None:
+            raise InvalidInput("algorithm", f"{name} needs a layer; this model has none")
+        return self.layer
+
 
 # run(engine, inputs, baselines, targets, params, chunk_rows) -> attributions (rows, *shape)
 RunFn = Callable[[Any, Tensor, "Tensor | None", list[int], dict[str, Any], int], Tensor]
+BuildFn = Callable[[BuildContext, Mapping[str, Any]], Any]
 
 
 def _default_run(chunk_param: str | None) -> RunFn:
@@ -101,8 +105,13 @@ def _default_run(chunk_param: str | None) -> RunFn:
 
 @dataclass(frozen=True)
 class AlgorithmEntry:
+    """One servable algorithm. ``engine`` is the engine class (built as ``engine(model)`` unless
+    ``build`` says otherwise); with the default ``run``, every parameter is passed to its
+    ``attribute`` under its own name, which the table checks once when it is built."""
+
     name: str
-    build: Callable[[BuildContext, Mapping[str, Any]], Any]
+    engine: type | None = None
+    build: BuildFn | None = None
     params: tuple[Param, ...] = ()
     baselines: BaselineMode = BaselineMode.NONE
     completeness: bool = False   # attributions sum to f(x) - f(baseline): report the error
@@ -114,17 +123,31 @@ class AlgorithmEntry:
     run: RunFn | None = field(default=None)
     # For wrappers whose baseline needs depend on a param (NoiseTunnel's `base`).
     baselines_of: Callable[[Mapping[str, Any]], BaselineMode] | None = None
+    # Parameter defaults by input kind (InputKind value), over ``params``' own defaults.
+    kind_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.all_params() if p.name == name), None)
 
     def all_params(self) -> tuple[Param, ...]:
-        if self.stochastic:
-            return (*self.params, Param("seed", int, 0, minimum=0, maximum=2**32 - 1))
-        return self.params
+        return (*self.params, SEED) if self.stochastic else self.params
+
+    def defaults(self, input_kind: str, spec_defaults: Mapping[str, Any] = {}) -> dict[str, Any]:
+        """Every parameter's default for a model: the entry's, the input kind's, the spec's."""
+        out = {p.name: p.default for p in self.all_params()}
+        out.update(self.kind_defaults.get(input_kind, {}))
+        out.update(spec_defaults)
+        return out
 
     def baseline_mode(self, params: Mapping[str, Any]) -> BaselineMode:
         return self.baselines_of(params) if self.baselines_of is not None else self.baselines
+
+    def make(self, ctx: BuildContext, params: Mapping[str, Any]) -> Any:
+        """The engine object for one call."""
+        if self.build is not None:
+            return self.build(ctx, params)
+        assert self.engine is not None  # the table refuses entries with neither
+        return self.engine(ctx.model)
 
     def execute(self, engine: Any, inputs: Tensor, baselines: Tensor | None,
                 targets: list[int], params: dict[str, Any], chunk_rows: int) -> Tensor:
@@ -134,7 +157,8 @@ class AlgorithmEntry:
 
     def resolve_params(self, given: Mapping[str, Any], defaults: Mapping[str, Any],
                        limits: Limits) -> dict[str, Any]:
-        """Validated parameters: request values over the spec's defaults over the entry's."""
+        """Validated parameters: request values over ``defaults`` (``self.defaults(...)``, or
+        the spec's alone) over the entry's."""
         known = {p.name: p for p in self.all_params()}
         for source, values in (("params", given), ("spec default_params", defaults)):
             unknown = sorted(set(values) - set(known))
@@ -147,94 +171,3 @@ class AlgorithmEntry:
             value = given[name] if name in given else defaults.get(name, p.default)
             out[name] = p.coerce(value, limits)
         return out
-
-
-REGISTRY: dict[str, AlgorithmEntry] = {}
-
-
-def register(entry: AlgorithmEntry) -> AlgorithmEntry:
-    if entry.name in REGISTRY:
-        raise ValueError(f"algorithm {entry.name!r} is already registered")
-    REGISTRY[entry.name] = entry
-    return entry
-
-
-def lookup(name: str, enabled: tuple[str, ...]) -> AlgorithmEntry:
-    """The entry for ``name`` if it is registered and enabled for the model."""
-    allowed = [a for a in enabled if a in REGISTRY]
-    if name not in allowed:
-        raise UnknownAlgorithm("algorithm", f"{shown(name)} is not available for this model", allowed)
-    return REGISTRY[name]
-
-
-# --- the gradient family --------------------------------------------------------------------
-
-_METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right",
-            "riemann_middle")
-
-register(AlgorithmEntry(
-    name="IntegratedGradients",
-    build=lambda ctx, p: A.IntegratedGradients(ctx.model),
-    params=(Param("n_steps", int, 50, minimum=1, limit="max_n_steps"),
-            Param("method", str, "gausslegendre", choices=_METHODS)),
-    baselines=BaselineMode.PER_EXAMPLE, completeness=True, chunk_param="internal_batch_size"))
-
-register(AlgorithmEntry(
-    name="Saliency", build=lambda ctx, p: A.Saliency(ctx.model),
-    params=(Param("abs", bool, True),)))
-
-register(AlgorithmEntry(name="InputXGradient", build=lambda ctx, p: A.InputXGradient(ctx.model)))
-
-register(AlgorithmEntry(name="GuidedBackprop", build=lambda ctx, p: A.GuidedBackprop(ctx.model)))
-
-register(AlgorithmEntry(name="Deconvolution", build=lambda ctx, p: A.Deconvolution(ctx.model)))
-
-register(AlgorithmEntry(
-    name="DeepLift", build=lambda ctx, p: A.DeepLift(ctx.model),
-    baselines=BaselineMode.PER_EXAMPLE, completeness=True))
-
-register(AlgorithmEntry(
-    name="DeepLiftShap", build=lambda ctx, p: A.DeepLiftShap(ctx.model),
-    baselines=BaselineMode.REFERENCE_SET, completeness=True, min_reference_rows=2))
-
-register(AlgorithmEntry(
-    name="GradientShap", build=lambda ctx, p: A.GradientShap(ctx.model),
-    params=(Param("n_samples", int, 5, minimum=1, limit="max_n_samples"),
-            Param("stdevs", float, 0.0, minimum=0.0)),
-    baselines=BaselineMode.REFERENCE_SET, completeness=True, stochastic=True, fusable=False))
-
-_NT_BASES = ("IntegratedGradients", "Saliency", "InputXGradient", "GuidedBackprop",
-             "Deconvolution", "DeepLift")
-
-
-def _nt_build(ctx: BuildContext, params: Mapping[str, Any]) -> Any:
-    base = REGISTRY[params["base"]]
-    return A.NoiseTunnel(base.build(ctx, {}))
-
-
-def _nt_run(engine: Any, inputs: Tensor, baselines: Tensor | None, targets: list[int],
-            params: dict[str, Any], chunk_rows: int) -> Tensor:
-    base = REGISTRY[params["base"]]
-    base_defaults = {p.name: p.default for p in base.params}
-    kwargs = {k: v for k, v in params.items() if k not in ("base",) and not k.startswith("base_")}
-    if base.name == "IntegratedGradients":
-        kwargs["n_steps"] = params.get("base_n_steps", base_defaults["n_steps"])
-    if baselines is not None:
-        kwargs["baselines"] = baselines
-    kwargs["nt_samples_batch_size"] = max(1, chunk_rows // max(1, inputs.shape[0]))
-    return engine.attribute(inputs, target=targets, **kwargs)
-
-
-register(AlgorithmEntry(
-    name="NoiseTunnel", build=_nt_build,
-    params=(Param("base", str, "Saliency", choices=_NT_BASES),
-            Param("nt_type", str, "smoothgrad", choices=("smoothgrad", "smoothgrad_sq", "vargrad")),
-            Param("nt_samples", int, 5, minimum=1, limit="max_nt_samples"),
-            Param("stdevs", float, 1.0, minimum=0.0),
-            Param("base_n_steps", int, 16, minimum=1, limit="max_n_steps")),
-    stochastic=True, fusable=False, run=_nt_run,
-    baselines_of=lambda p: REGISTRY[p["base"]].baselines))
-
-register(AlgorithmEntry(
-    name="InputBaselineXGradient", build=lambda ctx, p: A.InputBaselineXGradient(ctx.model),
-    baselines=BaselineMode.PER_EXAMPLE, stochastic=True, fusable=False))

@@ -1,0 +1,89 @@
+"""One gateway call's failure: ``CallError`` (a gRPC status, and the handler's Error when it
+refused the request), how a failed unary RPC reports it (``aborting``), and the reading of the
+handler's ExplainReply."""
+
+from __future__ import annotations
+
+import functools
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.message import Message
+
+from service._proto.explain.v1 import explain_pb2 as pb
+from service.runtime.errors import InvalidInput
+from service.wire.messages import parse_message
+
+
+class CallError(Exception):
+    """What one call answers when it fails: a gRPC status and, when the handler refused the
+    request, its Error message."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, error: pb.Error | None = None,
+                 field: str = "") -> None:
+        super().__init__(message)
+        self.code, self.message, self.error = code, message, error
+        self.field = error.field if error is not None else field
+
+    def as_proto(self) -> pb.Error:
+        return self.error or pb.Error(code=self.code.name, message=self.message,
+                                      field=self.field, grpc_code=self.code.name)
+
+
+M = TypeVar("M", bound=Message)
+
+
+def parse(request: bytes | M, cls: type[M]) -> M:
+    """The request message; raw bytes (from ``add_to_server``) are parsed here so that a
+    malformed message is INVALID_ARGUMENT naming what failed."""
+    try:
+        return parse_message(request, cls)
+    except InvalidInput as e:
+        raise CallError(grpc.StatusCode.INVALID_ARGUMENT, str(e), field=e.field) from None
+
+
+def _ascii(text: str) -> str:
+    """A metadata value: printable ASCII, the rest percent-encoded (``urllib.parse.unquote``
+    gives the field back)."""
+    return urllib.parse.quote(text, safe=" !\"#$&'()*+,-./:;<=>?@[]^_`{|}~")
+
+
+def aborting(rpc: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """A unary RPC whose CallError becomes the call's status (with the error's code and field
+    in the trailing metadata)."""
+    @functools.wraps(rpc)
+    async def wrapped(self: Any, request: Any, context: Any) -> Any:
+        try:
+            return await rpc(self, request, context)
+        except CallError as e:
+            # metadata values must be printable ASCII: a field naming a client's non-ASCII
+            # key (features['é']) is percent-encoded (clients unquote it)
+            if e.error is not None:
+                context.set_trailing_metadata((("explain-error-code", _ascii(e.error.code)),
+                                               ("explain-error-field", _ascii(e.error.field))))
+            elif e.field:
+                context.set_trailing_metadata((("explain-error-field", _ascii(e.field)),))
+            await context.abort(e.code, e.message)
+            raise  # unreachable: abort raises
+    return wrapped
+
+
+def unpack_reply(raw: bytes, model: str) -> pb.ExplainReply:
+    """The handler's ExplainReply; its error becomes a CallError with the gRPC code the wire
+    layer chose, an answer that is not an ExplainReply an INTERNAL one."""
+    reply = pb.ExplainReply()
+    try:
+        reply.ParseFromString(raw)
+    except Exception:
+        reply.Clear()
+    if reply.WhichOneof("result") is None:
+        raise CallError(grpc.StatusCode.INTERNAL,
+                        f"model {model!r} did not answer with an ExplainReply (is it served "
+                        "by this project's handler?)")
+    if reply.WhichOneof("result") == "error":
+        code = grpc.StatusCode.__members__.get(reply.error.grpc_code,
+                                               grpc.StatusCode.INVALID_ARGUMENT)
+        raise CallError(code, reply.error.message, reply.error)
+    return reply

@@ -1,0 +1,75 @@
+"""Prediction: one forward pass for every request of the batch (one pass per request when the
+batched pass fails), then each request's targets resolved from its output."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from .errors import InvalidInput, ModelError
+from .request import Request, TargetKind
+from .spec import ModelSpec
+from .work import Outcomes, WorkItem, ms, unexpected
+
+
+def targets(spec: ModelSpec, req: Request, output: Tensor) -> list[int]:
+    """The class indices to explain, given the model's output ``(n_outputs,)``."""
+    t = req.target
+    kind = t.kind
+    if kind is TargetKind.DEFAULT:
+        d = spec.default_target
+        if d.lstrip("-").isdigit():
+            return [int(d)]
+        named = spec.class_index(d)
+        if named is not None:
+            return [named]
+        kind = TargetKind.PREDICTED
+    if kind is TargetKind.PREDICTED:
+        return [int(output.argmax())]
+    if kind is TargetKind.INDEX:
+        return [t.index]
+    if kind is TargetKind.LABEL:
+        index = spec.class_index(t.label)
+        if index is None:  # the validator checked the label
+            raise InvalidInput("target.label", f"unknown label {t.label!r}", spec.class_names)
+        return [index]
+    return [int(i) for i in output.topk(t.k).indices]
+
+
+def predict(items: list[WorkItem], outcomes: Outcomes, forward: Callable[[Tensor], Tensor],
+            spec: ModelSpec) -> list[WorkItem]:
+    """Sets every item's output and targets; returns the items still alive."""
+    if not items:
+        return items
+    t0 = time.perf_counter()
+    try:
+        with torch.no_grad():
+            outs = forward(torch.cat([i.x for i in items]))
+        if outs.shape[0] != len(items):
+            raise ModelError("", f"the model gave {outs.shape[0]} rows for {len(items)}")
+        took = ms(t0)
+        for i, out in zip(items, outs):
+            i.output, i.timings.predict_ms = out, took
+    except Exception:
+        for i in items:
+            t1 = time.perf_counter()
+            try:
+                with torch.no_grad():
+                    i.output = forward(i.x)[0]
+                i.timings.predict_ms = ms(t1)
+            except Exception as e:
+                outcomes[i.pos] = unexpected(e, i.req, "predict")
+    for i in items:
+        if outcomes[i.pos] is not None or i.output is None:
+            continue
+        try:
+            if not bool(torch.isfinite(i.output).all()):
+                raise InvalidInput("inputs", "the model's output on this input is not "
+                                   "finite (values too large?)")
+            i.targets = targets(spec, i.req, i.output)
+        except Exception as e:
+            outcomes[i.pos] = unexpected(e, i.req, "predict")
+    return [i for i in items if outcomes[i.pos] is None]
