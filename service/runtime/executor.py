@@ -538,6 +538,9 @@ class Executor:
                     raise InvalidInput("baseline", "the model's output on the baseline is not "
                                        "finite")
                 same_shape = a_np.size == len(self.names)
+                signed = postprocess.is_signed(entry.name, i.params)
+                why = (postprocess.unsigned_note(entry.name)
+                       if req.outputs.reasons and spec.reasons and not signed else "")
                 explanations.append(TargetExplanation(
                     target=t, label=label(t),
                     attributions=a.cpu().float().numpy() if req.outputs.attributions else None,
@@ -545,8 +548,10 @@ class Executor:
                     top_features=(postprocess.top_features(a_np, i.shown, self.names, k_feat)
                                   if same_shape else []),
                     heatmap_png=heatmap_png(a_np) if req.outputs.heatmap else None,
-                    reasons=(postprocess.reasons(a_np, i.shown, spec, max(k_feat, 1))
-                             if req.outputs.reasons and same_shape else [])))
+                    reasons=(postprocess.reasons(a_np, i.shown, _flat(i.x), _reference(i),
+                                                 spec, max(k_feat, 1))
+                             if req.outputs.reasons and same_shape and signed else []),
+                    reasons_note=why))
         i.timings.postprocess_ms = _ms(t0)
         i.timings.total_ms = (time.monotonic() - req.received_at) * 1e3
         return Response(model=spec.name, model_version=spec.version,
@@ -554,6 +559,18 @@ class Executor:
                         algorithm=(i.entry.name if i.entry is not None else ""),
                         prediction=prediction, explanations=explanations, timings=i.timings)
 
+
+def _flat(t: Tensor) -> np.ndarray:
+    return t.detach().reshape(-1).cpu().double().numpy()
+
+
+def _reference(i: _Item) -> np.ndarray | None:
+    """The baseline the attributions were measured from, (numel,): its row, or the mean of a
+    reference set's rows; None for methods without a baseline."""
+    if i.baseline is None:
+        return None
+    b = i.baseline.tensor
+    return _flat(b.reshape(b.shape[0], -1).double().mean(0))
 
 
 __all__ = ["Executor", "Outcome", "REGISTRY"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 
 from .request import Feature
@@ -27,19 +30,51 @@ def top_features(attr: np.ndarray, shown: np.ndarray, names: list[str], k: int) 
     return [Feature(names[i], float(shown[i]), float(flat[i])) for i in order]
 
 
-def reasons(attr: np.ndarray, shown: np.ndarray, spec: ModelSpec, limit: int) -> list[str]:
-    """Reasons from the spec's templates, for features that are present (non-zero input) and
-    push the target up, strongest first."""
+# Algorithms whose attributions are magnitudes (a sign that says nothing about the direction in
+# which a feature moved the score), as a function of the request's params.
+# TODO(table): move to the algorithm table entry (`signed` / `signed_of`) once it has a folder.
+_UNSIGNED = {
+    "Saliency": lambda p: True,  # |gradient| by default, and a gradient is no contribution
+    "NoiseTunnel": lambda p: p.get("nt_type") in ("smoothgrad_sq", "vargrad")
+    or not is_signed(str(p.get("base", "Saliency")), {}),
+}
+
+
+def is_signed(algorithm: str, params: Mapping[str, Any]) -> bool:
+    """Whether ``algorithm``'s attributions carry a direction: > 0 raised the target's score
+    relative to the baseline, < 0 lowered it."""
+    unsigned = _UNSIGNED.get(algorithm)
+    return unsigned is None or not unsigned(params)
+
+
+def unsigned_note(algorithm: str) -> str:
+    return (f"no reasons: {algorithm} with these params gives unsigned attributions "
+            "(magnitudes), which cannot say whether a feature raised the score")
+
+
+def reasons(attr: np.ndarray, shown: np.ndarray, x: np.ndarray, reference: np.ndarray | None,
+            spec: ModelSpec, limit: int) -> list[str]:
+    """Reasons from the spec's templates, strongest first, for features that
+
+    - are present in the input (the caller sent a non-zero value),
+    - are more present than in the baseline the attribution was measured from (``x`` is the
+      model-space input, ``reference`` the baseline row or the mean of a reference set, both
+      ``(numel,)``; None for methods without a baseline, compared with zeros), and
+    - push the target's score up (attribution > 0).
+
+    A feature that helps only by being *absent* (below the baseline) gives no reason.
+    """
     if not spec.reasons or spec.input_kind is not InputKind.TABULAR:
         return []
     flat = attr.reshape(-1)
     if flat.shape[0] != len(spec.feature_names):
         return []
-    out = []
+    ref = np.zeros_like(x) if reference is None else reference
+    out: list[str] = []
     for i in np.argsort(-flat, kind="stable"):
         if flat[i] <= 0 or len(out) >= limit:
             break
-        if shown[i] == 0:
+        if shown[i] == 0 or not x[i] > ref[i]:
             continue
         name = spec.feature_names[i]
         for rule in spec.reasons:

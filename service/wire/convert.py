@@ -321,7 +321,7 @@ def response_to_proto(r: Response) -> pb.ExplainResponse:
     for e in r.explanations:
         te = out.explanations.add(
             target=e.target, label=e.label, instance_output=e.instance_output,
-            baseline_output=e.baseline_output, reasons=e.reasons,
+            baseline_output=e.baseline_output, reasons=e.reasons, reasons_note=e.reasons_note,
             top_features=[pb.Feature(name=f.name, value=f.value, attribution=f.attribution)
                           for f in e.top_features])
         if e.attributions is not None:
@@ -360,7 +360,8 @@ def response_from_proto(m: pb.ExplainResponse) -> Response:
         approximation_error=(e.approximation_error if e.HasField("approximation_error")
                              else None),
         top_features=[Feature(f.name, f.value, f.attribution) for f in e.top_features],
-        heatmap_png=e.heatmap_png or None, reasons=list(e.reasons)) for e in m.explanations]
+        heatmap_png=e.heatmap_png or None, reasons=list(e.reasons),
+        reasons_note=e.reasons_note) for e in m.explanations]
     timings = Timings(**{f: getattr(m.timings, f) for f in vars(Timings())})
     return Response(model=m.model, model_version=m.model_version, request_id=m.request_id,
                     algorithm=m.algorithm, prediction=prediction, explanations=explanations,

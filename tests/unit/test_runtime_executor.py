@@ -338,7 +338,8 @@ def test_tabular_top_features_and_reasons(tab):
     assert [f.value for f in e.top_features] == [feats[names[i]] for i in order]
     expected = []
     for i in np.argsort(-want):
-        if want[i] > 0 and feats[names[i]] != 0 and names[i] != "age":
+        # present, above the (zeros) baseline in model space, and pushing the target up
+        if want[i] > 0 and feats[names[i]] != 0 and scaled[i] > 0 and names[i] != "age":
             kind, title = names[i].split(":")
             expected.append(f"because you watched {title}" if kind == "watched"
                             else f"because you like {title}")
