@@ -532,8 +532,9 @@ class Executor:
                 inst = float(logits[t])
                 base = (float(i.baseline.outputs[:, t].double().mean())
                         if i.baseline is not None else 0.0)
-                err = (float(a_np.sum() - (inst - base))
-                       if entry.completeness and i.baseline is not None else None)
+                err = (postprocess.approximation_error(entry.name, entry.completeness, i.params,
+                                                       a_np, i.x, inst - base)
+                       if i.baseline is not None else None)
                 if not (math.isfinite(base) and (err is None or math.isfinite(err))):
                     raise InvalidInput("baseline", "the model's output on the baseline is not "
                                        "finite")

@@ -84,3 +84,28 @@ def reasons(attr: np.ndarray, shown: np.ndarray, x: np.ndarray, reference: np.nd
                     out.append(text)
                 break
     return out
+
+
+# Methods whose attributions sum, over the perturbation's feature groups, to the output
+# difference (efficiency): Shapley value sampling exactly (each permutation's marginal
+# contributions telescope), Kernel SHAP up to its 1e6-weighted full and empty coalitions.
+_GROUP_EFFICIENT = ("ShapleyValueSampling", "KernelShap")
+
+
+def approximation_error(algorithm: str, completeness: bool, params: Mapping[str, Any],
+                        attr: np.ndarray, x: Any, difference: float) -> float | None:
+    """sum(attributions) - (f(x) - f(baseline)) where the method has a sum rule, else None.
+
+    ``attr`` is one target's ``(*shape)`` attributions, ``x`` the ``(1, *shape)`` input tensor
+    and ``difference`` the output difference. For the group-efficient perturbation methods the
+    sum runs over feature groups (each element carries its group's value), so every element
+    counts 1 / (size of its group)."""
+    if completeness:
+        return float(attr.sum() - difference)
+    if algorithm not in _GROUP_EFFICIENT:
+        return None
+    from .registry_more import feature_mask  # TODO(table): the algorithm table's module
+
+    mask = feature_mask(x, int(params.get("superpixel", 1))).reshape(-1).cpu().numpy()  # (numel,)
+    sizes = np.bincount(mask)[mask]                                                    # (numel,)
+    return float((attr.reshape(-1) / sizes).sum() - difference)
