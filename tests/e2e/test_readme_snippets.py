@@ -31,7 +31,6 @@ CLAIM = re.compile(r"#\s*->\s*(.+?)\s*$", re.M)
 NOT_RUN_HERE = (
     "make serve   # bootstraps .venv",
     "python3 -m venv .venv",
-    "from service.attribution import (LayerIntegratedGradients",  # needs your text/image model
     "make serve              # the service",
     "make loadtest                       #",
 )
