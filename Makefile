@@ -7,7 +7,7 @@ CONSTRAINTS ?= constraints.txt
 PIP_CONSTRAINTS := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 STAMP := $(VENV)/.installed
 
-.PHONY: venv browser test test-fast lint bench bench-service loadtest serve serve-stop explorer protos models
+.PHONY: venv browser test test-fast lint bench bench-service loadtest serve serve-stop explorer protos models chaos soak
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,14 +38,17 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench.engine_vs_captum
 
-# make serve [AUTH=off] [INSTANCE=name] [PORT_BASE=n]: TorchServe with every bundled model,
-# working files in run/$(INSTANCE)/ (ports are free ports unless PORT_BASE is given).
+# make serve [AUTH=off] [INSTANCE=name] [PORT_BASE=n] [TOKEN_MIN=60]: TorchServe with every
+# bundled model, the gateway and their supervisor, working files in run/$(INSTANCE)/ (ports
+# are free ports unless PORT_BASE is given; keys live TOKEN_MIN minutes and are renewed).
 AUTH ?= on
 INSTANCE ?= default
 PORT_BASE ?= 0
+TOKEN_MIN ?= 60
 
 serve: $(STAMP) models
-	$(PY) -m service.launcher start --instance $(INSTANCE) --auth $(AUTH) --port-base $(PORT_BASE)
+	$(PY) -m service.launcher start --instance $(INSTANCE) --auth $(AUTH) --port-base $(PORT_BASE) \
+		--token-expiration-min $(TOKEN_MIN)
 
 # make loadtest [INSTANCE=name] [USERS=8] [SECONDS=20] [MODELS=digits,resnet18]: a bounded locust
 # run (REST + gRPC users) against the service `make serve` started; a summary table on the
@@ -65,6 +68,15 @@ bench-service: $(STAMP) models
 EXPLORER_PORT ?= 8090
 explorer: $(STAMP)
 	$(PY) -m service.explorer --instance $(INSTANCE) --listen 127.0.0.1:$(EXPLORER_PORT)
+
+# make chaos: bench/chaos.py (its own instance: kill -9 a worker and the gateway under load).
+chaos: $(STAMP) models
+	$(PY) -m bench.chaos
+
+# make soak [MINUTES=10]: bench/soak.py (its own instance, saturated; RSS, failures, p50/p99).
+MINUTES ?= 10
+soak: $(STAMP) models
+	$(PY) -m bench.soak --minutes $(MINUTES)
 
 serve-stop: $(STAMP)
 	$(PY) -m service.launcher stop --instance $(INSTANCE)

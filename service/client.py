@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -117,7 +118,7 @@ def build_request(model: str, *, image: bytes | None = None, tensor: np.ndarray 
 def _grpc_error(e: grpc.RpcError) -> ExplainClientError:
     trailing = dict(e.trailing_metadata() or ())
     return ExplainClientError(e.code().name, e.details() or "",
-                              field=trailing.get("explain-error-field", ""),
+                              field=urllib.parse.unquote(trailing.get("explain-error-field", "")),
                               code=trailing.get("explain-error-code", ""))
 
 

@@ -8,6 +8,7 @@ whichever API refused it."""
 from __future__ import annotations
 
 import json
+import urllib.parse
 from dataclasses import dataclass
 
 import grpc
@@ -162,7 +163,7 @@ class Upstream:
             trailing = dict(e.trailing_metadata() or ())
             return error(_GRPC_STATUS.get(code, 502),
                          trailing.get("explain-error-code") or code.name, e.details() or "",
-                         trailing.get("explain-error-field", ""))
+                         urllib.parse.unquote(trailing.get("explain-error-field", "")))
 
     @staticmethod
     def _json(message) -> Answer:

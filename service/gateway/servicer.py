@@ -11,6 +11,7 @@ gives UNKNOWN); the servicer methods also take parsed messages (the generated
 from __future__ import annotations
 
 import asyncio
+import urllib.parse
 from collections.abc import AsyncIterator
 
 import grpc
@@ -61,6 +62,12 @@ def _parse(request: bytes | Message, cls: type[Message]) -> Message:
                         f"{field}: malformed in the serialized {name} (wrong wire type)",
                         field=field)
     return m
+
+
+def _ascii(text: str) -> str:
+    """A metadata value: printable ASCII, the rest percent-encoded (``urllib.parse.unquote``
+    gives the field back)."""
+    return urllib.parse.quote(text, safe=" !\"#$&'()*+,-./:;<=>?@[]^_`{|}~")
 
 
 class ExplainerServicer(pb_grpc.ExplainerServicer):
@@ -118,11 +125,14 @@ class ExplainerServicer(pb_grpc.ExplainerServicer):
 
     @staticmethod
     async def _abort(context: grpc.aio.ServicerContext, e: CallError):
+        # metadata values must be printable ASCII: a field naming a client's non-ASCII key
+        # (features['é']) is percent-encoded (clients unquote it)
         if e.error is not None:
-            context.set_trailing_metadata((("explain-error-code", e.error.code),
-                                           ("explain-error-field", e.error.field)))
+            context.set_trailing_metadata((
+                ("explain-error-code", _ascii(e.error.code)),
+                ("explain-error-field", _ascii(e.error.field))))
         elif e.field:
-            context.set_trailing_metadata((("explain-error-field", e.field),))
+            context.set_trailing_metadata((("explain-error-field", _ascii(e.field)),))
         await context.abort(e.code, e.message)
 
     # -- RPCs -------------------------------------------------------------------------------

@@ -144,10 +144,36 @@ def _outputs(m: pb.ExplainRequest) -> OutputOptions:
         reasons=o.reasons if o.HasField("reasons") else True)
 
 
+def _value(v: Any, field: str) -> Any:
+    """One google.protobuf.Value as Python, refusing what JSON cannot carry (NaN, +-Infinity:
+    protobuf-JSON has no spelling for them, and no parameter takes them)."""
+    kind = v.WhichOneof("kind")
+    if kind == "number_value":
+        x = v.number_value
+        if not math.isfinite(x):
+            raise InvalidInput(field, f"must be a finite number, got {x}")
+        return int(x) if x.is_integer() and abs(x) < 2**53 else x
+    if kind == "string_value":
+        return v.string_value
+    if kind == "bool_value":
+        return v.bool_value
+    if kind == "struct_value":
+        return struct_to_dict(v.struct_value, field)
+    if kind == "list_value":
+        return [_value(e, f"{field}[{i}]") for i, e in enumerate(v.list_value.values)]
+    return None
+
+
+def struct_to_dict(s: Any, field: str) -> dict[str, Any]:
+    """A google.protobuf.Struct (``params``) as a dict; a non-finite number is refused naming
+    its key (``params.n_steps``)."""
+    return {k: _value(v, f"{field}.{k}") for k, v in s.fields.items()}
+
+
 def request_from_proto(m: pb.ExplainRequest, explain: bool,
                        limits: Limits | None = None) -> Request:
     limits = limits or Limits()
-    params: dict[str, Any] = json_format.MessageToDict(m.params) if m.HasField("params") else {}
+    params: dict[str, Any] = struct_to_dict(m.params, "params") if m.HasField("params") else {}
     return Request(
         inputs=_payload(m, limits), explain=explain, algorithm=m.algorithm or None,
         params=params, target=_target(m), baseline=_baseline(m, limits), outputs=_outputs(m),

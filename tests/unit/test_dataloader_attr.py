@@ -132,8 +132,9 @@ def test_bad_arguments_name_the_field() -> None:
         dl.attribute(loader, input_roles=(0, 1))
     with pytest.raises(ValueError, match=r"input_roles.*need_attr"):
         dl.attribute(loader, input_roles=(1, 2, 2))
+    # rows that differ: a per-example mask (identical rows collapse to one shared mask)
     with pytest.raises(ValueError, match=r"feature_mask\[0\]. has 3 rows"):
-        dl.attribute(loader, feature_mask=(torch.zeros(3, 3, dtype=torch.long),
+        dl.attribute(loader, feature_mask=(torch.arange(9).reshape(3, 3),
                                            torch.zeros(1, 2, 2, dtype=torch.long),
                                            torch.zeros(1, 1, dtype=torch.long)))
     with pytest.raises(ValueError, match=r"baselines\[1\]"):

@@ -75,8 +75,12 @@ def test_torchserve_config_matches_the_exposed_ports():
                   (ROOT / "docker" / "config.properties").read_text().splitlines()
                   if line and not line.startswith("#"))
     assert config["inference_address"] == "http://0.0.0.0:8080"
-    assert config["management_address"] == "http://0.0.0.0:8081"
-    assert config["metrics_address"] == "http://0.0.0.0:8082"
+    # management and metrics on loopback unless exposed deliberately (TS_*_ADDRESS variables)
+    assert config["management_address"] == "http://127.0.0.1:8081"
+    assert config["metrics_address"] == "http://127.0.0.1:8082"
+    assert config["enable_envvars_config"] == "true"
+    assert "log4j.configurationFile=file:///app/docker/log4j2.xml" in config["vmargs"]
+    assert (ROOT / "docker" / "log4j2.xml").is_file()
     # --models all is on the command line; load_models as well registers every model twice and
     # TorchServe exits ("Model version 1.0 is already registered").
     assert "load_models" not in config

@@ -190,3 +190,38 @@ def test_stream_buffers_a_bounded_number_of_answers(tiny):
     failed = [a for a in answers if a.HasField("error")]
     assert {a.request_id for a in failed} == {str(n) for n in range(0, 40, 5)}
     assert all(a.error.field == "inputs" for a in failed)
+
+
+def test_non_ascii_field_reaches_the_client_percent_encoded(tiny):
+    """Metadata values must be ASCII: a refused non-ASCII parameter name is percent-encoded in
+    `explain-error-field` and decoded back by the client (no INTERNAL 'Invalid metadata')."""
+    import urllib.parse
+
+    from google.protobuf import struct_pb2
+
+    params = struct_pb2.Struct()
+    params.update({"naïve_é": 1.0})
+    req = _request(algorithm="IntegratedGradients", params=params)
+    _, e = run(_unary(HandlerUpstream(*tiny), "Explain", req.SerializeToString()))
+    assert e is not None and e.code() is grpc.StatusCode.INVALID_ARGUMENT, e
+    raw = dict(e.trailing_metadata())["explain-error-field"]
+    assert raw.isascii() and urllib.parse.unquote(raw) == "params.naïve_é"
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_param_is_invalid_argument_naming_it(tiny, value):
+    from google.protobuf import struct_pb2
+
+    params = struct_pb2.Struct()
+    params.update({"n_steps": value})
+    req = _request(algorithm="IntegratedGradients", params=params)
+    _, e = run(_unary(HandlerUpstream(*tiny), "Explain", req.SerializeToString()))
+    assert e is not None and e.code() is grpc.StatusCode.INVALID_ARGUMENT, e
+    assert dict(e.trailing_metadata())["explain-error-field"] == "params.n_steps"
+    h, d = tiny
+    ctx = Context(d, [{"explain": "True"}])
+    body = ('{"inputs": %s, "algorithm": "IntegratedGradients", "params": {"n_steps": %s}}'
+            % (json_format.MessageToJson(req.inputs, indent=None),
+               {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}[str(value)]))
+    rest = json.loads(h.handle([{"body": body.encode()}], ctx)[0])
+    assert ctx.status[0][0] == 400 and rest["field"] == "params.n_steps"

@@ -1,0 +1,275 @@
+"""TorchServe in a run directory: config.properties, a quiet log4j2 config, logs/, tmp/ (Java
+temp, worker sockets, unpacked models, the pid file), key_file.json (token auth) and ports.json;
+start, readiness, stop, and the instance's own process tree (frontend and worker pids). Two
+instances with different run directories never share a port, a socket or a file."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+
+import yaml
+
+from . import procs
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+TOKEN_EXPIRATION_MIN = 60.0  # TorchServe 0.12's default lifetime of the inference/management keys
+# "worker" comes last: TorchServe numbers worker ports upwards from it.
+PORT_NAMES = ("inference", "management", "metrics", "grpc_inference", "grpc_management",
+              "gateway", "explorer", "worker")  # worker last: TorchServe counts up from it
+
+LOG4J2 = """<?xml version="1.0" encoding="UTF-8"?>
+<Configuration status="WARN">
+  <Appenders>
+    <File name="ts_log" fileName="{logs}/ts_log.log" append="true">
+      <PatternLayout pattern="%d{{ISO8601}} [%-5p] %t %c - %m%n"/>
+    </File>
+    <File name="model_log" fileName="{logs}/model_log.log" append="true">
+      <PatternLayout pattern="%d{{ISO8601}} [%-5p] %m%n"/>
+    </File>
+  </Appenders>
+  <Loggers>
+    <Logger name="ACCESS_LOG" level="off"/>
+    <Logger name="TS_METRICS" level="off"/>
+    <Logger name="MODEL_METRICS" level="off"/>
+    <Logger name="io.netty" level="error"/>
+    <Logger name="org.apache" level="off"/>
+    <Logger name="MODEL_LOG" level="warn" additivity="false"><AppenderRef ref="model_log"/></Logger>
+    <Logger name="org.pytorch.serve" level="warn" additivity="false">
+      <AppenderRef ref="ts_log"/>
+    </Logger>
+    <Root level="warn"><AppenderRef ref="ts_log"/></Root>
+  </Loggers>
+</Configuration>
+"""
+
+
+@dataclass
+class Server:
+    """A TorchServe instance started by this module."""
+
+    run_dir: pathlib.Path
+    ports: dict[str, int]
+    models: dict[str, dict] = field(default_factory=dict)  # name -> spec.yaml mapping
+    auth: bool = True
+    token_expiration_min: float = TOKEN_EXPIRATION_MIN
+
+    @property
+    def inference_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['inference']}"
+
+    @property
+    def management_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['management']}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['metrics']}"
+
+    @property
+    def key_file(self) -> pathlib.Path:
+        return self.run_dir / "key_file.json"
+
+    def key(self, kind: str = "inference") -> str | None:
+        """The current token (``inference`` or ``management``), or None with auth off."""
+        if not self.auth:
+            return None
+        data = json.loads(self.key_file.read_text())
+        entry = data.get(kind, {})
+        return entry.get("key") if isinstance(entry, dict) else entry
+
+    def headers(self, kind: str = "inference") -> dict[str, str]:
+        key = self.key(kind)
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def env(self) -> dict[str, str]:
+        return server_env(self.run_dir)
+
+    def frontend_pid(self) -> int | None:
+        return frontend_pid(self.run_dir)
+
+    def worker_pids(self) -> dict[str, list[int]]:
+        """Each model's worker pids as TorchServe's management API reports them, each checked
+        to be a descendant of this instance's frontend (never another instance's process)."""
+        front = self.frontend_pid()
+        if front is None:
+            return {}
+        mine = set(procs.descendants(front))
+        out: dict[str, list[int]] = {}
+        for name in self.models:
+            code, body = _get(f"{self.management_url}/models/{name}", self.headers("management"))
+            if code != 200:
+                continue
+            pids = [int(w["pid"]) for w in json.loads(body)[0].get("workers", []) if w.get("pid")]
+            out[name] = [p for p in pids if p in mine]
+        return out
+
+
+def server_env(run_dir: pathlib.Path) -> dict[str, str]:
+    env = dict(os.environ)
+    tmp = str(run_dir / "tmp")
+    env.update(TMPDIR=tmp, TEMP=tmp, TMP=tmp, LOG_LOCATION=str(run_dir / "logs"),
+               METRICS_LOCATION=str(run_dir / "logs"))
+    bin_dir = str(pathlib.Path(sys.executable).parent)
+    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def read_spec(mar: pathlib.Path) -> dict:
+    with zipfile.ZipFile(mar) as z:
+        return yaml.safe_load(z.read("spec.yaml"))
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct ports that are free now (held open together, so never the same)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def choose_ports(port_base: int | None) -> dict[str, int]:
+    if port_base:
+        return {name: port_base + i for i, name in enumerate(PORT_NAMES)}
+    ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES))))
+    return ports
+
+
+def frontend_pid(run_dir: pathlib.Path) -> int | None:
+    """The pid of this run directory's TorchServe frontend (Java), if it runs."""
+    pid_file = run_dir / "tmp" / ".model_server.pid"
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if procs.alive(pid) else None
+
+
+def _pid_alive(run_dir: pathlib.Path) -> bool:
+    return frontend_pid(run_dir) is not None
+
+
+def write_config(run_dir: pathlib.Path, store: pathlib.Path, mars: list[pathlib.Path],
+                 ports: dict[str, int], auth: bool, workers: int,
+                 token_expiration_min: float = TOKEN_EXPIRATION_MIN) -> dict[str, dict]:
+    specs = {}
+    models_cfg = {}
+    for mar in mars:
+        spec = read_spec(mar)
+        name = spec["name"]
+        specs[name] = spec
+        batch = spec.get("batch") or {}
+        models_cfg[name] = {str(spec.get("version", "1.0")): {
+            "defaultVersion": True, "marName": mar.name, "minWorkers": workers,
+            "maxWorkers": workers, "batchSize": int(batch.get("batch_size", 1)),
+            "maxBatchDelay": int(batch.get("max_batch_delay_ms", 10)), "responseTimeout": 120}}
+    logs = run_dir / "logs"
+    (run_dir / "log4j2.xml").write_text(LOG4J2.format(logs=logs))
+    lines = {
+        "inference_address": f"http://127.0.0.1:{ports['inference']}",
+        "management_address": f"http://127.0.0.1:{ports['management']}",
+        "metrics_address": f"http://127.0.0.1:{ports['metrics']}",
+        "grpc_inference_address": "127.0.0.1",
+        "grpc_inference_port": ports["grpc_inference"],
+        "grpc_management_address": "127.0.0.1",
+        "grpc_management_port": ports["grpc_management"],
+        "initial_worker_port": ports["worker"],
+        "model_store": str(store),
+        "load_models": ",".join(m.name for m in mars),
+        "models": json.dumps(models_cfg),
+        "default_workers_per_model": workers,
+        "install_py_dep_per_model": "false",
+        "disable_token_authorization": "false" if auth else "true",
+        "token_expiration_min": token_expiration_min,
+        "enable_model_api": "false",
+        "metrics_mode": "prometheus",
+        "model_metrics_auto_detect": "true",
+        "async_logging": "true",
+        "max_request_size": 16 * 1024 * 1024,  # the runtime's max_body_bytes is the real limit
+        "max_response_size": 64 * 1024 * 1024,
+        "vmargs": f"-Xmx512m -XX:+UseSerialGC -Dlog4j.configurationFile=file://{run_dir}/log4j2.xml",
+    }
+    text = "".join(f"{k}={v}\n" for k, v in lines.items())
+    (run_dir / "config.properties").write_text(text)
+    (run_dir / "ports.json").write_text(json.dumps(ports, indent=2))
+    return specs
+
+
+def _get(url: str, headers: dict[str, str], timeout: float = 5.0) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def wait_ready(server: Server, timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    pending = set(server.models)
+    while pending:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"TorchServe models not ready after {timeout:.0f} s: "
+                               f"{sorted(pending)}; see {server.run_dir / 'logs'}")
+        for name in sorted(pending):
+            try:
+                if server.auth and not server.key_file.is_file():
+                    break
+                code, body = _get(f"{server.management_url}/models/{name}",
+                                  server.headers("management"))
+            except (urllib.error.URLError, ConnectionError, OSError, ValueError):
+                break
+            if code == 200:
+                workers = json.loads(body)[0].get("workers", [])
+                if workers and all(w.get("status") == "READY" for w in workers):
+                    pending.discard(name)
+        time.sleep(0.5)
+
+
+
+
+def start_torchserve(store: pathlib.Path, run_dir: pathlib.Path, mars: list[pathlib.Path],
+                     auth: bool, ports: dict[str, int], workers: int,
+                     token_expiration_min: float) -> Server:
+    """Writes the run directory's config and starts TorchServe detached (not yet ready)."""
+    for sub in ("logs", "tmp", "examples"):
+        (run_dir / sub).mkdir(parents=True, exist_ok=True)
+    (run_dir / "key_file.json").unlink(missing_ok=True)
+    specs = write_config(run_dir, store, mars, ports, auth, workers, token_expiration_min)
+    server = Server(run_dir, ports, specs, auth, token_expiration_min)
+    cmd = ["torchserve", "--start", "--ncs", "--model-store", str(store),
+           "--ts-config", str(run_dir / "config.properties")]
+    if not auth:
+        cmd.append("--disable-token-auth")
+    # umask 077: key_file.json (and everything else TorchServe writes) is never readable by
+    # others, also in the moment between TorchServe creating the file and chmod-ing it.
+    with open(run_dir / "logs" / "torchserve.out", "ab") as out:
+        subprocess.run(cmd, cwd=run_dir, env=server.env(), stdout=out, stderr=out,
+                       stdin=subprocess.DEVNULL, check=True, umask=0o077)
+    return server
+
+
+def stop_torchserve(run_dir: pathlib.Path, timeout: float = 30.0) -> None:
+    if not (run_dir / "tmp").is_dir():
+        return
+    with open(run_dir / "logs" / "torchserve.out", "ab") as out:
+        subprocess.run(["torchserve", "--stop"], cwd=run_dir, env=server_env(run_dir),
+                       stdout=out, stderr=out, stdin=subprocess.DEVNULL, check=False)
+    deadline = time.monotonic() + timeout
+    while _pid_alive(run_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
