@@ -152,7 +152,7 @@ def test_concurrent_mixed_requests_get_their_own_kind(server):
     for kind, r in results:
         assert r.status_code == 200, r.text
         body = r.json()
-        assert bool(body["explanations"]) == (kind == "explanations")
+        assert bool(body.get("explanations")) == (kind == "explanations")
         if kind == "explanations":
             fused.append(body["timings"].get("fusedGroupSize", 0))
     assert max(fused) >= 2, f"no explanation was fused: {fused}"
