@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 
 from .request import Feature
@@ -27,19 +30,51 @@ def top_features(attr: np.ndarray, shown: np.ndarray, names: list[str], k: int) 
     return [Feature(names[i], float(shown[i]), float(flat[i])) for i in order]
 
 
-def reasons(attr: np.ndarray, shown: np.ndarray, spec: ModelSpec, limit: int) -> list[str]:
-    """Reasons from the spec's templates, for features that are present (non-zero input) and
-    push the target up, strongest first."""
+# Algorithms whose attributions are magnitudes (a sign that says nothing about the direction in
+# which a feature moved the score), as a function of the request's params.
+# TODO(table): move to the algorithm table entry (`signed` / `signed_of`) once it has a folder.
+_UNSIGNED = {
+    "Saliency": lambda p: True,  # |gradient| by default, and a gradient is no contribution
+    "NoiseTunnel": lambda p: p.get("nt_type") in ("smoothgrad_sq", "vargrad")
+    or not is_signed(str(p.get("base", "Saliency")), {}),
+}
+
+
+def is_signed(algorithm: str, params: Mapping[str, Any]) -> bool:
+    """Whether ``algorithm``'s attributions carry a direction: > 0 raised the target's score
+    relative to the baseline, < 0 lowered it."""
+    unsigned = _UNSIGNED.get(algorithm)
+    return unsigned is None or not unsigned(params)
+
+
+def unsigned_note(algorithm: str) -> str:
+    return (f"no reasons: {algorithm} with these params gives unsigned attributions "
+            "(magnitudes), which cannot say whether a feature raised the score")
+
+
+def reasons(attr: np.ndarray, shown: np.ndarray, x: np.ndarray, reference: np.ndarray | None,
+            spec: ModelSpec, limit: int) -> list[str]:
+    """Reasons from the spec's templates, strongest first, for features that
+
+    - are present in the input (the caller sent a non-zero value),
+    - are more present than in the baseline the attribution was measured from (``x`` is the
+      model-space input, ``reference`` the baseline row or the mean of a reference set, both
+      ``(numel,)``; None for methods without a baseline, compared with zeros), and
+    - push the target's score up (attribution > 0).
+
+    A feature that helps only by being *absent* (below the baseline) gives no reason.
+    """
     if not spec.reasons or spec.input_kind is not InputKind.TABULAR:
         return []
     flat = attr.reshape(-1)
     if flat.shape[0] != len(spec.feature_names):
         return []
+    ref = np.zeros_like(x) if reference is None else reference
     out: list[str] = []
     for i in np.argsort(-flat, kind="stable"):
         if flat[i] <= 0 or len(out) >= limit:
             break
-        if shown[i] == 0:
+        if shown[i] == 0 or not x[i] > ref[i]:
             continue
         name = spec.feature_names[i]
         for rule in spec.reasons:
@@ -49,3 +84,28 @@ def reasons(attr: np.ndarray, shown: np.ndarray, spec: ModelSpec, limit: int) ->
                     out.append(text)
                 break
     return out
+
+
+# Methods whose attributions sum, over the perturbation's feature groups, to the output
+# difference (efficiency): Shapley value sampling exactly (each permutation's marginal
+# contributions telescope), Kernel SHAP up to its 1e6-weighted full and empty coalitions.
+_GROUP_EFFICIENT = ("ShapleyValueSampling", "KernelShap")
+
+
+def approximation_error(algorithm: str, completeness: bool, params: Mapping[str, Any],
+                        attr: np.ndarray, x: Any, difference: float) -> float | None:
+    """sum(attributions) - (f(x) - f(baseline)) where the method has a sum rule, else None.
+
+    ``attr`` is one target's ``(*shape)`` attributions, ``x`` the ``(1, *shape)`` input tensor
+    and ``difference`` the output difference. For the group-efficient perturbation methods the
+    sum runs over feature groups (each element carries its group's value), so every element
+    counts 1 / (size of its group)."""
+    if completeness:
+        return float(attr.sum() - difference)
+    if algorithm not in _GROUP_EFFICIENT:
+        return None
+    from .algorithms.perturbation import feature_mask  # the perturbation entries' masks
+
+    mask = feature_mask(x, int(params.get("superpixel", 1))).reshape(-1).cpu().numpy()  # (numel,)
+    sizes = np.bincount(mask)[mask]                                                    # (numel,)
+    return float((attr.reshape(-1) / sizes).sum() - difference)

@@ -145,6 +145,7 @@ class TargetExplanation:
     top_features: list[Feature] = field(default_factory=list)
     heatmap_png: bytes | None = None
     reasons: list[str] = field(default_factory=list)
+    reasons_note: str = ""  # why reasons is empty (an unsigned method), else ""
 
 
 @dataclass

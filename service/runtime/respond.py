@@ -59,12 +59,16 @@ class Responder:
             inst = float(logits[t])
             base = (float(i.baseline.outputs[:, t].double().mean())
                     if i.baseline is not None else 0.0)
-            err = (float(a_np.sum() - (inst - base))
-                   if entry.completeness and i.baseline is not None else None)
+            err = (postprocess.approximation_error(entry.name, entry.completeness, i.params,
+                                                   a_np, i.x, inst - base)
+                   if i.baseline is not None else None)
             if not (math.isfinite(base) and (err is None or math.isfinite(err))):
                 raise InvalidInput("baseline", "the model's output on the baseline is not "
                                    "finite")
             same_shape = a_np.size == len(self.names)
+            signed = postprocess.is_signed(entry.name, i.params)
+            why = (postprocess.unsigned_note(entry.name)
+                   if req.outputs.reasons and spec.reasons and not signed else "")
             out.append(TargetExplanation(
                 target=t, label=self.label(t),
                 attributions=a.cpu().float().numpy() if req.outputs.attributions else None,
@@ -72,8 +76,10 @@ class Responder:
                 top_features=(postprocess.top_features(a_np, i.shown, self.names, k_feat)
                               if same_shape else []),
                 heatmap_png=heatmap_png(a_np) if req.outputs.heatmap else None,
-                reasons=(postprocess.reasons(a_np, i.shown, spec, max(k_feat, 1))
-                         if req.outputs.reasons and same_shape else [])))
+                reasons=(postprocess.reasons(a_np, i.shown, _flat(i.x), _reference(i),
+                                             spec, max(k_feat, 1))
+                         if req.outputs.reasons and same_shape and signed else []),
+                reasons_note=why))
         return out
 
     def respond(self, i: WorkItem) -> Response:
@@ -90,3 +96,16 @@ class Responder:
                         request_id=req.request_id,
                         algorithm=(i.entry.name if i.entry is not None else ""),
                         prediction=prediction, explanations=explanations, timings=i.timings)
+
+
+def _flat(t: Tensor) -> np.ndarray:
+    return t.detach().reshape(-1).cpu().double().numpy()
+
+
+def _reference(i: WorkItem) -> np.ndarray | None:
+    """The baseline the attributions were measured from, (numel,): its row, or the mean of a
+    reference set's rows; None for methods without a baseline."""
+    if i.baseline is None:
+        return None
+    b = i.baseline.tensor
+    return _flat(b.reshape(b.shape[0], -1).double().mean(0))

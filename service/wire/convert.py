@@ -351,7 +351,7 @@ def response_to_proto(r: Response) -> pb.ExplainResponse:
     for e in r.explanations:
         te = out.explanations.add(
             target=e.target, label=e.label, instance_output=e.instance_output,
-            baseline_output=e.baseline_output, reasons=e.reasons,
+            baseline_output=e.baseline_output, reasons=e.reasons, reasons_note=e.reasons_note,
             top_features=[pb.Feature(name=f.name, value=f.value, attribution=f.attribution)
                           for f in e.top_features])
         if e.attributions is not None:
@@ -391,18 +391,36 @@ def response_from_proto(m: pb.ExplainResponse) -> Response:
         approximation_error=(e.approximation_error if e.HasField("approximation_error")
                              else None),
         top_features=[Feature(f.name, f.value, f.attribution) for f in e.top_features],
-        heatmap_png=e.heatmap_png or None, reasons=list(e.reasons)) for e in m.explanations]
+        heatmap_png=e.heatmap_png or None, reasons=list(e.reasons),
+        reasons_note=e.reasons_note) for e in m.explanations]
     timings = Timings(**{f: getattr(m.timings, f) for f in vars(Timings())})
     return Response(model=m.model, model_version=m.model_version, request_id=m.request_id,
                     algorithm=m.algorithm, prediction=prediction, explanations=explanations,
                     timings=timings)
 
 
+# Fields that mean nothing in an answer without explanations (/predictions), and fields of an
+# explanation that are left out when empty (reasonsNote: only set when reasons were withheld).
+_EXPLAIN_ONLY = ("algorithm", "explanations")
+_EXPLAIN_ONLY_TIMINGS = ("explainMs", "fusedGroupSize", "baselineCacheHit")
+_OMIT_WHEN_EMPTY = ("reasonsNote",)
+
+
 def response_to_json(r: Response) -> str:
-    # Fields at their default (index 0, ...) are printed too: still the canonical mapping, and
-    # clearer to read than an absent field.
-    return json_format.MessageToJson(response_to_proto(r), indent=None,
-                                     always_print_fields_with_no_presence=True)
+    """The protobuf-JSON answer. Fields at their default (index 0, ...) are printed too: still
+    the canonical mapping, and clearer to read than an absent field; but a prediction answer
+    carries no explanation fields, and an explanation no empty note."""
+    d = json_format.MessageToDict(response_to_proto(r), always_print_fields_with_no_presence=True)
+    if not r.explanations and not r.algorithm:
+        for k in _EXPLAIN_ONLY:
+            d.pop(k, None)
+        for k in _EXPLAIN_ONLY_TIMINGS:
+            d.get("timings", {}).pop(k, None)
+    for e in d.get("explanations", []):
+        for k in _OMIT_WHEN_EMPTY:
+            if not e.get(k):
+                e.pop(k, None)
+    return json.dumps(d, ensure_ascii=False)
 
 
 def response_from_json(text: str | bytes) -> pb.ExplainResponse:

@@ -89,7 +89,7 @@ def test_bundled_model_predicts_and_explains(server, model):
     pred = p.json()["prediction"]
     assert pred.get("index", 0) == int(want_logits.argmax())
     assert pred["label"] == spec.class_names[int(want_logits.argmax())]
-    assert p.json()["explanations"] == []
+    assert not {"explanations", "algorithm"} & set(p.json())
     params = {"n_steps": 8} if model == "resnet18" else {}
     e = post(server, "explanations", model, tensor_body(x, params=params,
                                                          outputs={"topFeatures": 3}))
@@ -152,7 +152,7 @@ def test_concurrent_mixed_requests_get_their_own_kind(server):
     for kind, r in results:
         assert r.status_code == 200, r.text
         body = r.json()
-        assert bool(body["explanations"]) == (kind == "explanations")
+        assert bool(body.get("explanations")) == (kind == "explanations")
         if kind == "explanations":
             fused.append(body["timings"].get("fusedGroupSize", 0))
     assert max(fused) >= 2, f"no explanation was fused: {fused}"

@@ -220,8 +220,9 @@ def test_non_finite_param_is_invalid_argument_naming_it(tiny, value):
     assert dict(e.trailing_metadata())["explain-error-field"] == "params.n_steps"
     h, d = tiny
     ctx = Context(d, [{"explain": "True"}])
-    body = ('{"inputs": %s, "algorithm": "IntegratedGradients", "params": {"n_steps": %s}}'
-            % (json_format.MessageToJson(req.inputs, indent=None),
-               {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}[str(value)]))
+    literal = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}[str(value)]
+    inputs = json_format.MessageToJson(req.inputs, indent=None)
+    body = (f'{{"inputs": {inputs}, "algorithm": "IntegratedGradients", '
+            f'"params": {{"n_steps": {literal}}}}}')
     rest = json.loads(h.handle([{"body": body.encode()}], ctx)[0])
     assert ctx.status[0][0] == 400 and rest["field"] == "params.n_steps"

@@ -336,7 +336,8 @@ def test_tabular_top_features_and_reasons(tab):
     assert [f.value for f in e.top_features] == [feats[names[i]] for i in order]
     expected = []
     for i in np.argsort(-want):
-        if want[i] > 0 and feats[names[i]] != 0 and names[i] != "age":
+        # present, above the (zeros) baseline in model space, and pushing the target up
+        if want[i] > 0 and feats[names[i]] != 0 and scaled[i] > 0 and names[i] != "age":
             kind, title = names[i].split(":")
             expected.append(f"because you watched {title}" if kind == "watched"
                             else f"because you like {title}")
@@ -377,3 +378,30 @@ def test_rows_budget_slices_methods_that_do_not_chunk(image_dir):
         want = Saliency(model).attribute(torch.from_numpy(x)[None],
                                          target=r.explanations[0].target)
         np.testing.assert_allclose(r.explanations[0].attributions, want[0].numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize(("algorithm", "superpixel"), [
+    ("ShapleyValueSampling", 1), ("ShapleyValueSampling", 4), ("KernelShap", 3)])
+def test_group_efficient_methods_report_their_sum_rule(ex, algorithm, superpixel):
+    """Shapley value sampling and Kernel SHAP sum, over feature groups (superpixels), to the
+    output difference; the served error sums each group once (its elements share its value)."""
+    x = xs(1, seed=3)[0]
+    params = {"superpixel": superpixel, "n_samples": 8 if algorithm == "ShapleyValueSampling"
+              else 64, "seed": 2}
+    e = ok(ex.run([req(x, algorithm=algorithm, params=params)])[0]).explanations[0]
+    # The oracle: the model's own outputs, group sums read from the returned map by hand.
+    a = e.attributions.reshape(1, 8, 8)
+    groups = {}
+    for r in range(8):
+        for c in range(8):
+            groups.setdefault((r // superpixel, c // superpixel), a[0, r, c])
+    diff = e.instance_output - e.baseline_output
+    assert abs(diff) > 1e-3
+    assert e.approximation_error == pytest.approx(sum(groups.values()) - diff, abs=1e-6)
+    assert abs(e.approximation_error) < 1e-4 * max(1.0, abs(diff))
+
+
+@pytest.mark.parametrize("algorithm", ["Lime", "FeatureAblation", "Occlusion", "Saliency"])
+def test_methods_without_a_sum_rule_report_no_error(ex, algorithm):
+    e = ok(ex.run([req(xs(1)[0], algorithm=algorithm)])[0]).explanations[0]
+    assert e.approximation_error is None

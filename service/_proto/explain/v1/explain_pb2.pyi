@@ -187,7 +187,7 @@ class Feature(_message.Message):
     def __init__(self, name: _Optional[str] = ..., value: _Optional[float] = ..., attribution: _Optional[float] = ...) -> None: ...
 
 class TargetExplanation(_message.Message):
-    __slots__ = ("target", "label", "attributions", "instance_output", "baseline_output", "approximation_error", "top_features", "heatmap_png", "reasons")
+    __slots__ = ("target", "label", "attributions", "instance_output", "baseline_output", "approximation_error", "top_features", "heatmap_png", "reasons", "reasons_note")
     TARGET_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
@@ -197,6 +197,7 @@ class TargetExplanation(_message.Message):
     TOP_FEATURES_FIELD_NUMBER: _ClassVar[int]
     HEATMAP_PNG_FIELD_NUMBER: _ClassVar[int]
     REASONS_FIELD_NUMBER: _ClassVar[int]
+    REASONS_NOTE_FIELD_NUMBER: _ClassVar[int]
     target: int
     label: str
     attributions: Tensor
@@ -206,7 +207,8 @@ class TargetExplanation(_message.Message):
     top_features: _containers.RepeatedCompositeFieldContainer[Feature]
     heatmap_png: bytes
     reasons: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, target: _Optional[int] = ..., label: _Optional[str] = ..., attributions: _Optional[_Union[Tensor, _Mapping]] = ..., instance_output: _Optional[float] = ..., baseline_output: _Optional[float] = ..., approximation_error: _Optional[float] = ..., top_features: _Optional[_Iterable[_Union[Feature, _Mapping]]] = ..., heatmap_png: _Optional[bytes] = ..., reasons: _Optional[_Iterable[str]] = ...) -> None: ...
+    reasons_note: str
+    def __init__(self, target: _Optional[int] = ..., label: _Optional[str] = ..., attributions: _Optional[_Union[Tensor, _Mapping]] = ..., instance_output: _Optional[float] = ..., baseline_output: _Optional[float] = ..., approximation_error: _Optional[float] = ..., top_features: _Optional[_Iterable[_Union[Feature, _Mapping]]] = ..., heatmap_png: _Optional[bytes] = ..., reasons: _Optional[_Iterable[str]] = ..., reasons_note: _Optional[str] = ...) -> None: ...
 
 class Timings(_message.Message):
     __slots__ = ("preprocess_ms", "predict_ms", "explain_ms", "postprocess_ms", "total_ms", "fused_group_size", "baseline_cache_hit")

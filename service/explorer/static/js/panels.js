@@ -237,6 +237,8 @@ export class Panel {
       }
       if ((e.reasons || []).length) {
         parts.push(h("ul", { class: "reasons" }, e.reasons.map((r) => h("li", {}, r))));
+      } else if (e.reasonsNote) {
+        parts.push(h("p", { class: "reasons-note" }, e.reasonsNote));  // e.g. an unsigned method
       }
       parts.push(numbers(e, answer.timings || {}, roundTripMs));
       if (e.metrics && Object.keys(e.metrics).length) parts.push(metricsTable(e.metrics));
