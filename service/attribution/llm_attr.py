@@ -246,6 +246,7 @@ class LLMAttribution(BaseLLMAttribution):
         ``perturbed_tensor``: ``(k, n_itp)``. Returns ``(k, 1 + n_target)`` (sequence score,
         then per token) for the per-token methods, else ``(k,)``.
         """
+        target_tokens = torch.as_tensor(target_tokens, dtype=torch.long, device=self.device)
         if perturbed_tensor is None or perturbed_tensor.size(0) == 1:
             rows: list[Tensor | None] = [perturbed_tensor]
         else:
@@ -305,7 +306,8 @@ class LLMAttribution(BaseLLMAttribution):
         for _ in range(num_trials):
             cur = self.attr_method.attribute(
                 inp.to_tensor().to(self.device),
-                additional_forward_args=(inp, target_tokens, use_cached_outputs,
+                # the target as a list: methods expand tensor arguments along the batch
+                additional_forward_args=(inp, target_tokens.tolist(), use_cached_outputs,
                                          _inspect_forward, forward_in_tokens),
                 **kwargs)
             attr += cur.reshape(attr.shape).to(attr)           # (n_rows, n_itp)
@@ -332,6 +334,7 @@ class _GradientForward(nn.Module):
     def forward(self, perturbed_tensor: Tensor, inp: InterpretableInput, target_tokens: Tensor,
                 cur_target_idx: int) -> Tensor:
         owner = self.owner[0]
+        target_tokens = torch.as_tensor(target_tokens, dtype=torch.long, device=owner.device)
         ids = owner._format_model_input(inp.to_model_input(perturbed_tensor))["input_ids"]
         if cur_target_idx:                                     # (batch, n_prompt + idx)
             before = target_tokens[:cur_target_idx].to(ids.device).expand(ids.size(0), -1)
@@ -366,7 +369,7 @@ class LLMGradientAttribution(BaseLLMAttribution):
         rows = []
         for idx in range(target_tokens.numel()):
             a = self.attr_method.attribute(
-                attr_inp, additional_forward_args=(inp, target_tokens, idx), **kwargs)
+                attr_inp, additional_forward_args=(inp, target_tokens.tolist(), idx), **kwargs)
             a = a.detach()                                             # (1, n_prompt + idx, d)
             if idx:
                 a = a[:, :-idx]                                        # drop the answer prefix
