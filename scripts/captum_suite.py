@@ -5,8 +5,8 @@
 PATH is a checkout of the captum repository (its ``tests/`` folder; the pip sdist has none).
 Every public ``captum.attr`` class is swapped for ``service.attribution``'s of the same name by
 ``scripts/captum_shim.py`` (a class we lack raises). The files run are captum's gradient,
-perturbation, layer, neuron, summarizer and metrics tests; the LLM/interpretable-input tests
-(their own issue) and captum's internal utilities are left out (``EXCLUDED``).
+perturbation, layer, neuron, summarizer and metrics tests; the LLM tests
+(half remote-provider) and captum's internal utilities are left out (``EXCLUDED``).
 Nothing of captum's is copied into this repository.
 """
 
@@ -22,13 +22,11 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DIRS = ("tests/attr", "tests/attr/layer", "tests/attr/neuron", "tests/attr/models", "tests/metrics")
 EXCLUDED = {
-    "test_llm_attr.py": "LLM family: its own issue",
+    "test_llm_attr.py": "half of it is RemoteLLMAttribution/VLLMProvider (serving, not in the engine)",
     "test_llm_attr_hf_compatibility.py": "LLM family: its own issue",
-    "test_interpretable_input.py": "LLM family's inputs: its own issue",
     "test_approximation_methods.py": "captum-internal quadrature helpers, not public classes",
     "test_utils_batching.py": "captum-internal batching helpers",
     "test_data_parallel.py": "needs CUDA devices",
-    "test_baselines.py": "ProductBaselines belongs to the LLM family: its own issue",
 }
 
 

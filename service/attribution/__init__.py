@@ -150,3 +150,26 @@ __all__ += [
     "Alpha1_Beta0_Rule",
     "IdentityRule",
 ]
+
+# isort: split
+# LLM attribution and interpretable inputs
+from .interpretable_input import (  # noqa: E402
+    ImageMaskInput,
+    InterpretableInput,
+    TextTemplateInput,
+    TextTokenInput,
+)
+from .llm_attr import LLMAttribution, LLMGradientAttribution  # noqa: E402
+from .llm_result import LLMAttributionResult  # noqa: E402
+from .product_baselines import ProductBaselines  # noqa: E402
+
+__all__ += [
+    "LLMAttribution",
+    "LLMGradientAttribution",
+    "LLMAttributionResult",
+    "InterpretableInput",
+    "TextTemplateInput",
+    "TextTokenInput",
+    "ImageMaskInput",
+    "ProductBaselines",
+]
