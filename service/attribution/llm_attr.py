@@ -227,8 +227,11 @@ class LLMAttribution(BaseLLMAttribution):
         for token in target:
             if cached:
                 if outputs is not None:
-                    kwargs = self.model._update_model_kwargs_for_generation(outputs, kwargs)
-                outputs = self.model(**self.model.prepare_inputs_for_generation(ids, **kwargs))
+                    # Hugging Face's generation helpers (duck-typed: nn.Module's __getattr__)
+                    update: Any = self.model._update_model_kwargs_for_generation
+                    kwargs = update(outputs, kwargs)
+                prepare: Any = self.model.prepare_inputs_for_generation
+                outputs = self.model(**prepare(ids, **kwargs))
             else:
                 kwargs["attention_mask"] = torch.ones_like(ids)
                 outputs = self.model(input_ids=ids, **kwargs)

@@ -110,7 +110,7 @@ class LLMAttributionResult:
         plt.setp(ax.get_xticklabels(), rotation=-30, ha="right", rotation_mode="anchor")
         for i in range(data.shape[0]):
             for j in range(data.shape[1]):
-                shade = im.norm(data[i, j])
+                shade = float(im.norm(data[i, j]))  # type: ignore[arg-type]
                 ax.text(j, i, f"{data[i, j]:.4f}", ha="center", va="center",
                         color="black" if 0.2 < shade < 0.8 else "white")
         fig.set_facecolor("white")
