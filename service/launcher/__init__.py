@@ -69,7 +69,8 @@ def _start_supervisor(server: Server, gateway: bool) -> int:
 def start(store: pathlib.Path, run_dir: pathlib.Path, models: list[str] | None = None,
           auth: bool = True, port_base: int | None = None, workers: int = 1,
           timeout: float = 300.0, gateway: bool = True,
-          token_expiration_min: float = TOKEN_EXPIRATION_MIN, explorer: bool = False) -> Server:
+          token_expiration_min: float = TOKEN_EXPIRATION_MIN, explorer: bool = False,
+          access_log: bool = False) -> Server:
     """Start TorchServe with ``store``'s archives (all, or ``models``) and wait until ready;
     then the supervisor (with ``gateway``, it runs the gRPC Explainer gateway in front of
     TorchServe; with ``auth``, it renews the keys) and wait until the gateway serves; with
@@ -91,7 +92,7 @@ def start(store: pathlib.Path, run_dir: pathlib.Path, models: list[str] | None =
     if not mars:
         raise FileNotFoundError(f"no .mar archives in {store}; run `make models`")
     server = start_torchserve(store, run_dir, mars, auth, choose_ports(port_base), workers,
-                              token_expiration_min)
+                              token_expiration_min, access_log)
     try:
         wait_ready(server, timeout)
         if gateway or auth:

@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--workers", type=int, default=1)
         p.add_argument("--gateway", choices=("on", "off"), default="on",
                        help="also start the gRPC Explainer gateway (default on)")
+        p.add_argument("--access-log", choices=("on", "off"), default="off",
+                       help="TorchServe's access log in logs/access_log.log (default off)")
         p.add_argument("--explorer", choices=("on", "off"), default="on",
                        help="also start the explorer page on 127.0.0.1 (default on)")
         p.add_argument("--token-expiration-min", type=float, default=TOKEN_EXPIRATION_MIN,
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         server = start(store, run_dir, models, auth=a.auth == "on",
                        port_base=a.port_base or None, workers=a.workers,
                        gateway=a.gateway == "on", token_expiration_min=a.token_expiration_min,
-                       explorer=a.explorer == "on")
+                       explorer=a.explorer == "on", access_log=a.access_log == "on")
     except (RuntimeError, ValueError, FileNotFoundError, TimeoutError,
             subprocess.CalledProcessError) as e:
         print(f"make serve: {e}", file=sys.stderr)

@@ -36,9 +36,12 @@ LOG4J2 = """<?xml version="1.0" encoding="UTF-8"?>
     <File name="model_log" fileName="{logs}/model_log.log" append="true">
       <PatternLayout pattern="%d{{ISO8601}} [%-5p] %m%n"/>
     </File>
+    <File name="access_log" fileName="{logs}/access_log.log" append="true">
+      <PatternLayout pattern="%d{{ISO8601}} - %m%n"/>
+    </File>
   </Appenders>
   <Loggers>
-    <Logger name="ACCESS_LOG" level="off"/>
+    <Logger name="ACCESS_LOG" level="{access}" additivity="false"><AppenderRef ref="access_log"/></Logger>
     <Logger name="TS_METRICS" level="off"/>
     <Logger name="MODEL_METRICS" level="off"/>
     <Logger name="io.netty" level="error"/>
@@ -166,7 +169,8 @@ def _pid_alive(run_dir: pathlib.Path) -> bool:
 
 def write_config(run_dir: pathlib.Path, store: pathlib.Path, mars: list[pathlib.Path],
                  ports: dict[str, int], auth: bool, workers: int,
-                 token_expiration_min: float = TOKEN_EXPIRATION_MIN) -> dict[str, dict]:
+                 token_expiration_min: float = TOKEN_EXPIRATION_MIN,
+                 access_log: bool = False) -> dict[str, dict]:
     specs = {}
     models_cfg = {}
     for mar in mars:
@@ -179,7 +183,7 @@ def write_config(run_dir: pathlib.Path, store: pathlib.Path, mars: list[pathlib.
             "maxWorkers": workers, "batchSize": int(batch.get("batch_size", 1)),
             "maxBatchDelay": int(batch.get("max_batch_delay_ms", 10)), "responseTimeout": 120}}
     logs = run_dir / "logs"
-    (run_dir / "log4j2.xml").write_text(LOG4J2.format(logs=logs))
+    (run_dir / "log4j2.xml").write_text(LOG4J2.format(logs=logs, access="info" if access_log else "off"))
     lines = {
         "inference_address": f"http://127.0.0.1:{ports['inference']}",
         "management_address": f"http://127.0.0.1:{ports['management']}",
@@ -245,12 +249,13 @@ def wait_ready(server: Server, timeout: float = 300.0) -> None:
 
 def start_torchserve(store: pathlib.Path, run_dir: pathlib.Path, mars: list[pathlib.Path],
                      auth: bool, ports: dict[str, int], workers: int,
-                     token_expiration_min: float) -> Server:
+                     token_expiration_min: float, access_log: bool = False) -> Server:
     """Writes the run directory's config and starts TorchServe detached (not yet ready)."""
     for sub in ("logs", "tmp", "examples"):
         (run_dir / sub).mkdir(parents=True, exist_ok=True)
     (run_dir / "key_file.json").unlink(missing_ok=True)
-    specs = write_config(run_dir, store, mars, ports, auth, workers, token_expiration_min)
+    specs = write_config(run_dir, store, mars, ports, auth, workers, token_expiration_min,
+                         access_log)
     server = Server(run_dir, ports, specs, auth, token_expiration_min)
     cmd = ["torchserve", "--start", "--ncs", "--model-store", str(store),
            "--ts-config", str(run_dir / "config.properties")]

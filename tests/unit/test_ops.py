@@ -288,3 +288,14 @@ def test_health_follows_torchserve_and_retries_a_failed_ping_once(caplog):
         seen = asyncio.run(status_after([False, False], 60, 0.1))
     assert seen[0] == not_serving and seen[-1] == serving
     assert "health: NOT_SERVING" in caplog.text and "health: SERVING" in caplog.text
+
+
+def test_access_log_is_off_unless_asked(tmp_path) -> None:
+    """write_config's log4j2 file: the ACCESS_LOG logger off by default, on with access_log."""
+    from service.launcher.torchserve import choose_ports, write_config
+
+    for on in (False, True):
+        write_config(tmp_path, tmp_path, [], choose_ports(None), True, 1, access_log=on)
+        xml = (tmp_path / "log4j2.xml").read_text()
+        assert (f'<Logger name="ACCESS_LOG" level="{"info" if on else "off"}"' in xml)
+        assert f"{tmp_path / 'logs'}/access_log.log" in xml
