@@ -105,7 +105,7 @@ def print_banner(server: Server, store: pathlib.Path, instance: str) -> None:
           f"keys live {server.token_expiration_min:g} min; the supervisor renews them before "
           "they expire and rewrites that file,\nso read the key from it again when TorchServe "
           "answers 400 / PERMISSION_DENIED). Set the key in your shell first:")
-        p(f"  KEY=$(python3 -c \"import json; print(json.load(open('{server.key_file}'))"
+        p(f"  export KEY=$(python3 -c \"import json; print(json.load(open('{server.key_file}'))"
           "['inference']['key'])\")")
     else:
         p("\nToken authorization is OFF (AUTH=off): local use only.")
