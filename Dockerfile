@@ -50,6 +50,10 @@ RUN pip install --no-cache-dir --no-deps . \
  && rm -rf build service.egg-info ./*.egg-info
 COPY docker/ docker/
 COPY --from=models /models/*.mar model_store/build/
+# Register every archive with its spec's batch size and delay, as `make serve` does (TorchServe's
+# `--models all` would register them with batch size 1: no batching, no fusion).
+RUN python -m service.launcher models-config --model-store /app/model_store/build \
+    >> /app/docker/config.properties
 RUN mkdir -p /app/logs /app/tmp && chown -R 10001:10001 /app
 USER 10001:10001
 ENV TMPDIR=/app/tmp TEMP=/app/tmp LOG_LOCATION=/app/logs METRICS_LOCATION=/app/logs

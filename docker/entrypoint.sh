@@ -17,5 +17,5 @@ exec python -m service.launcher supervise --run-dir /app \
   --management-url http://127.0.0.1:8081 --key-file /app/key_file.json \
   --token-expiration-min "$TS_TOKEN_EXPIRATION_MIN" \
   -- torchserve --start --foreground --ncs \
-  --model-store /app/model_store/build --models all \
+  --model-store /app/model_store/build \
   --ts-config /app/docker/config.properties ${TS_EXTRA_ARGS:-} "$@"

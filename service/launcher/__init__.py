@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 
-from service.explorer import process as explorer_process
 from service.gateway import process as gw_process
 
 from . import supervisor
@@ -101,6 +100,8 @@ def start(store: pathlib.Path, run_dir: pathlib.Path, models: list[str] | None =
             gw_process.wait_serving(f"127.0.0.1:{server.ports['gateway']}", 60.0,
                                     alive=lambda: supervisor.running_pid(run_dir) == pid)
         if explorer and gateway:
+            from service.explorer import process as explorer_process  # the `explorer` extra
+
             explorer_process.start_explorer(run_dir, server.ports["explorer"],
                                             server.inference_url,
                                             f"127.0.0.1:{server.ports['gateway']}")
@@ -115,7 +116,10 @@ def stop(run_dir: pathlib.Path) -> None:
     run_dir = run_dir.resolve()
     if not (run_dir / "tmp").is_dir():
         return
-    explorer_process.stop_explorer(run_dir)
+    if (run_dir / "tmp" / "explorer.pid").is_file():
+        from service.explorer import process as explorer_process  # the `explorer` extra
+
+        explorer_process.stop_explorer(run_dir)
     supervisor.stop_detached(run_dir)
     gw_process.stop_gateway(run_dir)  # a gateway left by a supervisor that died
     stop_torchserve(run_dir)

@@ -14,6 +14,7 @@ from service.gateway import process as gw_process
 
 from . import ROOT, TOKEN_EXPIRATION_MIN, start, stop, supervisor
 from .examples import print_banner
+from .torchserve import models_properties
 
 
 def _supervise(a: argparse.Namespace) -> int:
@@ -65,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
                        help="lifetime of TorchServe's inference/management keys; the "
                             "supervisor renews them a quarter of it before they expire "
                             "(default %(default)s, TorchServe's own)")
+    mc = sub.add_parser("models-config", help="print config.properties lines registering every "
+                        "archive of a model store with its spec's batching (the container)")
+    mc.add_argument("--model-store", default=str(ROOT / "model_store" / "build"))
+    mc.add_argument("--workers", type=int, default=1)
     s = sub.add_parser("supervise", help="keep the gateway running and the keys valid")
     s.add_argument("--run-dir", required=True, help="where tmp/gateway.pid goes")
     s.add_argument("--management-url", default="http://127.0.0.1:8081")
@@ -79,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.command == "supervise":
         return _supervise(a)
+    if a.command == "models-config":
+        sys.stdout.write(models_properties(pathlib.Path(a.model_store), a.workers))
+        return 0
     run_dir = pathlib.Path(a.run_root) / a.instance
     if a.command == "stop":
         stop(run_dir)

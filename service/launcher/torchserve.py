@@ -167,12 +167,11 @@ def _pid_alive(run_dir: pathlib.Path) -> bool:
     return frontend_pid(run_dir) is not None
 
 
-def write_config(run_dir: pathlib.Path, store: pathlib.Path, mars: list[pathlib.Path],
-                 ports: dict[str, int], auth: bool, workers: int,
-                 token_expiration_min: float = TOKEN_EXPIRATION_MIN,
-                 access_log: bool = False) -> dict[str, dict]:
-    specs = {}
-    models_cfg = {}
+def models_config(mars: list[pathlib.Path], workers: int) -> tuple[dict[str, dict], dict]:
+    """(spec per model name, TorchServe's ``models`` setting): each archive registered with the
+    batch size and delay its spec.yaml asks for, so requests are batched and fused."""
+    specs: dict[str, dict] = {}
+    models_cfg: dict[str, dict] = {}
     for mar in mars:
         spec = read_spec(mar)
         name = spec["name"]
@@ -182,6 +181,23 @@ def write_config(run_dir: pathlib.Path, store: pathlib.Path, mars: list[pathlib.
             "defaultVersion": True, "marName": mar.name, "minWorkers": workers,
             "maxWorkers": workers, "batchSize": int(batch.get("batch_size", 1)),
             "maxBatchDelay": int(batch.get("max_batch_delay_ms", 10)), "responseTimeout": 120}}
+    return specs, models_cfg
+
+
+def models_properties(store: pathlib.Path, workers: int = 1) -> str:
+    """``load_models`` and ``models`` lines for a config.properties serving every archive in
+    ``store`` as ``make serve`` does (the container's config is completed with them)."""
+    mars = sorted(store.glob("*.mar"))
+    _, models_cfg = models_config(mars, workers)
+    return (f"load_models={','.join(m.name for m in mars)}\n"
+            f"models={json.dumps(models_cfg)}\n")
+
+
+def write_config(run_dir: pathlib.Path, store: pathlib.Path, mars: list[pathlib.Path],
+                 ports: dict[str, int], auth: bool, workers: int,
+                 token_expiration_min: float = TOKEN_EXPIRATION_MIN,
+                 access_log: bool = False) -> dict[str, dict]:
+    specs, models_cfg = models_config(mars, workers)
     logs = run_dir / "logs"
     (run_dir / "log4j2.xml").write_text(LOG4J2.format(logs=logs, access="info" if access_log else "off"))
     lines = {

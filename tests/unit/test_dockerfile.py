@@ -81,10 +81,37 @@ def test_torchserve_config_matches_the_exposed_ports():
     assert config["enable_envvars_config"] == "true"
     assert "log4j.configurationFile=file:///app/docker/log4j2.xml" in config["vmargs"]
     assert (ROOT / "docker" / "log4j2.xml").is_file()
-    # --models all is on the command line; load_models as well registers every model twice and
-    # TorchServe exits ("Model version 1.0 is already registered").
+    # the models are registered by the lines the image build appends (models-config: batch
+    # size and delay from each spec); `--models all` as well would register every model twice
+    # and TorchServe exits ("Model version 1.0 is already registered"), and alone it means
+    # batch size 1
     assert "load_models" not in config
-    assert "--models all" in (ROOT / "docker" / "entrypoint.sh").read_text()
+    assert "--models all" not in (ROOT / "docker" / "entrypoint.sh").read_text()
+    runtime = " ".join(r for w, r in _stages()["runtime"] if w == "RUN")
+    assert ("python -m service.launcher models-config --model-store /app/model_store/build "
+            ">> /app/docker/config.properties") in " ".join(runtime.split())
+
+
+def test_models_config_registers_the_archives_with_their_batching():
+    """What the image build appends: every archive with its spec's batch size (digits: 8)."""
+    import json
+
+    from service.launcher.torchserve import models_properties
+
+    store = ROOT / "model_store" / "build"
+    if not (store / "digits.mar").is_file():
+        import pytest
+
+        pytest.skip("make models first")
+    lines = dict(line.split("=", 1) for line in models_properties(store).splitlines())
+    assert "digits.mar" in lines["load_models"].split(",")
+    digits = json.loads(lines["models"])["digits"]
+    (version,) = digits.values()
+    import yaml
+
+    spec = yaml.safe_load((store / "digits" / "spec.yaml").read_text())
+    assert version["batchSize"] == spec["batch"]["batch_size"] > 1
+    assert version["marName"] == "digits.mar"
 
 
 def test_build_context_keeps_what_the_dockerfile_copies():
