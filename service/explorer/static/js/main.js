@@ -92,7 +92,9 @@ class App {
     const nav = clear($("models"));
     for (const m of this.models) {
       nav.append(h("button", { type: "button", class: "model", dataset: { model: m.name },
-        onclick: () => this.selectModel(m.name, { fresh: true }) },
+        // the model shown (or loading) stays as it is: a second load would replace its
+        // panels and lose the edits made meanwhile
+        onclick: () => { if (this.current !== m.name) this.selectModel(m.name, { fresh: true }); } },
       h("span", { class: "name" }, m.name),
       h("span", { class: "kind" }, m.inputKind, m.purpose === "load_test_only" ? " · load test" : "")));
     }
@@ -114,6 +116,7 @@ class App {
 
   async selectModel(name, { fresh = false } = {}) {
     const gen = ++this.generation;
+    this.current = name;
     this.panels.forEach((p) => p.cancel());
     if (fresh) this.state = { model: name };
     document.querySelectorAll("#models .model").forEach((b) =>
@@ -123,6 +126,7 @@ class App {
       [spec, examples] = await Promise.all([api.spec(name), api.examples(name)]);
     } catch (err) {
       if (!err.keyRefused) this.banner(errorBox(err), "error");
+      if (gen === this.generation) this.current = null;  // a click may try again
       return;
     }
     if (gen !== this.generation) return;
