@@ -1,36 +1,44 @@
 """Serving logic with no transport: request model, validation, limits, the algorithm table,
-baselines and their cache, and the predict+explain executor."""
+baselines and their cache, and the predict+explain executor.
 
-from .algorithms import AlgorithmEntry, AlgorithmTable, BaselineMode, Param, default_table
-from .cache import BaselineCache, CacheStats
-from .errors import (
-    DeadlineExceeded,
-    ExplainError,
-    InvalidInput,
-    LimitExceeded,
-    ModelError,
-    UnknownAlgorithm,
-)
-from .executor import Executor, Outcome
-from .limits import Limits
-from .request import (
-    BaselineKind,
-    BaselineSpec,
-    ImagePayload,
-    OutputOptions,
-    Request,
-    Response,
-    TabularPayload,
-    TargetKind,
-    TargetSpec,
-    TensorPayload,
-)
-from .spec import ModelSpec, load_spec, parse_spec
+The names below are loaded on first use (PEP 562), so that a light submodule
+(``service.runtime.errors``, used by the gRPC gateway) does not import torch with the package.
+"""
 
-__all__ = [
-    "AlgorithmEntry", "AlgorithmTable", "BaselineCache", "BaselineKind", "BaselineMode", "BaselineSpec",
-    "CacheStats", "DeadlineExceeded", "Executor", "ExplainError", "ImagePayload", "InvalidInput",
-    "LimitExceeded", "Limits", "ModelError", "ModelSpec", "Outcome", "OutputOptions", "Param",
-    "Request", "Response", "TabularPayload", "TargetKind", "TargetSpec",
-    "TensorPayload", "UnknownAlgorithm", "default_table", "load_spec", "parse_spec",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "algorithms": ("AlgorithmEntry", "AlgorithmTable", "BaselineMode", "Param", "default_table"),
+    "cache": ("BaselineCache", "CacheStats"),
+    "errors": ("DeadlineExceeded", "ExplainError", "InvalidInput", "LimitExceeded", "ModelError",
+               "UnknownAlgorithm"),
+    "executor": ("Executor", "Outcome"),
+    "limits": ("Limits",),
+    "request": ("BaselineKind", "BaselineSpec", "ImagePayload", "OutputOptions", "Request",
+                "Response", "TabularPayload", "TargetKind", "TargetSpec", "TensorPayload"),
+    "spec": ("ModelSpec", "load_spec", "parse_spec"),
+}
+_MODULE = {name: module for module, names in _WHERE.items() for name in names}
+
+__all__ = sorted(_MODULE)
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE.get(name)
+    if module is None:  # a submodule (``wire.rows``), as an eager package would have it
+        try:
+            return importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise  # the submodule exists but needs something missing
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -226,3 +226,16 @@ def test_non_finite_param_is_invalid_argument_naming_it(tiny, value):
             f'"params": {{"n_steps": {literal}}}}}')
     rest = json.loads(h.handle([{"body": body.encode()}], ctx)[0])
     assert ctx.status[0][0] == 400 and rest["field"] == "params.n_steps"
+
+
+def test_the_gateway_does_not_import_torch():
+    """The gateway only forwards bytes: importing it must not pull in torch (seconds of start-up
+    and hundreds of MB per restart by the supervisor). service.runtime and service.wire load
+    their names lazily for that."""
+    import subprocess
+    import sys
+
+    code = "import sys, service.gateway.server; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120).stdout.strip()
+    assert out == "False"
