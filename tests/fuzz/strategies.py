@@ -233,16 +233,10 @@ def _lying_png(width: int, height: int) -> bytes:
 
 
 def param_value(c: Choose, p: Any) -> Any:
-    if c.int(0, 3) > 0:
-        if p.choices:
-            return c.one(p.choices)
-        if p.type is bool:
-            return c.bool()
-        if p.type is int:
-            low = int(p.minimum) if p.minimum is not None else 0
-            return c.int(low, low + 5)
-        if p.type is float:
-            return c.float(0, 2)
+    """Three times in four a value of the parameter's kind (when it has a simple one), else
+    junk or an out-of-range number."""
+    if c.int(0, 3) > 0 and (p.choices or p.type in (bool, int, float)):
+        return _sane(c, p, span=5, top=2.0)
     return junk(c) if c.bool() else c.one(HUGE + [-1, 0, 1.5, "3", [1]])
 
 
@@ -318,17 +312,18 @@ def near_valid_request(c: Choose, spec: ModelSpec) -> dict:
     return body
 
 
-def _sane(c: Choose, p: Any) -> Any:
-    """A value the parameter accepts, kept small (cheap to run)."""
+def _sane(c: Choose, p: Any, span: int = 3, top: float = 1.0) -> Any:
+    """A value the parameter accepts, kept small (cheap to run): ints up to ``span`` above the
+    minimum, floats in [0, top]."""
     if p.choices:
         return c.one(p.choices)
     if p.type is bool:
         return c.bool()
     if p.type is int:
         low = int(p.minimum) if p.minimum is not None else 0
-        return c.int(low, low + 3)
+        return c.int(low, low + span)
     if p.type is float:
-        return c.float(0, 1)
+        return c.float(0, top)
     return p.default
 
 
