@@ -5,8 +5,10 @@
 PATH is a checkout of the captum repository (its ``tests/`` folder; the pip sdist has none).
 Every public ``captum.attr`` class is swapped for ``service.attribution``'s of the same name by
 ``scripts/captum_shim.py`` (a class we lack raises). The files run are captum's gradient,
-perturbation, layer, neuron, summarizer and metrics tests; the LLM tests
-(half remote-provider) and captum's internal utilities are left out (``EXCLUDED``).
+perturbation, layer, neuron, summarizer, LLM and metrics tests; the Hugging Face LLM tests
+(they download models) and captum's internal utilities are left out (``EXCLUDED``). The
+VLLMProvider tests patch ``openai.OpenAI``: they need the ``openai`` package installed
+(``pip install openai``), else they fail on the import.
 Nothing of captum's is copied into this repository.
 """
 
@@ -22,8 +24,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DIRS = ("tests/attr", "tests/attr/layer", "tests/attr/neuron", "tests/attr/models", "tests/metrics")
 EXCLUDED = {
-    "test_llm_attr.py": "half of it is RemoteLLMAttribution/VLLMProvider (serving, not in the engine)",
-    "test_llm_attr_hf_compatibility.py": "LLM family: its own issue",
+    "test_llm_attr_hf_compatibility.py": "needs transformers and models from the Hugging Face hub",
     "test_approximation_methods.py": "captum-internal quadrature helpers, not public classes",
     "test_utils_batching.py": "captum-internal batching helpers",
     "test_data_parallel.py": "needs CUDA devices",

@@ -160,6 +160,7 @@ from .interpretable_input import (  # noqa: E402
     TextTokenInput,
 )
 from .llm_attr import LLMAttribution, LLMGradientAttribution  # noqa: E402
+from .llm_remote import RemoteLLMAttribution, RemoteLLMProvider, VLLMProvider  # noqa: E402
 from .llm_result import LLMAttributionResult  # noqa: E402
 from .product_baselines import ProductBaselines  # noqa: E402
 
@@ -167,6 +168,9 @@ __all__ += [
     "LLMAttribution",
     "LLMGradientAttribution",
     "LLMAttributionResult",
+    "RemoteLLMAttribution",
+    "RemoteLLMProvider",
+    "VLLMProvider",
     "InterpretableInput",
     "TextTemplateInput",
     "TextTokenInput",
