@@ -175,7 +175,7 @@ class LLMAttribution(BaseLLMAttribution):
 
     SUPPORTED_METHODS = (FeatureAblation, ShapleyValueSampling, ShapleyValues, Lime, KernelShap)
     SUPPORTED_PER_TOKEN_ATTR_METHODS = (FeatureAblation, ShapleyValueSampling, ShapleyValues)
-    SUPPORTED_INPUTS = (TextTemplateInput, TextTokenInput, ImageMaskInput)
+    SUPPORTED_INPUTS: tuple[type, ...] = (TextTemplateInput, TextTokenInput, ImageMaskInput)
 
     def __init__(self, attr_method: PerturbationAttribution, tokenizer: TokenizerLike,
                  attr_target: str = "log_prob") -> None:
