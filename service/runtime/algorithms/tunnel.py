@@ -13,6 +13,7 @@ from torch import Tensor
 
 from service import attribution as A
 
+from ..errors import InvalidInput
 from .entry import AlgorithmEntry, BaselineMode
 
 NT_TYPES = ("smoothgrad", "smoothgrad_sq", "vargrad")
@@ -46,6 +47,12 @@ class _Tunnelled:
 
     def attribute(self, inputs: Any, **kwargs: Any) -> Any:
         o = self._options
+        # NoiseTunnel's own `stdevs` is the tunnel's: the inner method's (GradientShap's) can
+        # only keep its default 0 (as with the engine's NoiseTunnel)
+        own = kwargs.pop("stdevs", 0.0)
+        if own:
+            raise InvalidInput("params.stdevs", f"must be 0 under a noise tunnel (got {own}); "
+                               "the tunnel's noiseTunnel.stdevs is the noise")
         return self._tunnel.attribute(
             inputs, nt_type=o.type, nt_samples=o.samples, nt_samples_batch_size=self._copies,
             stdevs=o.stdevs, draw_baseline_from_distrib=self._from_distribution, **kwargs)
