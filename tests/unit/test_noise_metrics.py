@@ -426,3 +426,18 @@ def test_gradient_shap_keeps_its_own_stdevs_at_zero_under_a_noise_tunnel(ex):
                 baseline=BaselineSpec(BaselineKind.REFERENCE_SET, name="reference"),
                 noise_tunnel=nt())
     assert isinstance(e, InvalidInput) and e.field == "params.stdevs"
+
+
+def test_client_builds_the_noise_tunnel_and_metrics_fields():
+    from service.client import build_request
+
+    m = build_request("tiny", tensor=image(), algorithm="Saliency",
+                      noise_tunnel={"type": "vargrad", "samples": 8, "stdevs": 0.1},
+                      metrics=["infidelity"], metric_samples=3, outputs={"heatmap": True})
+    r = convert.request_from_serialized(m.SerializeToString(), True)
+    assert r.noise_tunnel == NoiseTunnelSpec("vargrad", 8, 0.1, 0)
+    assert r.outputs.metrics == ("infidelity",) and r.outputs.metric_samples == 3
+    assert r.outputs.heatmap
+    assert build_request("tiny", tensor=image(), noise_tunnel="smoothgrad_sq").noise_tunnel.type \
+        == "smoothgrad_sq"
+    assert not build_request("tiny", tensor=image()).HasField("noise_tunnel")
