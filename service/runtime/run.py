@@ -211,6 +211,10 @@ class GroupRunner:
                  if base is not None and mode is BaselineMode.PER_EXAMPLE else base)
             return attribute(entry, engine, x, b, mode, target, params, budget, i.noise)
 
+        if "infidelity" in names and attrs.shape != rows.shape:
+            raise InvalidInput("outputs.metrics", f"infidelity needs attributions of the "
+                               f"input's shape; {entry.name} gives {tuple(attrs.shape[1:])}",
+                               ["sensitivity"])
         out: list[dict[str, float]] = [{} for _ in i.targets]
         for name in names:
             with seeded(seed, self.device):

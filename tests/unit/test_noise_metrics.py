@@ -441,3 +441,14 @@ def test_client_builds_the_noise_tunnel_and_metrics_fields():
     assert build_request("tiny", tensor=image(), noise_tunnel="smoothgrad_sq").noise_tunnel.type \
         == "smoothgrad_sq"
     assert not build_request("tiny", tensor=image()).HasField("noise_tunnel")
+
+
+def test_every_enabled_algorithm_gets_both_metrics(ex):
+    x = image(15)
+    for name in ex.spec.algorithms:
+        r = ask(ex, x, algorithm=name, outputs=OutputOptions(metrics=("infidelity",
+                                                                      "sensitivity"),
+                                                             metric_samples=1))
+        m = r.explanations[0].metrics
+        assert set(m) == {"infidelity", "sensitivity"}, name
+        assert all(np.isfinite(v) and v >= 0 for v in m.values()), (name, m)
