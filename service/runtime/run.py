@@ -1,7 +1,9 @@
 """Running fused groups: one engine call per group for every (request, target) row, seeded for
 stochastic methods, sliced to the rows-per-pass budget, under a forward pre-hook that stops the
 call once the earliest deadline of the group passed. A failing group is retried so that only
-the request at fault fails, with its own error."""
+the request at fault fails, with its own error. A request's noise tunnel wraps its engine object
+in the one ``attribute`` path; the metrics a request asks for run after the fused calls, per
+request, under the same deadline hook."""
 
 from __future__ import annotations
 
