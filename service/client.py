@@ -79,10 +79,17 @@ def build_request(model: str, *, image: bytes | None = None, tensor: np.ndarray 
                   params: Mapping[str, Any] | None = None, target: int | str | None = None,
                   top_k: int | None = None, baseline: str | float | np.ndarray | None = None,
                   outputs: Mapping[str, Any] | None = None, model_version: str = "",
-                  request_id: str = "", deadline_ms: int = 0) -> pb.ExplainRequest:
+                  request_id: str = "", deadline_ms: int = 0,
+                  noise_tunnel: str | Mapping[str, Any] | None = None,
+                  metrics: Sequence[str] | None = None,
+                  metric_samples: int = 0) -> pb.ExplainRequest:
     """An ExplainRequest from Python values. ``target``: a class index or label (default: the
     predicted class); ``top_k``: explain the k best classes; ``baseline``: a baseline name from
-    the model spec ("zeros", "mean", ...), a constant, or an explicit array."""
+    the model spec ("zeros", "mean", ...), a constant, or an explicit array. ``noise_tunnel``:
+    wrap the algorithm in a noise tunnel, a type ("smoothgrad", "smoothgrad_sq", "vargrad") or
+    NoiseTunnelOptions' fields (``{"type": "vargrad", "samples": 8, "stdevs": 0.1}``; the seed is
+    ``params["seed"]``); ``metrics``: explanation metrics per target ("infidelity",
+    "sensitivity"), with ``metric_samples`` perturbations each (0: the server's default)."""
     given = [x is not None for x in (image, tensor, features)]
     if sum(given) != 1:
         raise ValueError("pass exactly one of image=, tensor= or features=")
@@ -112,6 +119,14 @@ def build_request(model: str, *, image: bytes | None = None, tensor: np.ndarray 
         m.baseline.tensor.CopyFrom(wire.tensor_to_proto(np.asarray(baseline)))
     if outputs:
         json_format.ParseDict(dict(outputs), m.outputs)
+    if isinstance(noise_tunnel, str):
+        m.noise_tunnel.type = noise_tunnel
+    elif noise_tunnel is not None:
+        json_format.ParseDict(dict(noise_tunnel), m.noise_tunnel)
+    if metrics:
+        m.outputs.metrics.extend(metrics)
+    if metric_samples:
+        m.outputs.metric_samples = metric_samples
     return m
 
 

@@ -97,6 +97,9 @@ class Executor:
         items = predict(items, outcomes, self._forward, self.spec)
         for group in plan([i for i in items if i.req.explain], self.budget, outcomes):
             self.runner.run_isolated(group, outcomes)
+        for item in items:  # per request, after the fused calls
+            if item.req.explain:
+                self.runner.measure(item, outcomes)
         for item in items:
             if outcomes[item.pos] is None:
                 try:

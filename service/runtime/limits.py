@@ -22,6 +22,7 @@ class Limits:
     max_n_steps: int = 256
     max_n_samples: int = 256
     max_nt_samples: int = 64
+    max_metric_samples: int = 16  # perturbations per metric (outputs.metric_samples)
     max_top_k: int = 10
     max_top_features: int = 100
     max_reference_rows: int = 1024

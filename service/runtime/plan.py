@@ -70,7 +70,7 @@ def group_key(i: WorkItem, budget: PassBudget) -> tuple:
     assert i.entry is not None
     key: tuple = (i.entry.name, tuple(sorted(i.params.items())), tuple(i.x.shape),
                   budget.chunk_rows(i), i.baseline_key)
-    if not i.entry.fusable:
+    if not i.entry.fusable or i.noise is not None:  # noise draws depend on the call's rows
         key += (("request", i.pos),)
     return key
 

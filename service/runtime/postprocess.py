@@ -40,15 +40,19 @@ _UNSIGNED = {
 }
 
 
-def is_signed(algorithm: str, params: Mapping[str, Any]) -> bool:
+def is_signed(algorithm: str, params: Mapping[str, Any], noise: str | None = None) -> bool:
     """Whether ``algorithm``'s attributions carry a direction: > 0 raised the target's score
-    relative to the baseline, < 0 lowered it."""
+    relative to the baseline, < 0 lowered it. ``noise``: the type of the request's noise
+    tunnel around it (smoothgrad keeps the method's sign; smoothgrad_sq and vargrad do not)."""
+    if noise is not None and noise != "smoothgrad":
+        return False
     unsigned = _UNSIGNED.get(algorithm)
     return unsigned is None or not unsigned(params)
 
 
-def unsigned_note(algorithm: str) -> str:
-    return (f"no reasons: {algorithm} with these params gives unsigned attributions "
+def unsigned_note(algorithm: str, noise: str | None = None) -> str:
+    method = f"a {noise} noise tunnel over {algorithm}" if noise else algorithm
+    return (f"no reasons: {method} with these params gives unsigned attributions "
             "(magnitudes), which cannot say whether a feature raised the score")
 
 

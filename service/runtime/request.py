@@ -90,6 +90,18 @@ class OutputOptions:
     top_features: int | None = None  # None: the spec's top_k_features
     heatmap: bool = False
     reasons: bool = True
+    metrics: tuple[str, ...] = ()  # names of explanation metrics to compute (runtime.metrics)
+    metric_samples: int = 0        # perturbations per metric; 0: the server default
+
+
+@dataclass(frozen=True)
+class NoiseTunnelSpec:
+    """A request's noise tunnel around its algorithm, as sent (runtime.noise checks it)."""
+
+    type: str = ""                 # "" = smoothgrad
+    samples: int = 0               # 0 = the default
+    stdevs: float | None = None    # None = the default
+    samples_batch_size: int = 0    # 0 = the server's choice
 
 
 @dataclass
@@ -103,6 +115,7 @@ class Request:
     target: TargetSpec = field(default_factory=TargetSpec)
     baseline: BaselineSpec = field(default_factory=BaselineSpec)
     outputs: OutputOptions = field(default_factory=OutputOptions)
+    noise_tunnel: NoiseTunnelSpec | None = None
     max_batch_rows: int | None = None
     deadline_ms: int | None = None
     request_id: str = ""
@@ -146,6 +159,7 @@ class TargetExplanation:
     heatmap_png: bytes | None = None
     reasons: list[str] = field(default_factory=list)
     reasons_note: str = ""  # why reasons is empty (an unsigned method), else ""
+    metrics: dict[str, float] = field(default_factory=dict)  # OutputOptions.metrics, by name
 
 
 @dataclass

@@ -50,7 +50,7 @@ class Responder:
         if len(i.attributions) != len(i.targets):
             raise ModelError("algorithm", f"{entry.name} gave {len(i.attributions)} "
                              f"attributions for {len(i.targets)} targets")
-        out = []
+        out: list[TargetExplanation] = []
         for t, a in zip(i.targets, i.attributions):
             a_np = a.cpu().double().numpy()
             if a_np.size != math.prod(spec.input_shape) or not np.isfinite(a_np).all():
@@ -61,13 +61,14 @@ class Responder:
                     if i.baseline is not None else 0.0)
             err = (postprocess.approximation_error(entry.name, entry.completeness, i.params,
                                                    a_np, i.x, inst - base)
-                   if i.baseline is not None else None)
+                   if i.baseline is not None and i.noise is None else None)
             if not (math.isfinite(base) and (err is None or math.isfinite(err))):
                 raise InvalidInput("baseline", "the model's output on the baseline is not "
                                    "finite")
             same_shape = a_np.size == len(self.names)
-            signed = postprocess.is_signed(entry.name, i.params)
-            why = (postprocess.unsigned_note(entry.name)
+            nt = i.noise.type if i.noise is not None else None
+            signed = postprocess.is_signed(entry.name, i.params, nt)
+            why = (postprocess.unsigned_note(entry.name, nt)
                    if req.outputs.reasons and spec.reasons and not signed else "")
             out.append(TargetExplanation(
                 target=t, label=self.label(t),
@@ -79,7 +80,7 @@ class Responder:
                 reasons=(postprocess.reasons(a_np, i.shown, _flat(i.x), _reference(i),
                                              spec, max(k_feat, 1))
                          if req.outputs.reasons and same_shape and signed else []),
-                reasons_note=why))
+                reasons_note=why, metrics=_finite(i.metrics[len(out)] if i.metrics else {})))
         return out
 
     def respond(self, i: WorkItem) -> Response:
@@ -96,6 +97,13 @@ class Responder:
                         request_id=req.request_id,
                         algorithm=(i.entry.name if i.entry is not None else ""),
                         prediction=prediction, explanations=explanations, timings=i.timings)
+
+
+def _finite(values: dict[str, float]) -> dict[str, float]:
+    bad = sorted(k for k, v in values.items() if not math.isfinite(v))
+    if bad:
+        raise InvalidInput("outputs.metrics", f"{bad[0]} is not finite for this input")
+    return values
 
 
 def _flat(t: Tensor) -> np.ndarray:

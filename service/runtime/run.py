@@ -1,19 +1,24 @@
 """Running fused groups: one engine call per group for every (request, target) row, seeded for
 stochastic methods, sliced to the rows-per-pass budget, under a forward pre-hook that stops the
 call once the earliest deadline of the group passed. A failing group is retried so that only
-the request at fault fails, with its own error."""
+the request at fault fails, with its own error. A request's noise tunnel wraps its engine object
+in the one ``attribute`` path; the metrics a request asks for run after the fused calls, per
+request, under the same deadline hook."""
 
 from __future__ import annotations
 
 import contextlib
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .algorithms import AlgorithmEntry, BaselineMode, BuildContext
+from . import metrics
+from .algorithms import AlgorithmEntry, BaselineMode, BuildContext, tunnel
+from .algorithms.tunnel import NoiseOptions
 from .errors import DeadlineExceeded, ExplainError, InvalidInput, ModelError
 from .limits import Limits
 from .plan import PassBudget
@@ -40,6 +45,33 @@ def seeded(seed: int | None, device: torch.device) -> Iterator[None]:
             yield
         finally:
             np.random.set_state(state)
+
+
+def attribute(entry: AlgorithmEntry, engine: Any, inputs: Tensor, baselines: Tensor | None,
+              mode: BaselineMode, targets: list[int], params: dict[str, Any], budget: int,
+              noise: NoiseOptions | None = None) -> Tensor:
+    """The attributions (rows, *shape) of ``engine`` for ``inputs`` (rows, *shape), with
+    ``baselines`` (rows, *shape) per example or a reference set (K, *shape), and, with
+    ``noise``, inside a noise tunnel. Methods that do not chunk themselves run in slices that
+    keep each pass within ``budget`` rows (a reference set of K rows costs K rows per example,
+    a noise tunnel its noisy copies per call)."""
+    rows = inputs.shape[0]
+    per_example = (baselines.shape[0] if baselines is not None
+                   and mode is BaselineMode.REFERENCE_SET else 1)
+    copies = tunnel.copies_per_call(noise, rows * per_example, budget) if noise else 1
+    step = rows if entry.chunk_param else max(1, budget // copies // per_example)
+    parts = []
+    for s in range(0, rows, step):
+        b = (baselines[s:s + step] if baselines is not None
+             and mode is BaselineMode.PER_EXAMPLE else baselines)
+        if noise is None:
+            part = entry.execute(engine, inputs[s:s + step], b, targets[s:s + step], params,
+                                 budget)
+        else:
+            part = tunnel.execute(entry, engine, noise, inputs[s:s + step], b,
+                                  targets[s:s + step], params, budget, per_example)
+        parts.append(part[0] if isinstance(part, tuple) else part)
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 class GroupRunner:
@@ -123,23 +155,13 @@ class GroupRunner:
             baselines = torch.cat(tensors) if mode is BaselineMode.PER_EXAMPLE else tensors[0]
         ctx = BuildContext(model=self.model, layer=self._layer(entry))
         t0 = time.perf_counter()
-        seed = params.get("seed") if entry.stochastic else None
-        budget = self.budget.chunk_rows(group[0])
-        # Methods that do not chunk themselves run in slices that keep each pass within the
-        # rows budget (a reference set of K rows costs K rows per example).
-        per_example = (baselines.shape[0] if baselines is not None
-                       and mode is BaselineMode.REFERENCE_SET else 1)
-        step = len(rows) if entry.chunk_param else max(1, budget // max(1, per_example))
-        parts = []
+        noise = group[0].noise  # a request with a noise tunnel is alone in its group
+        seed = noise.seed if noise is not None else (params.get("seed") if entry.stochastic
+                                                     else None)
         with seeded(seed, self.device):
             engine = entry.make(ctx, params)
-            for s in range(0, len(rows), step):
-                b = (baselines[s:s + step] if baselines is not None
-                     and mode is BaselineMode.PER_EXAMPLE else baselines)
-                part = entry.execute(engine, inputs[s:s + step], b, targets[s:s + step],
-                                     params, budget)
-                parts.append(part[0] if isinstance(part, tuple) else part)
-        attr = parts[0] if len(parts) == 1 else torch.cat(parts)
+            attr = attribute(entry, engine, inputs, baselines, mode, targets, params,
+                             self.budget.chunk_rows(group[0]), noise)
         if not isinstance(attr, Tensor) or attr.shape[0] != len(rows):
             raise ModelError("algorithm", f"{entry.name} returned an unexpected result")
         took = ms(t0)
@@ -151,6 +173,59 @@ class GroupRunner:
         for i in group:
             i.timings.explain_ms = took
             i.timings.fused_group_size = len(group)
+
+    def measure(self, i: WorkItem, outcomes: Outcomes) -> None:
+        """The metrics the request asked for (``outputs.metrics``), on its returned
+        attributions: extra passes after its engine call, under its own deadline; a failure
+        is this request's outcome."""
+        names = metrics.requested(i.req.outputs)
+        if not names or i.entry is None or outcomes[i.pos] is not None:
+            return
+        try:
+            with self._deadline_hook([i]):
+                i.metrics = self._measure(i, names)
+        except _Expired:
+            outcomes[i.pos] = DeadlineExceeded("deadline_ms", "passed while computing metrics")
+        except Exception as e:
+            outcomes[i.pos] = self._engine_error(e, i)
+
+    def _measure(self, i: WorkItem, names: tuple[str, ...]) -> list[dict[str, float]]:
+        """Per target, metric name -> value. Every metric starts from the request's seed
+        (the noise tunnel's, or ``params.seed``, else 0)."""
+        entry, params = i.entry, i.params
+        assert entry is not None
+        mode = entry.baseline_mode(params)
+        n_targets = len(i.targets)
+        rows = i.x.repeat(n_targets, *([1] * (i.x.dim() - 1)))    # (T, *shape)
+        attrs = torch.stack(i.attributions)                       # (T, *shape)
+        base = i.baseline.tensor if i.baseline is not None else None
+        budget = self.budget.chunk_rows(i)
+        n = metrics.samples(i.req.outputs, self.limits)
+        seed = i.noise.seed if i.noise is not None else int(params.get("seed", 0))
+        engine = entry.make(BuildContext(model=self.model, layer=self._layer(entry)), params)
+
+        def forward(x: Tensor) -> Tensor:
+            return self.model(x).reshape(x.shape[0], -1)          # (rows, n_outputs)
+
+        def explain(inputs: Tensor | tuple[Tensor, ...], target: list[int]) -> Tensor:
+            x = inputs[0] if isinstance(inputs, tuple) else inputs  # (rows, *shape)
+            b = (base.expand(x.shape[0], *base.shape[1:])
+                 if base is not None and mode is BaselineMode.PER_EXAMPLE else base)
+            return attribute(entry, engine, x, b, mode, target, params, budget, i.noise)
+
+        if "infidelity" in names and attrs.shape != rows.shape:
+            raise InvalidInput("outputs.metrics", f"infidelity needs attributions of the "
+                               f"input's shape; {entry.name} gives {tuple(attrs.shape[1:])}",
+                               ["sensitivity"])
+        out: list[dict[str, float]] = [{} for _ in i.targets]
+        for name in names:
+            with seeded(seed, self.device):
+                values = (metrics.infidelity(forward, rows, attrs, i.targets, n, budget)
+                          if name == "infidelity"
+                          else metrics.sensitivity(explain, rows, i.targets, n, budget))
+            for d, v in zip(out, values.reshape(-1).tolist()):
+                d[name] = float(v)
+        return out
 
     def _layer(self, entry: AlgorithmEntry) -> nn.Module | None:
         if not entry.needs_layer:

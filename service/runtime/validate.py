@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from . import metrics, noise
 from .algorithms import AlgorithmTable, BaselineMode
 from .baselines import BaselineResolver
 from .errors import InvalidInput, LimitExceeded
@@ -42,9 +43,15 @@ class Validator:
             return item
         name = req.algorithm or spec.default_algorithm
         entry = item.entry = self.table.lookup(name, spec.algorithms)
+        given = req.params
+        if req.noise_tunnel is not None:
+            item.noise, given = noise.resolve(req.noise_tunnel, entry, given, limits)
         item.params = entry.resolve_params(
-            req.params, entry.defaults(spec.input_kind.value, spec.default_params.get(name, {})),
+            given, entry.defaults(spec.input_kind.value, spec.default_params.get(name, {})),
             limits)
+        if item.noise is not None:
+            item.noise = noise.seeded_by(item.noise, item.params)
+        metrics.check(req.outputs, limits)
         self._baseline(item)
         self.budget.check(item)
         return item

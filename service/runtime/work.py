@@ -12,6 +12,7 @@ import numpy as np
 from torch import Tensor
 
 from .algorithms import AlgorithmEntry
+from .algorithms.tunnel import NoiseOptions
 from .cache import CachedBaseline
 from .errors import DeadlineExceeded, ExplainError, internal
 from .limits import Limits
@@ -37,6 +38,8 @@ class WorkItem:
     baseline: CachedBaseline | None = None
     baseline_key: tuple | None = None
     attributions: list[Tensor] = field(default_factory=list)
+    noise: NoiseOptions | None = None  # the request's noise tunnel, resolved
+    metrics: list[dict[str, float]] = field(default_factory=list)  # per target, by name
     timings: Timings = field(default_factory=Timings)
 
 

@@ -22,6 +22,7 @@ from service.runtime.request import (
     ClassScore,
     Feature,
     ImagePayload,
+    NoiseTunnelSpec,
     OutputOptions,
     Payload,
     Prediction,
@@ -141,7 +142,17 @@ def _outputs(m: pb.ExplainRequest) -> OutputOptions:
         attributions=o.attributions if o.HasField("attributions") else True,
         top_features=o.top_features if o.HasField("top_features") else None,
         heatmap=o.heatmap,
-        reasons=o.reasons if o.HasField("reasons") else True)
+        reasons=o.reasons if o.HasField("reasons") else True,
+        metrics=tuple(o.metrics), metric_samples=o.metric_samples)
+
+
+def _noise_tunnel(m: pb.ExplainRequest) -> NoiseTunnelSpec | None:
+    if not m.HasField("noise_tunnel"):
+        return None
+    n = m.noise_tunnel
+    return NoiseTunnelSpec(type=n.type, samples=n.samples,
+                           stdevs=n.stdevs if n.HasField("stdevs") else None,
+                           samples_batch_size=n.samples_batch_size)
 
 
 def _value(v: Any, field: str) -> Any:
@@ -177,6 +188,7 @@ def request_from_proto(m: pb.ExplainRequest, explain: bool,
     return Request(
         inputs=_payload(m, limits), explain=explain, algorithm=m.algorithm or None,
         params=params, target=_target(m), baseline=_baseline(m, limits), outputs=_outputs(m),
+        noise_tunnel=_noise_tunnel(m),
         max_batch_rows=(m.limits.max_batch_rows or None) if m.HasField("limits") else None,
         deadline_ms=m.deadline_ms or None, request_id=m.request_id, model=m.model)
 
@@ -360,6 +372,7 @@ def response_to_proto(r: Response) -> pb.ExplainResponse:
             te.approximation_error = e.approximation_error
         if e.heatmap_png:
             te.heatmap_png = e.heatmap_png
+        te.metrics.update(e.metrics)
     return out
 
 
@@ -392,7 +405,7 @@ def response_from_proto(m: pb.ExplainResponse) -> Response:
                              else None),
         top_features=[Feature(f.name, f.value, f.attribution) for f in e.top_features],
         heatmap_png=e.heatmap_png or None, reasons=list(e.reasons),
-        reasons_note=e.reasons_note) for e in m.explanations]
+        reasons_note=e.reasons_note, metrics=dict(e.metrics)) for e in m.explanations]
     timings = Timings(**{f: getattr(m.timings, f) for f in vars(Timings())})
     return Response(model=m.model, model_version=m.model_version, request_id=m.request_id,
                     algorithm=m.algorithm, prediction=prediction, explanations=explanations,
@@ -403,7 +416,7 @@ def response_from_proto(m: pb.ExplainResponse) -> Response:
 # explanation that are left out when empty (reasonsNote: only set when reasons were withheld).
 _EXPLAIN_ONLY = ("algorithm", "explanations")
 _EXPLAIN_ONLY_TIMINGS = ("explainMs", "fusedGroupSize", "baselineCacheHit")
-_OMIT_WHEN_EMPTY = ("reasonsNote",)
+_OMIT_WHEN_EMPTY = ("reasonsNote", "metrics")
 
 
 def response_to_json(r: Response) -> str:

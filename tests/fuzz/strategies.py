@@ -299,7 +299,8 @@ def near_valid_request(c: Choose, spec: ModelSpec) -> dict:
     entry = TABLE[body["algorithm"]]
     body["params"] = {p.name: param_value(c, p) if c.chance(8) else _sane(c, p)
                       for p in entry.all_params() if c.bool()}
-    part = c.one(["target", "baseline", "outputs", "inputs", None, None])
+    part = c.one(["target", "baseline", "outputs", "inputs", "noiseTunnel", "metrics", None,
+                  None])
     if part == "target":
         body["target"] = target(c, spec)
     elif part == "baseline":
@@ -309,7 +310,31 @@ def near_valid_request(c: Choose, spec: ModelSpec) -> dict:
                            "attributions": c.bool()}
     elif part == "inputs":
         body["inputs"] = inputs(c, spec)
+    elif part == "noiseTunnel" and body["algorithm"] != "NoiseTunnel":
+        body["noiseTunnel"] = noise_tunnel(c, valid=not c.chance(4))
+    elif part == "metrics":
+        body["outputs"] = {"metrics": c.one([["infidelity"], ["sensitivity"],
+                                             ["infidelity", "sensitivity"]]),
+                           "metricSamples": c.int(0, 2)}
     return body
+
+
+NT_TYPES = ("smoothgrad", "smoothgrad_sq", "vargrad")
+
+
+def noise_tunnel(c: Choose, valid: bool = True) -> Any:
+    """``noiseTunnel``: small and valid, or with fields out of range, of the wrong type, or
+    junk."""
+    if valid:
+        return {k: v for k, v in (("type", c.one(NT_TYPES)), ("samples", c.int(1, 3)),
+                                  ("stdevs", c.float(0, 0.5)),
+                                  ("samplesBatchSize", c.int(0, 3))) if c.bool()}
+    if c.chance(4):
+        return junk(c)
+    return {k: v for k, v in (("type", c.one([c.text(), *NT_TYPES, 3])),
+                              ("samples", c.one([c.int(-1, 3), *HUGE])),
+                              ("stdevs", c.one([c.float(-2, 2), number(c)])),
+                              ("samplesBatchSize", c.one([c.int(-1, 3), *HUGE]))) if c.bool()}
 
 
 def _sane(c: Choose, p: Any, span: int = 3, top: float = 1.0) -> Any:
@@ -351,6 +376,14 @@ def explain_request(c: Choose, spec: ModelSpec) -> dict:
             k: v for k, v in (("attributions", c.bool()),
                               ("topFeatures", c.int(-1, 8) if c.bool() else c.one(HUGE)),
                               ("heatmap", c.bool()), ("reasons", c.bool())) if c.bool()})
+    if c.chance(8):
+        body["noiseTunnel"] = noise_tunnel(c, valid=c.bool())
+    if c.chance(8):
+        body.setdefault("outputs", {})
+        if isinstance(body["outputs"], dict):
+            body["outputs"]["metrics"] = (junk(c) if c.chance(4) else
+                                          [c.one(["infidelity", "sensitivity", c.text()])])
+            body["outputs"]["metricSamples"] = c.one([c.int(-1, 2), *HUGE])
     if c.chance(6):
         body["deadlineMs"] = c.int(-1, 5) if c.bool() else c.one([10**6, 2**32])
     if c.chance(8):

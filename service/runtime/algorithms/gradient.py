@@ -10,6 +10,7 @@ from torch import Tensor
 
 from service import attribution as A
 
+from . import tunnel
 from .entry import AlgorithmEntry, BaselineMode, BuildContext, Param
 
 _METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right",
@@ -45,24 +46,28 @@ NT_BASES: dict[str, AlgorithmEntry] = {e.name: e for e in (
 
 
 def _nt_build(ctx: BuildContext, params: Mapping[str, Any]) -> Any:
-    return A.NoiseTunnel(NT_BASES[params["base"]].make(ctx, {}))
+    return NT_BASES[params["base"]].make(ctx, {})  # the inner engine; _nt_run tunnels it
 
 
 def _nt_run(engine: Any, inputs: Tensor, baselines: Tensor | None, targets: list[int],
             params: dict[str, Any], chunk_rows: int) -> Tensor:
-    kwargs = {k: v for k, v in params.items() if k != "base" and not k.startswith("base_")}
-    if params["base"] == "IntegratedGradients":
-        kwargs["n_steps"] = params["base_n_steps"]
-    if baselines is not None:
-        kwargs["baselines"] = baselines
-    kwargs["nt_samples_batch_size"] = max(1, chunk_rows // max(1, inputs.shape[0]))
-    return engine.attribute(inputs, target=targets, **kwargs)
+    """The base method with its defaults (IntegratedGradients: ``base_n_steps`` steps) through
+    the one noise-tunnel mechanism that the request option ``noise_tunnel`` uses too."""
+    base = NT_BASES[params["base"]]
+    base_params = base.defaults("")
+    base_params.pop("seed", None)
+    if "n_steps" in base_params:
+        base_params["n_steps"] = params["base_n_steps"]
+    options = tunnel.NoiseOptions(type=params["nt_type"], samples=params["nt_samples"],
+                                  stdevs=params["stdevs"])
+    return tunnel.execute(base, engine, options, inputs, baselines, targets, base_params,
+                          chunk_rows)
 
 
 NOISE_TUNNEL = AlgorithmEntry(
     name="NoiseTunnel", build=_nt_build,
     params=(Param("base", str, "Saliency", choices=tuple(NT_BASES)),
-            Param("nt_type", str, "smoothgrad", choices=("smoothgrad", "smoothgrad_sq", "vargrad")),
+            Param("nt_type", str, "smoothgrad", choices=tunnel.NT_TYPES),
             Param("nt_samples", int, 5, minimum=1, limit="max_nt_samples"),
             Param("stdevs", float, 1.0, minimum=0.0),
             Param("base_n_steps", int, 16, minimum=1, limit="max_n_steps")),

@@ -107,16 +107,32 @@ class Baseline(_message.Message):
     def __init__(self, named: _Optional[str] = ..., zeros: _Optional[bool] = ..., constant: _Optional[float] = ..., blur: _Optional[_Union[BlurBaseline, _Mapping]] = ..., dataset_mean: _Optional[bool] = ..., uniform: _Optional[_Union[UniformNoiseBaseline, _Mapping]] = ..., reference_set: _Optional[str] = ..., tensor: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
 
 class OutputOptions(_message.Message):
-    __slots__ = ("attributions", "top_features", "heatmap", "reasons")
+    __slots__ = ("attributions", "top_features", "heatmap", "reasons", "metrics", "metric_samples")
     ATTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
     TOP_FEATURES_FIELD_NUMBER: _ClassVar[int]
     HEATMAP_FIELD_NUMBER: _ClassVar[int]
     REASONS_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    METRIC_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     attributions: bool
     top_features: int
     heatmap: bool
     reasons: bool
-    def __init__(self, attributions: _Optional[bool] = ..., top_features: _Optional[int] = ..., heatmap: _Optional[bool] = ..., reasons: _Optional[bool] = ...) -> None: ...
+    metrics: _containers.RepeatedScalarFieldContainer[str]
+    metric_samples: int
+    def __init__(self, attributions: _Optional[bool] = ..., top_features: _Optional[int] = ..., heatmap: _Optional[bool] = ..., reasons: _Optional[bool] = ..., metrics: _Optional[_Iterable[str]] = ..., metric_samples: _Optional[int] = ...) -> None: ...
+
+class NoiseTunnelOptions(_message.Message):
+    __slots__ = ("type", "samples", "stdevs", "samples_batch_size")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    STDEVS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    samples: int
+    stdevs: float
+    samples_batch_size: int
+    def __init__(self, type: _Optional[str] = ..., samples: _Optional[int] = ..., stdevs: _Optional[float] = ..., samples_batch_size: _Optional[int] = ...) -> None: ...
 
 class Limits(_message.Message):
     __slots__ = ("max_batch_rows",)
@@ -125,7 +141,7 @@ class Limits(_message.Message):
     def __init__(self, max_batch_rows: _Optional[int] = ...) -> None: ...
 
 class ExplainRequest(_message.Message):
-    __slots__ = ("model", "model_version", "inputs", "algorithm", "params", "target", "baseline", "outputs", "limits", "deadline_ms", "request_id")
+    __slots__ = ("model", "model_version", "inputs", "algorithm", "params", "target", "baseline", "outputs", "limits", "deadline_ms", "request_id", "noise_tunnel")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
@@ -137,6 +153,7 @@ class ExplainRequest(_message.Message):
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_MS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    NOISE_TUNNEL_FIELD_NUMBER: _ClassVar[int]
     model: str
     model_version: str
     inputs: Input
@@ -148,7 +165,8 @@ class ExplainRequest(_message.Message):
     limits: Limits
     deadline_ms: int
     request_id: str
-    def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ..., inputs: _Optional[_Union[Input, _Mapping]] = ..., algorithm: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., baseline: _Optional[_Union[Baseline, _Mapping]] = ..., outputs: _Optional[_Union[OutputOptions, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., deadline_ms: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+    noise_tunnel: NoiseTunnelOptions
+    def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ..., inputs: _Optional[_Union[Input, _Mapping]] = ..., algorithm: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., baseline: _Optional[_Union[Baseline, _Mapping]] = ..., outputs: _Optional[_Union[OutputOptions, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., deadline_ms: _Optional[int] = ..., request_id: _Optional[str] = ..., noise_tunnel: _Optional[_Union[NoiseTunnelOptions, _Mapping]] = ...) -> None: ...
 
 class ClassScore(_message.Message):
     __slots__ = ("index", "label", "probability", "logit")
@@ -187,7 +205,14 @@ class Feature(_message.Message):
     def __init__(self, name: _Optional[str] = ..., value: _Optional[float] = ..., attribution: _Optional[float] = ...) -> None: ...
 
 class TargetExplanation(_message.Message):
-    __slots__ = ("target", "label", "attributions", "instance_output", "baseline_output", "approximation_error", "top_features", "heatmap_png", "reasons", "reasons_note")
+    __slots__ = ("target", "label", "attributions", "instance_output", "baseline_output", "approximation_error", "top_features", "heatmap_png", "reasons", "reasons_note", "metrics")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     TARGET_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
@@ -198,6 +223,7 @@ class TargetExplanation(_message.Message):
     HEATMAP_PNG_FIELD_NUMBER: _ClassVar[int]
     REASONS_FIELD_NUMBER: _ClassVar[int]
     REASONS_NOTE_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
     target: int
     label: str
     attributions: Tensor
@@ -208,7 +234,8 @@ class TargetExplanation(_message.Message):
     heatmap_png: bytes
     reasons: _containers.RepeatedScalarFieldContainer[str]
     reasons_note: str
-    def __init__(self, target: _Optional[int] = ..., label: _Optional[str] = ..., attributions: _Optional[_Union[Tensor, _Mapping]] = ..., instance_output: _Optional[float] = ..., baseline_output: _Optional[float] = ..., approximation_error: _Optional[float] = ..., top_features: _Optional[_Iterable[_Union[Feature, _Mapping]]] = ..., heatmap_png: _Optional[bytes] = ..., reasons: _Optional[_Iterable[str]] = ..., reasons_note: _Optional[str] = ...) -> None: ...
+    metrics: _containers.ScalarMap[str, float]
+    def __init__(self, target: _Optional[int] = ..., label: _Optional[str] = ..., attributions: _Optional[_Union[Tensor, _Mapping]] = ..., instance_output: _Optional[float] = ..., baseline_output: _Optional[float] = ..., approximation_error: _Optional[float] = ..., top_features: _Optional[_Iterable[_Union[Feature, _Mapping]]] = ..., heatmap_png: _Optional[bytes] = ..., reasons: _Optional[_Iterable[str]] = ..., reasons_note: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class Timings(_message.Message):
     __slots__ = ("preprocess_ms", "predict_ms", "explain_ms", "postprocess_ms", "total_ms", "fused_group_size", "baseline_cache_hit")

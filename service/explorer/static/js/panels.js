@@ -63,7 +63,7 @@ export function buildRequest(spec, cfg, input) {
   const mode = info.baselines || "none";
   const b = mode === "none" ? undefined : baselineJson(cfg.b);
   if (b) req.baseline = b;
-  if (cfg.m) req.outputs.metrics = true;
+  if (cfg.m) req.outputs.metrics = ["infidelity", "sensitivity"];
   return req;
 }
 
@@ -122,7 +122,7 @@ export class Panel {
     }
     const metrics = h("input", { type: "checkbox", class: "metrics-toggle", checked: !!this.cfg.m,
       onchange: () => { this.cfg.m = metrics.checked || undefined; this.changed(); this.run(); } });
-    rows.push(h("label", { class: "row check", title: "ask for infidelity / sensitivity (outputs.metrics); needs a service that computes them" },
+    rows.push(h("label", { class: "row check", title: "ask for infidelity and sensitivity (outputs.metrics): extra passes after the explanation" },
       metrics, h("span", {}, "faithfulness metrics (infidelity, sensitivity)")));
     rows.push(h("button", { class: "run", type: "button", onclick: () => this.run() }, "Run"));
     clear(this.form, rows);
