@@ -8,6 +8,7 @@ import torch
 from .algorithms import AlgorithmTable, BaselineMode
 from .baselines import BaselineResolver
 from .errors import InvalidInput, LimitExceeded
+from .layers import LayerInfo, resolve
 from .limits import Limits
 from .plan import PassBudget
 from .preprocess import decode
@@ -19,8 +20,9 @@ from .work import WorkItem, check_deadline
 class Validator:
     def __init__(self, spec: ModelSpec, limits: Limits, table: AlgorithmTable,
                  baselines: BaselineResolver, budget: PassBudget, device: torch.device,
-                 dtype: torch.dtype) -> None:
+                 dtype: torch.dtype, layers: dict[str, LayerInfo] | None = None) -> None:
         self.spec, self.limits, self.table = spec, limits, table
+        self.layers = layers or {}
         self.baselines, self.budget = baselines, budget
         self.device, self.dtype = device, dtype
 
@@ -45,6 +47,7 @@ class Validator:
         item.params = entry.resolve_params(
             req.params, entry.defaults(spec.input_kind.value, spec.default_params.get(name, {})),
             limits)
+        item.layer = resolve(req.layer, entry, spec, self.layers, req.outputs.heatmap)
         self._baseline(item)
         self.budget.check(item)
         return item

@@ -14,6 +14,7 @@ from torch import Tensor
 from .algorithms import AlgorithmEntry
 from .cache import CachedBaseline
 from .errors import DeadlineExceeded, ExplainError, internal
+from .layers import LayerChoice
 from .limits import Limits
 from .request import Request, Response, Timings
 
@@ -36,7 +37,9 @@ class WorkItem:
     output: Tensor | None = None  # (n_outputs,)
     baseline: CachedBaseline | None = None
     baseline_key: tuple | None = None
+    layer: LayerChoice | None = None  # the layer of a layer, neuron or CAM method
     attributions: list[Tensor] = field(default_factory=list)
+    layer_values: list[Tensor] = field(default_factory=list)  # LAYER family: (*layer shape)
     timings: Timings = field(default_factory=Timings)
 
 
