@@ -79,10 +79,16 @@ def build_request(model: str, *, image: bytes | None = None, tensor: np.ndarray 
                   params: Mapping[str, Any] | None = None, target: int | str | None = None,
                   top_k: int | None = None, baseline: str | float | np.ndarray | None = None,
                   outputs: Mapping[str, Any] | None = None, model_version: str = "",
-                  request_id: str = "", deadline_ms: int = 0) -> pb.ExplainRequest:
+                  request_id: str = "", deadline_ms: int = 0, layer: str | None = None,
+                  neuron: Sequence[int] | None = None,
+                  attribute_to_layer_input: bool = False) -> pb.ExplainRequest:
     """An ExplainRequest from Python values. ``target``: a class index or label (default: the
     predicted class); ``top_k``: explain the k best classes; ``baseline``: a baseline name from
-    the model spec ("zeros", "mean", ...), a constant, or an explicit array."""
+    the model spec ("zeros", "mean", ...), a constant, or an explicit array. For the layer,
+    neuron and CAM methods: ``layer`` names one of the spec's layers (default: its default
+    layer; ``model_spec().layers`` lists them), ``neuron`` is the index of a neuron in the
+    layer's per-example output (neuron methods), ``attribute_to_layer_input`` attributes to
+    the layer's input instead."""
     given = [x is not None for x in (image, tensor, features)]
     if sum(given) != 1:
         raise ValueError("pass exactly one of image=, tensor= or features=")
@@ -112,6 +118,10 @@ def build_request(model: str, *, image: bytes | None = None, tensor: np.ndarray 
         m.baseline.tensor.CopyFrom(wire.tensor_to_proto(np.asarray(baseline)))
     if outputs:
         json_format.ParseDict(dict(outputs), m.outputs)
+    if layer is not None or neuron is not None or attribute_to_layer_input:
+        m.layer.name = layer or ""
+        m.layer.attribute_to_layer_input = attribute_to_layer_input
+        m.layer.neuron.extend(int(n) for n in (neuron or ()))
     return m
 
 
