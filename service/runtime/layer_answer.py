@@ -1,13 +1,13 @@
 """The parts of an explanation that differ for methods that answer about a layer: top features
-that name the layer's units, the layer's own heatmap, and the notes that say why there are no
-reasons (reasons cite input features raising the target's score)."""
+that name the layer's units and the note that says why there are no reasons (reasons cite
+input features raising the target's score). A layer answer's heatmap is ``heatmap_png`` of its
+(C, H, W) map, channels summed, at the layer's resolution (validation refuses other shapes)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from .heatmap import heatmap_png
 from .layers import LayerChoice, per_unit, unit_names
 from .request import Feature
 
@@ -32,16 +32,11 @@ def top_units(attr: np.ndarray, values: torch.Tensor | None, choice: LayerChoice
             for u in order]
 
 
-def layer_heatmap(attr: np.ndarray) -> bytes:
-    """A (C, H, W) layer map, channels summed, at the layer's resolution (scaled up)."""
-    return heatmap_png(attr)
-
-
-def layer_note(algorithm: str, layer: str) -> str:
+def no_reasons_note(algorithm: str, layer: str, neuron: bool) -> str:
+    """Why a layer or neuron answer has no reasons (they cite input features raising the
+    target's score)."""
+    if neuron:
+        return (f"no reasons: {algorithm} explains a neuron of layer {layer}, not the "
+                "target's score; reasons cite features that raise the target's score")
     return (f"no reasons: {algorithm} attributes to units of layer {layer}, not to input "
             "features; reasons cite input features")
-
-
-def neuron_note(algorithm: str, layer: str) -> str:
-    return (f"no reasons: {algorithm} explains a neuron of layer {layer}, not the target's "
-            "score; reasons cite features that raise the target's score")

@@ -53,8 +53,8 @@ class Responder:
                              f"attributions for {len(i.targets)} targets")
         out = []
         choice = i.layer
-        on_layer = entry.family is Family.LAYER and choice is not None
-        size = math.prod(choice.shape if on_layer and choice is not None else spec.input_shape)
+        units = choice if entry.family is Family.LAYER else None  # a layer-shaped answer
+        size = math.prod(units.shape if units is not None else spec.input_shape)
         for t, a in zip(i.targets, i.attributions):
             a_np = a.cpu().double().numpy()
             if a_np.size != size or not np.isfinite(a_np).all():
@@ -69,18 +69,17 @@ class Responder:
             if not (math.isfinite(base) and (err is None or math.isfinite(err))):
                 raise InvalidInput("baseline", "the model's output on the baseline is not "
                                    "finite")
-            same_shape = a_np.size == len(self.names) and not on_layer
+            same_shape = a_np.size == len(self.names) and units is None
             signed = postprocess.is_signed(entry.name, i.params)
             why = (postprocess.unsigned_note(entry.name)
                    if req.outputs.reasons and spec.reasons and not signed else "")
-            if choice is not None and entry.family in (Family.LAYER, Family.NEURON):
+            if choice is not None and entry.family is not Family.CAM:
                 signed = False  # reasons cite input features raising the target's score
-                note = layer_answer.layer_note if on_layer else layer_answer.neuron_note
-                why = (note(entry.name, choice.info.name)
+                why = (layer_answer.no_reasons_note(entry.name, choice.info.name, units is None)
                        if req.outputs.reasons and spec.reasons else "")
-            if on_layer and choice is not None:
+            if units is not None:
                 top = layer_answer.top_units(
-                    a_np, i.layer_values[0] if i.layer_values else None, choice, k_feat)
+                    a_np, i.layer_values[0] if i.layer_values else None, units, k_feat)
             else:
                 top = (postprocess.top_features(a_np, i.shown, self.names, k_feat)
                        if same_shape else [])
@@ -89,13 +88,12 @@ class Responder:
                 attributions=a.cpu().float().numpy() if req.outputs.attributions else None,
                 instance_output=inst, baseline_output=base, approximation_error=err,
                 top_features=top,
-                heatmap_png=((layer_answer.layer_heatmap(a_np) if on_layer else heatmap_png(a_np))
-                             if req.outputs.heatmap else None),
+                heatmap_png=heatmap_png(a_np) if req.outputs.heatmap else None,
                 reasons=(postprocess.reasons(a_np, i.shown, _flat(i.x), _reference(i),
                                              spec, max(k_feat, 1))
                          if req.outputs.reasons and same_shape and signed else []),
                 reasons_note=why,
-                attributed_to=choice.attributed_to if on_layer and choice is not None else "input",
+                attributed_to=units.attributed_to if units is not None else "input",
                 layer=choice.info.name if choice is not None else ""))
         return out
 
