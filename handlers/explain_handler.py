@@ -91,7 +91,8 @@ class ExplainHandler:
         replies: list = []
         for idx, (outcome, row) in enumerate(zip(outcomes, rows)):
             context.set_response_content_type(idx, row.content_type)
-            payload, error = encode_outcome(outcome, row.binary, ex.spec, ex.limits, ex.table)
+            payload, error = encode_outcome(outcome, row.binary, ex.spec, ex.limits, ex.table,
+                                            ex.layers)
             if error is not None:
                 context.set_response_status(wire.http_status(error), wire.status_phrase(error),
                                             idx)

@@ -26,19 +26,43 @@ GRADIENT_ALGORITHMS = (
     "NoiseTunnel",
 )
 
-# Layer methods whose answer is in the input's shape (LayerGradCam upsampled); the engine's
-# LayerIntegratedGradients, LayerConductance and LayerActivation answer in the layer's shape,
-# which the serving contract does not carry, so they are not enabled.
-LAYER_ALGORITHMS = ("LayerGradCam", "GuidedGradCam")
+# Methods on a layer the spec lists (`explain.layers`): the CAM methods answer in the input's
+# shape (LayerGradCam's map upsampled) and need a convolutional layer; the layer methods answer
+# in the layer's shape (TargetExplanation.attributed_to); the neuron methods explain one neuron
+# of a layer (ExplainRequest.layer.neuron).
+CAM_ALGORITHMS = ("LayerGradCam", "GuidedGradCam")
+LAYER_ALGORITHMS = (
+    "LayerIntegratedGradients",
+    "LayerConductance",
+    "LayerDeepLift",
+    "LayerDeepLiftShap",
+    "LayerGradientShap",
+    "LayerGradientXActivation",
+    "LayerActivation",
+    "InternalInfluence",
+    "LayerFeatureAblation",
+)
+NEURON_ALGORITHMS = (
+    "NeuronGradient",
+    "NeuronIntegratedGradients",
+    "NeuronConductance",
+    "NeuronDeepLift",
+    "NeuronDeepLiftShap",
+    "NeuronGradientShap",
+    "NeuronGuidedBackprop",
+    "NeuronDeconvolution",
+    "NeuronFeatureAblation",
+)
 PERTURBATION_ALGORITHMS = ("FeatureAblation", "Occlusion", "ShapleyValueSampling", "KernelShap",
                            "Lime")
 
 
-def algorithms(*, layer: bool,
-               perturbation: tuple[str, ...] = PERTURBATION_ALGORITHMS) -> list[str]:
-    """IntegratedGradients first (the default), then the rest of the gradient family, the layer
-    family when the spec names a ``cam_layer``, and the given perturbation methods."""
-    return [*GRADIENT_ALGORITHMS, *(LAYER_ALGORITHMS if layer else ()), *perturbation]
+def algorithms(*, cam: bool, perturbation: tuple[str, ...] = PERTURBATION_ALGORITHMS,
+               layer: tuple[str, ...] = LAYER_ALGORITHMS + NEURON_ALGORITHMS) -> list[str]:
+    """IntegratedGradients first (the default), then the rest of the gradient family, the CAM
+    methods when the spec's layers are convolutional, the given layer and neuron methods (the
+    spec lists ``explain.layers``), and the given perturbation methods."""
+    return [*GRADIENT_ALGORITHMS, *(CAM_ALGORITHMS if cam else ()), *layer, *perturbation]
 
 
 DEFAULT_PARAMS = {"IntegratedGradients": {"n_steps": 32}, "GradientShap": {"n_samples": 16}}

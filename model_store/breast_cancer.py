@@ -67,9 +67,12 @@ def build() -> Built:
         },
         "output": {"kind": "classification", "class_names": classes},
         "explain": {
-            "algorithms": algorithms(layer=False),
+            "algorithms": algorithms(cam=False),
             "default_algorithm": "IntegratedGradients",
             "default_params": DEFAULT_PARAMS,
+            # the 64 and 32 hidden units (after their ReLUs)
+            "layers": {"hidden1": "net.1", "hidden2": "net.3"},
+            "default_layer": "hidden1",
             "default_target": "predicted",
             "top_k_features": 5,
             "reasons": [],

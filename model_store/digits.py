@@ -66,9 +66,11 @@ def build() -> Built:
         },
         "output": {"kind": "classification", "class_names": [str(d) for d in range(10)]},
         "explain": {
-            "algorithms": algorithms(layer=True, perturbation=("Occlusion", "FeatureAblation")),
+            "algorithms": algorithms(cam=True, perturbation=("Occlusion", "FeatureAblation")),
             "default_algorithm": "IntegratedGradients",
             "default_params": DEFAULT_PARAMS,
+            # (16, 28, 28), (32, 14, 14) before pooling, and the 64 hidden units after fc1
+            "layers": {"conv1": "conv1", "conv2": "conv2", "hidden": "relu3"},
             "cam_layer": "conv2",
             "default_target": "predicted",
             "top_k_features": 5,

@@ -221,9 +221,12 @@ def build() -> Built:
         "input": {"kind": "tabular", "shape": [len(FEATURES)], "feature_names": FEATURES},
         "output": {"kind": "classification", "class_names": list(TITLES)},
         "explain": {
-            "algorithms": algorithms(layer=False),
+            "algorithms": algorithms(cam=False),
             "default_algorithm": "IntegratedGradients",
             "default_params": DEFAULT_PARAMS,
+            # the MLP's hidden units after the ReLU (it has no embedding: features are flat)
+            "layers": {"hidden": "net.1"},
+            "default_layer": "hidden",
             "default_target": "predicted",
             "top_k_features": 3,
             "reasons": REASONS,

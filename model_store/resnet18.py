@@ -11,7 +11,15 @@ import torch
 from service.nets import ResNet18
 
 from ._examples import EXAMPLES_FILE, example, png_b64, report
-from ._recipe import BATCH, Built, algorithms, baselines, deterministic
+from ._recipe import (
+    BATCH,
+    LAYER_ALGORITHMS,
+    NEURON_ALGORITHMS,
+    Built,
+    algorithms,
+    baselines,
+    deterministic,
+)
 
 NAME = "resnet18"
 SEED = 0
@@ -44,10 +52,14 @@ def build() -> Built:
         "output": {"kind": "classification",
                    "class_names": [f"class_{i}" for i in range(N_CLASSES)]},
         "explain": {
-            "algorithms": algorithms(layer=True, perturbation=("Occlusion",)),
+            # LayerFeatureAblation left out: one forward per channel (512 on layer4)
+            "algorithms": algorithms(cam=True, perturbation=("Occlusion",),
+                                     layer=tuple(a for a in LAYER_ALGORITHMS + NEURON_ALGORITHMS
+                                                 if a != "LayerFeatureAblation")),
             "default_algorithm": "IntegratedGradients",
             "default_params": {"IntegratedGradients": {"n_steps": 16},
                                "GradientShap": {"n_samples": 8}},
+            "layers": {f"layer{i}": f"layer{i}" for i in range(1, 5)},
             "cam_layer": "layer4",
             "default_target": "predicted",
             "top_k_features": 5,

@@ -81,15 +81,20 @@ def build_request(model: str, *, image: bytes | None = None, tensor: np.ndarray 
                   outputs: Mapping[str, Any] | None = None, model_version: str = "",
                   request_id: str = "", deadline_ms: int = 0,
                   noise_tunnel: str | Mapping[str, Any] | None = None,
-                  metrics: Sequence[str] | None = None,
-                  metric_samples: int = 0) -> pb.ExplainRequest:
+                  metrics: Sequence[str] | None = None, metric_samples: int = 0,
+                  layer: str | None = None, neuron: Sequence[int] | None = None,
+                  attribute_to_layer_input: bool = False) -> pb.ExplainRequest:
     """An ExplainRequest from Python values. ``target``: a class index or label (default: the
     predicted class); ``top_k``: explain the k best classes; ``baseline``: a baseline name from
     the model spec ("zeros", "mean", ...), a constant, or an explicit array. ``noise_tunnel``:
     wrap the algorithm in a noise tunnel, a type ("smoothgrad", "smoothgrad_sq", "vargrad") or
     NoiseTunnelOptions' fields (``{"type": "vargrad", "samples": 8, "stdevs": 0.1}``; the seed is
     ``params["seed"]``); ``metrics``: explanation metrics per target ("infidelity",
-    "sensitivity"), with ``metric_samples`` perturbations each (0: the server's default)."""
+    "sensitivity"), with ``metric_samples`` perturbations each (0: the server's default). For
+    the layer, neuron and CAM methods: ``layer`` names one of the spec's layers (default: its
+    default layer; ``model_spec().layers`` lists them), ``neuron`` is the index of a neuron in
+    the layer's per-example output (neuron methods), ``attribute_to_layer_input`` attributes to
+    the layer's input instead."""
     given = [x is not None for x in (image, tensor, features)]
     if sum(given) != 1:
         raise ValueError("pass exactly one of image=, tensor= or features=")
@@ -127,6 +132,10 @@ def build_request(model: str, *, image: bytes | None = None, tensor: np.ndarray 
         m.outputs.metrics.extend(metrics)
     if metric_samples:
         m.outputs.metric_samples = metric_samples
+    if layer is not None or neuron is not None or attribute_to_layer_input:
+        m.layer.name = layer or ""
+        m.layer.attribute_to_layer_input = attribute_to_layer_input
+        m.layer.neuron.extend(int(n) for n in (neuron or ()))
     return m
 
 

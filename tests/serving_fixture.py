@@ -1,7 +1,8 @@
 """Small model directories in the archive layout of serving-contract.md, built by the tests
 themselves (the bundled models come from model_store/): model.py, weights.pt, spec.yaml and
-baseline files. ``tiny_image`` is a 1x8x8 CNN with 3 classes; ``tiny_tabular`` a 4-feature MLP
-with a scaler and reason templates."""
+baseline files. ``tiny_image`` is a 1x8x8 CNN with 3 classes (layers conv, relu, fc; every algorithm
+enabled); ``tiny_tabular`` a 4-feature MLP with a scaler, reason templates and layers hidden (the
+ReLU's output) and linear1."""
 
 from __future__ import annotations
 
@@ -76,6 +77,7 @@ def tiny_image(root: pathlib.Path, name: str = "tiny", batch_size: int = 4) -> p
                                    *sorted(n for n in default_table() if n != "IntegratedGradients")],
                     "default_algorithm": "IntegratedGradients",
                     "default_params": {"IntegratedGradients": {"n_steps": 16}},
+                    "layers": {"conv": "conv", "relu": "relu", "fc": "fc"},
                     "cam_layer": "conv", "default_target": "predicted", "top_k_features": 3},
         "baselines": {"default": "zeros",
                       "definitions": {"zeros": {"kind": "zeros"},
@@ -104,7 +106,10 @@ def tiny_tabular(root: pathlib.Path, name: str = "tab") -> pathlib.Path:
         "input": {"kind": "tabular", "shape": [4], "feature_names": FEATURES,
                   "scaler": {"mean": [0.5, 0.5, 0.2, 40.0], "std": [0.5, 0.5, 0.4, 10.0]}},
         "output": {"kind": "classification", "class_names": ["Alien 2", "Heat 2"]},
-        "explain": {"algorithms": ["IntegratedGradients", "Saliency", "DeepLift"],
+        "explain": {"algorithms": ["IntegratedGradients", "Saliency", "DeepLift",
+                                   "LayerIntegratedGradients", "LayerConductance",
+                                   "NeuronIntegratedGradients", "NeuronGradient"],
+                    "layers": {"hidden": "net.1", "linear1": "net.0"},
                     "top_k_features": 2,
                     "reasons": [{"prefix": "watched:", "template": "because you watched {name}"},
                                 {"prefix": "genre:", "template": "because you like {name}"}]},

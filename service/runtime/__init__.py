@@ -11,13 +11,16 @@ import importlib
 from typing import Any
 
 _WHERE = {
-    "algorithms": ("AlgorithmEntry", "AlgorithmTable", "BaselineMode", "Param", "default_table"),
+    "algorithms": ("AlgorithmEntry", "AlgorithmTable", "BaselineMode", "Family", "Param",
+                   "default_table"),
     "cache": ("BaselineCache", "CacheStats"),
     "errors": ("DeadlineExceeded", "ExplainError", "InvalidInput", "LimitExceeded", "ModelError",
                "UnknownAlgorithm"),
     "executor": ("Executor", "Outcome"),
+    "layers": ("LayerInfo",),
     "limits": ("Limits",),
-    "request": ("BaselineKind", "BaselineSpec", "ImagePayload", "OutputOptions", "Request",
+    "request": ("BaselineKind", "BaselineSpec", "ImagePayload", "LayerSelector", "OutputOptions",
+                "Request",
                 "Response", "TabularPayload", "TargetKind", "TargetSpec", "TensorPayload"),
     "spec": ("ModelSpec", "load_spec", "parse_spec"),
 }

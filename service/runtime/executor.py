@@ -25,6 +25,7 @@ from .algorithms import AlgorithmTable, default_table
 from .baselines import BaselineResolver
 from .cache import BaselineCache
 from .errors import ExplainError, ModelError, internal
+from .layers import measure
 from .limits import Limits
 from .plan import PassBudget, plan
 from .predict import predict
@@ -39,7 +40,8 @@ from .work import Outcome, Outcomes, WorkItem, log, ms, unexpected
 class Executor:
     """Prediction and explanation for one model; transport-free. ``table`` is the algorithm
     table it serves (the default table if None); the spec is checked against it here, so a
-    spec enabling an algorithm the table lacks fails at load (SpecError naming the key)."""
+    spec enabling an algorithm the table lacks fails at load (SpecError naming the key), as
+    does a spec layer naming a module the model lacks (``layers.measure``)."""
 
     def __init__(self, model: nn.Module, spec: ModelSpec, model_dir: str | pathlib.Path = ".",
                  limits: Limits | None = None, device: torch.device | str | None = None,
@@ -54,12 +56,13 @@ class Executor:
             first.device if first is not None else torch.device("cpu"))
         self.model = model.to(self.device).eval()
         self.dtype = first.dtype if first is not None else torch.float32
+        self.layers = measure(self.model, spec, self.device, self.dtype)  # name -> LayerInfo
         self.cache = cache or BaselineCache()
         self.baselines = BaselineResolver(spec, model_dir, self.limits, self.cache,
                                           self._forward, self.device, self.dtype)
         self.budget = PassBudget(self._forward, self.limits)
         self.validator = Validator(spec, self.limits, self.table, self.baselines, self.budget,
-                                   self.device, self.dtype)
+                                   self.device, self.dtype, self.layers)
         self.runner = GroupRunner(self.model, spec, self.limits, self.budget, self.device, layer)
         self.responder = Responder(spec)
 

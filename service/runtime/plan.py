@@ -1,7 +1,8 @@
 """Planning fused groups: the memory a request's engine passes need (refused before it runs
 when its smallest pass is above ``max_pass_bytes``), the rows each pass may hold, and the
 grouping of requests that can share one engine call (same algorithm, params, input shape, rows
-budget and reference set; one request per group for methods that cannot fuse)."""
+budget, reference set and layer choice, neuron included; one request per group for methods that
+cannot fuse)."""
 
 from __future__ import annotations
 
@@ -69,7 +70,7 @@ class PassBudget:
 def group_key(i: WorkItem, budget: PassBudget) -> tuple:
     assert i.entry is not None
     key: tuple = (i.entry.name, tuple(sorted(i.params.items())), tuple(i.x.shape),
-                  budget.chunk_rows(i), i.baseline_key)
+                  budget.chunk_rows(i), i.baseline_key, i.layer)
     if not i.entry.fusable or i.noise is not None:  # noise draws depend on the call's rows
         key += (("request", i.pos),)
     return key

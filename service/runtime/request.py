@@ -104,6 +104,21 @@ class NoiseTunnelSpec:
     samples_batch_size: int = 0    # 0 = the server's choice
 
 
+@dataclass(frozen=True)
+class LayerSelector:
+    """The layer a layer or neuron method runs on: ``name`` from the spec's layers ("" = its
+    default layer), attributions to the layer's input instead of its output, and the neuron
+    (an index into the layer's per-example tensor; neuron methods only)."""
+
+    name: str = ""
+    attribute_to_layer_input: bool = False
+    neuron: tuple[int, ...] = ()
+
+    @property
+    def given(self) -> bool:
+        return self != LayerSelector()
+
+
 @dataclass
 class Request:
     """One caller's request. ``explain`` says which kind of answer the caller asked for."""
@@ -116,6 +131,7 @@ class Request:
     baseline: BaselineSpec = field(default_factory=BaselineSpec)
     outputs: OutputOptions = field(default_factory=OutputOptions)
     noise_tunnel: NoiseTunnelSpec | None = None
+    layer: LayerSelector = field(default_factory=LayerSelector)
     max_batch_rows: int | None = None
     deadline_ms: int | None = None
     request_id: str = ""
@@ -160,6 +176,8 @@ class TargetExplanation:
     reasons: list[str] = field(default_factory=list)
     reasons_note: str = ""  # why reasons is empty (an unsigned method), else ""
     metrics: dict[str, float] = field(default_factory=dict)  # OutputOptions.metrics, by name
+    attributed_to: str = "input"  # input | layer_output | layer_input: what attributions index
+    layer: str = ""  # the layer's friendly name, for methods that run on a layer
 
 
 @dataclass

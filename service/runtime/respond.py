@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import postprocess
+from . import layer_answer, postprocess
+from .algorithms import Family
 from .errors import InvalidInput, ModelError
 from .heatmap import heatmap_png
 from .request import ClassScore, Prediction, Response, TargetExplanation
@@ -51,9 +52,12 @@ class Responder:
             raise ModelError("algorithm", f"{entry.name} gave {len(i.attributions)} "
                              f"attributions for {len(i.targets)} targets")
         out: list[TargetExplanation] = []
+        choice = i.layer
+        units = choice if entry.family is Family.LAYER else None  # a layer-shaped answer
+        size = math.prod(units.shape if units is not None else spec.input_shape)
         for t, a in zip(i.targets, i.attributions):
             a_np = a.cpu().double().numpy()
-            if a_np.size != math.prod(spec.input_shape) or not np.isfinite(a_np).all():
+            if a_np.size != size or not np.isfinite(a_np).all():
                 raise InvalidInput("inputs", f"{entry.name} gave non-finite or misshapen "
                                    "attributions for this input (values too large?)")
             inst = float(logits[t])
@@ -65,22 +69,33 @@ class Responder:
             if not (math.isfinite(base) and (err is None or math.isfinite(err))):
                 raise InvalidInput("baseline", "the model's output on the baseline is not "
                                    "finite")
-            same_shape = a_np.size == len(self.names)
+            same_shape = a_np.size == len(self.names) and units is None
             nt = i.noise.type if i.noise is not None else None
             signed = postprocess.is_signed(entry.name, i.params, nt)
             why = (postprocess.unsigned_note(entry.name, nt)
                    if req.outputs.reasons and spec.reasons and not signed else "")
+            if choice is not None and entry.family is not Family.CAM:
+                signed = False  # reasons cite input features raising the target's score
+                why = (layer_answer.no_reasons_note(entry.name, choice.info.name, units is None)
+                       if req.outputs.reasons and spec.reasons else "")
+            if units is not None:
+                top = layer_answer.top_units(
+                    a_np, i.layer_values[0] if i.layer_values else None, units, k_feat)
+            else:
+                top = (postprocess.top_features(a_np, i.shown, self.names, k_feat)
+                       if same_shape else [])
             out.append(TargetExplanation(
                 target=t, label=self.label(t),
                 attributions=a.cpu().float().numpy() if req.outputs.attributions else None,
                 instance_output=inst, baseline_output=base, approximation_error=err,
-                top_features=(postprocess.top_features(a_np, i.shown, self.names, k_feat)
-                              if same_shape else []),
+                top_features=top,
                 heatmap_png=heatmap_png(a_np) if req.outputs.heatmap else None,
                 reasons=(postprocess.reasons(a_np, i.shown, _flat(i.x), _reference(i),
                                              spec, max(k_feat, 1))
                          if req.outputs.reasons and same_shape and signed else []),
-                reasons_note=why, metrics=_finite(i.metrics[len(out)] if i.metrics else {})))
+                reasons_note=why, metrics=_finite(i.metrics[len(out)] if i.metrics else {}),
+                attributed_to=units.attributed_to if units is not None else "input",
+                layer=choice.info.name if choice is not None else ""))
         return out
 
     def respond(self, i: WorkItem) -> Response:

@@ -16,8 +16,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from service import attribution as A
+
 from . import metrics
-from .algorithms import AlgorithmEntry, BaselineMode, BuildContext, tunnel
+from .algorithms import AlgorithmEntry, BaselineMode, BuildContext, Family, tunnel
 from .algorithms.tunnel import NoiseOptions
 from .errors import DeadlineExceeded, ExplainError, InvalidInput, ModelError
 from .limits import Limits
@@ -153,7 +155,7 @@ class GroupRunner:
                 raise ModelError("baseline", f"{entry.name}: a request has no baseline")
             # PER_EXAMPLE: (rows, *shape); REFERENCE_SET: the group's (K, *shape)
             baselines = torch.cat(tensors) if mode is BaselineMode.PER_EXAMPLE else tensors[0]
-        ctx = BuildContext(model=self.model, layer=self._layer(entry))
+        ctx = self._context(group[0])
         t0 = time.perf_counter()
         noise = group[0].noise  # a request with a noise tunnel is alone in its group
         seed = noise.seed if noise is not None else (params.get("seed") if entry.stochastic
@@ -170,6 +172,8 @@ class GroupRunner:
             i.attributions = []
         for (i, _), row in zip(rows, attr):
             i.attributions.append(row)
+        if entry.family is Family.LAYER and ctx.layer is not None:
+            self._layer_values(group, ctx)
         for i in group:
             i.timings.explain_ms = took
             i.timings.fused_group_size = len(group)
@@ -202,7 +206,7 @@ class GroupRunner:
         budget = self.budget.chunk_rows(i)
         n = metrics.samples(i.req.outputs, self.limits)
         seed = i.noise.seed if i.noise is not None else int(params.get("seed", 0))
-        engine = entry.make(BuildContext(model=self.model, layer=self._layer(entry)), params)
+        engine = entry.make(self._context(i), params)
 
         def forward(x: Tensor) -> Tensor:
             return self.model(x).reshape(x.shape[0], -1)          # (rows, n_outputs)
@@ -227,16 +231,31 @@ class GroupRunner:
                 d[name] = float(v)
         return out
 
-    def _layer(self, entry: AlgorithmEntry) -> nn.Module | None:
-        if not entry.needs_layer:
-            return None
-        if self.layer is not None:
-            return self.layer
-        path = self.spec.cam_layer
-        if not path:
-            raise InvalidInput("algorithm", f"{entry.name} needs a layer; this model's spec "
-                               "names no cam_layer")
+    def _layer_values(self, group: list[WorkItem], ctx: BuildContext) -> None:
+        """The layer tensor each request's layer attributions are about (what their top
+        features show as values): one forward for the group."""
+        assert ctx.layer is not None
+        with torch.no_grad():
+            values = A.LayerActivation(self.model, ctx.layer).attribute(
+                torch.cat([i.x for i in group]), attribute_to_layer_input=ctx.layer_input)
+        values = values[0] if isinstance(values, tuple) else values  # (requests, *layer shape)
+        for i, v in zip(group, values.detach()):
+            i.layer_values = [v]
+
+    def _context(self, i: WorkItem) -> BuildContext:
+        """What the group's engine is built with: the model and the request's layer choice (the
+        runner's ``layer`` module, when given, in place of the chosen one)."""
+        choice = i.layer
+        if choice is None:
+            if i.entry is not None and i.entry.needs_layer:
+                raise InvalidInput("layer.name", f"{i.entry.name} needs a layer; this model's "
+                                   "spec names none")
+            return BuildContext(model=self.model)
         try:
-            return self.model.get_submodule(path)
+            module = (self.layer if self.layer is not None
+                      else self.model.get_submodule(choice.info.module))
         except AttributeError as e:
-            raise ModelError("algorithm", f"spec cam_layer {path!r} is not a module") from e
+            raise ModelError("layer.name", f"layer {choice.info.name}'s module "
+                             f"{choice.info.module!r} is not in the model") from e
+        return BuildContext(model=self.model, layer=module, layer_input=choice.to_input,
+                            neuron=choice.neuron, layer_shape=choice.shape)

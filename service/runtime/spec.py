@@ -75,7 +75,7 @@ class ModelSpec:
     algorithms: tuple[str, ...]
     default_algorithm: str
     default_params: dict[str, dict[str, Any]] = field(hash=False, compare=False)
-    cam_layer: str | None
+    cam_layer: str | None   # the module path of the default layer (of CAM and every layer method)
     default_target: str
     top_k_features: int
     reasons: tuple[ReasonRule, ...]
@@ -83,6 +83,10 @@ class ModelSpec:
     default_baseline: str
     limits: dict[str, int] = field(hash=False, compare=False)
     batch: BatchSpec
+    # The layers a request may name: friendly name -> module path (``explain.layers``), in
+    # the spec's order; ``default_layer`` is the friendly name of ``cam_layer``'s module.
+    layers: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    default_layer: str | None = None
 
     @property
     def n_classes(self) -> int:
@@ -107,6 +111,36 @@ def _get(d: dict, key: str, path: str, default: Any = ..., kind: type | tuple = 
         where = f"{path}.{key}".lstrip(".")
         raise SpecError(f"spec.yaml: `{where}` has type {type(value).__name__}")
     return value
+
+
+def _layers(exp: dict) -> tuple[dict[str, str], str | None]:
+    """``explain.layers`` (friendly name -> module path) and the default layer's name:
+    ``explain.default_layer``, else the layer ``explain.cam_layer`` names (a friendly name or a
+    listed module path), else the first listed. A ``cam_layer`` without ``layers`` is the one
+    layer, named by its module path."""
+    raw = _get(exp, "layers", "explain", default={}, kind=dict)
+    layers: dict[str, str] = {}
+    for name, module in raw.items():
+        if not isinstance(name, str) or not name or not isinstance(module, str) or not module:
+            raise SpecError(f"spec.yaml: `explain.layers.{name}` must map a name to a module "
+                            "path (a non-empty string such as `conv2` or `net.1`)")
+        layers[name] = module
+    cam = _get(exp, "cam_layer", "explain", default=None, kind=str)
+    if cam is not None and not layers:
+        layers = {cam: cam}
+    default = _get(exp, "default_layer", "explain", default=None, kind=str)
+    if default is None and cam is not None:
+        default = cam if cam in layers else next(
+            (n for n, m in layers.items() if m == cam), None)
+        if default is None:
+            raise SpecError(f"spec.yaml: `explain.cam_layer` {cam!r} is not one of "
+                            f"`explain.layers` ({', '.join(layers)})")
+    if default is None and layers:
+        default = next(iter(layers))
+    if default is not None and default not in layers:
+        raise SpecError(f"spec.yaml: `explain.default_layer` {default!r} is not one of "
+                        f"`explain.layers` ({', '.join(layers)})")
+    return layers, default
 
 
 def parse_spec(data: dict) -> ModelSpec:
@@ -163,6 +197,7 @@ def parse_spec(data: dict) -> ModelSpec:
     reasons = tuple(ReasonRule(prefix=str(r["prefix"]), template=str(r["template"]))
                     for r in _get(exp, "reasons", "explain", default=[], kind=list))
     batch = _get(data, "batch", "", default={}, kind=dict)
+    layers, default_layer = _layers(exp)
     return ModelSpec(
         name=str(_get(data, "name", "", kind=str)),
         version=str(_get(data, "version", "", default="1.0")),
@@ -182,7 +217,7 @@ def parse_spec(data: dict) -> ModelSpec:
         default_algorithm=default_algorithm,
         default_params={str(k): dict(v) for k, v in
                         (_get(exp, "default_params", "explain", default={}, kind=dict)).items()},
-        cam_layer=exp.get("cam_layer"),
+        cam_layer=layers[default_layer] if default_layer is not None else None,
         default_target=str(_get(exp, "default_target", "explain", default="predicted")),
         top_k_features=int(_get(exp, "top_k_features", "explain", default=5, kind=int)),
         reasons=reasons,
@@ -192,6 +227,8 @@ def parse_spec(data: dict) -> ModelSpec:
                 (_get(data, "limits", "", default={}, kind=dict)).items()},
         batch=BatchSpec(batch_size=int(batch.get("batch_size", 1)),
                         max_batch_delay_ms=int(batch.get("max_batch_delay_ms", 10))),
+        layers=layers,
+        default_layer=default_layer,
     )
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import torch
 
 from . import metrics, noise
-from .algorithms import AlgorithmTable, BaselineMode
+from .algorithms import AlgorithmTable, BaselineMode, Family
 from .baselines import BaselineResolver
 from .errors import InvalidInput, LimitExceeded
+from .layers import LayerInfo, resolve
 from .limits import Limits
 from .plan import PassBudget
 from .preprocess import decode
@@ -20,8 +21,9 @@ from .work import WorkItem, check_deadline
 class Validator:
     def __init__(self, spec: ModelSpec, limits: Limits, table: AlgorithmTable,
                  baselines: BaselineResolver, budget: PassBudget, device: torch.device,
-                 dtype: torch.dtype) -> None:
+                 dtype: torch.dtype, layers: dict[str, LayerInfo] | None = None) -> None:
         self.spec, self.limits, self.table = spec, limits, table
+        self.layers = layers or {}
         self.baselines, self.budget = baselines, budget
         self.device, self.dtype = device, dtype
 
@@ -52,6 +54,11 @@ class Validator:
         if item.noise is not None:
             item.noise = noise.seeded_by(item.noise, item.params)
         metrics.check(req.outputs, limits)
+        item.layer = resolve(req.layer, entry, spec, self.layers, req.outputs.heatmap)
+        if "infidelity" in req.outputs.metrics and entry.family is Family.LAYER:
+            raise InvalidInput("outputs.metrics", f"infidelity perturbs the input and needs "
+                               f"attributions of its shape; {entry.name} attributes to a layer",
+                               ["sensitivity"])
         self._baseline(item)
         self.budget.check(item)
         return item

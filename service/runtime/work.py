@@ -15,6 +15,7 @@ from .algorithms import AlgorithmEntry
 from .algorithms.tunnel import NoiseOptions
 from .cache import CachedBaseline
 from .errors import DeadlineExceeded, ExplainError, internal
+from .layers import LayerChoice
 from .limits import Limits
 from .request import Request, Response, Timings
 
@@ -37,9 +38,11 @@ class WorkItem:
     output: Tensor | None = None  # (n_outputs,)
     baseline: CachedBaseline | None = None
     baseline_key: tuple | None = None
+    layer: LayerChoice | None = None  # the layer of a layer, neuron or CAM method
     attributions: list[Tensor] = field(default_factory=list)
     noise: NoiseOptions | None = None  # the request's noise tunnel, resolved
     metrics: list[dict[str, float]] = field(default_factory=list)  # per target, by name
+    layer_values: list[Tensor] = field(default_factory=list)  # LAYER family: (*layer shape)
     timings: Timings = field(default_factory=Timings)
 
 

@@ -7,7 +7,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from google.protobuf import json_format
@@ -22,6 +22,7 @@ from service.runtime.request import (
     ClassScore,
     Feature,
     ImagePayload,
+    LayerSelector,
     NoiseTunnelSpec,
     OutputOptions,
     Payload,
@@ -38,6 +39,9 @@ from service.runtime.request import (
 from service.runtime.spec import ModelSpec
 
 from .errors import error_to_proto
+
+if TYPE_CHECKING:
+    from service.runtime.layers import LayerInfo
 
 _DTYPES: dict[pb.DType, np.dtype[Any]] = {
     pb.DTYPE_UNSPECIFIED: np.dtype("<f4"), pb.FLOAT32: np.dtype("<f4"),
@@ -155,6 +159,14 @@ def _noise_tunnel(m: pb.ExplainRequest) -> NoiseTunnelSpec | None:
                            samples_batch_size=n.samples_batch_size)
 
 
+def _layer(m: pb.ExplainRequest) -> LayerSelector:
+    if not m.HasField("layer"):
+        return LayerSelector()
+    return LayerSelector(name=m.layer.name,
+                         attribute_to_layer_input=m.layer.attribute_to_layer_input,
+                         neuron=tuple(int(n) for n in m.layer.neuron))
+
+
 def _value(v: Any, field: str) -> Any:
     """One google.protobuf.Value as Python, refusing what JSON cannot carry (NaN, +-Infinity:
     protobuf-JSON has no spelling for them, and no parameter takes them)."""
@@ -188,7 +200,7 @@ def request_from_proto(m: pb.ExplainRequest, explain: bool,
     return Request(
         inputs=_payload(m, limits), explain=explain, algorithm=m.algorithm or None,
         params=params, target=_target(m), baseline=_baseline(m, limits), outputs=_outputs(m),
-        noise_tunnel=_noise_tunnel(m),
+        noise_tunnel=_noise_tunnel(m), layer=_layer(m),
         max_batch_rows=(m.limits.max_batch_rows or None) if m.HasField("limits") else None,
         deadline_ms=m.deadline_ms or None, request_id=m.request_id, model=m.model)
 
@@ -364,6 +376,7 @@ def response_to_proto(r: Response) -> pb.ExplainResponse:
         te = out.explanations.add(
             target=e.target, label=e.label, instance_output=e.instance_output,
             baseline_output=e.baseline_output, reasons=e.reasons, reasons_note=e.reasons_note,
+            attributed_to=e.attributed_to, layer=e.layer,
             top_features=[pb.Feature(name=f.name, value=f.value, attribution=f.attribution)
                           for f in e.top_features])
         if e.attributions is not None:
@@ -377,12 +390,14 @@ def response_to_proto(r: Response) -> pb.ExplainResponse:
 
 
 def reply_to_bytes(outcome: Response | ExplainError | ModelSpec,
-                   limits: Limits | None = None, table: AlgorithmTable | None = None) -> bytes:
-    """A serialized ExplainReply: the response, the error or the model spec (with ``limits``
-    and the algorithms of ``table``), for the serialized-request path (TorchServe gRPC / the
-    gateway)."""
+                   limits: Limits | None = None, table: AlgorithmTable | None = None,
+                   layers: Mapping[str, LayerInfo] | None = None) -> bytes:
+    """A serialized ExplainReply: the response, the error or the model spec (with ``limits``,
+    the algorithms of ``table`` and the measured ``layers``), for the serialized-request path
+    (TorchServe gRPC / the gateway)."""
     if isinstance(outcome, ModelSpec):
-        return pb.ExplainReply(spec=spec_to_proto(outcome, limits, table)).SerializeToString()
+        return pb.ExplainReply(spec=spec_to_proto(outcome, limits, table, layers)
+                               ).SerializeToString()
     if isinstance(outcome, ExplainError):
         return pb.ExplainReply(error=error_to_proto(outcome)).SerializeToString()
     return pb.ExplainReply(response=response_to_proto(outcome)).SerializeToString()
@@ -405,7 +420,9 @@ def response_from_proto(m: pb.ExplainResponse) -> Response:
                              else None),
         top_features=[Feature(f.name, f.value, f.attribution) for f in e.top_features],
         heatmap_png=e.heatmap_png or None, reasons=list(e.reasons),
-        reasons_note=e.reasons_note, metrics=dict(e.metrics)) for e in m.explanations]
+        reasons_note=e.reasons_note, metrics=dict(e.metrics),
+        attributed_to=e.attributed_to or "input",
+        layer=e.layer) for e in m.explanations]
     timings = Timings(**{f: getattr(m.timings, f) for f in vars(Timings())})
     return Response(model=m.model, model_version=m.model_version, request_id=m.request_id,
                     algorithm=m.algorithm, prediction=prediction, explanations=explanations,
@@ -413,10 +430,11 @@ def response_from_proto(m: pb.ExplainResponse) -> Response:
 
 
 # Fields that mean nothing in an answer without explanations (/predictions), and fields of an
-# explanation that are left out when empty (reasonsNote: only set when reasons were withheld).
+# explanation that are left out when empty (reasonsNote: only set when reasons were withheld;
+# layer: only for methods that run on one).
 _EXPLAIN_ONLY = ("algorithm", "explanations")
 _EXPLAIN_ONLY_TIMINGS = ("explainMs", "fusedGroupSize", "baselineCacheHit")
-_OMIT_WHEN_EMPTY = ("reasonsNote", "metrics")
+_OMIT_WHEN_EMPTY = ("reasonsNote", "metrics", "layer")
 
 
 def response_to_json(r: Response) -> str:
@@ -445,10 +463,12 @@ def response_from_json(text: str | bytes) -> pb.ExplainResponse:
 # -- model specs --------------------------------------------------------------------------------
 
 def spec_to_proto(spec: ModelSpec, limits: Limits | None = None,
-                  table: AlgorithmTable | None = None) -> pb.ModelSpec:
+                  table: AlgorithmTable | None = None,
+                  layers: Mapping[str, LayerInfo] | None = None) -> pb.ModelSpec:
     """What a client may know about a served model (GetModelSpec / ListModels), with the
-    request limits in force and the algorithms of ``table`` (the default table if None) the
-    spec enables, each with its parameters' defaults for this model."""
+    request limits in force, the algorithms of ``table`` (the default table if None) the
+    spec enables, each with its parameters' defaults for this model, and the spec's layers
+    with the shapes ``layers`` measured (module paths alone when not measured)."""
     table = table if table is not None else default_table()
     algorithms = []
     for name in spec.algorithms:
@@ -463,7 +483,8 @@ def spec_to_proto(spec: ModelSpec, limits: Limits | None = None,
                                maximum=float(p.maximum) if p.maximum is not None else 0.0)
                   for p in entry.all_params()]
         algorithms.append(pb.AlgorithmInfo(name=name, params=params,
-                                           baselines=entry.baseline_mode(defaults).value))
+                                           baselines=entry.baseline_mode(defaults).value,
+                                           family=entry.family.value))
     return pb.ModelSpec(
         name=spec.name, version=spec.version, description=spec.description,
         purpose=spec.purpose, input_kind=spec.input_kind.value,
@@ -472,4 +493,17 @@ def spec_to_proto(spec: ModelSpec, limits: Limits | None = None,
         default_algorithm=spec.default_algorithm, baselines=list(spec.baselines),
         default_baseline=spec.default_baseline, batch_size=spec.batch.batch_size,
         max_batch_delay_ms=spec.batch.max_batch_delay_ms,
-        limits=(limits or Limits.build(spec, env={})).as_dict())
+        limits=(limits or Limits.build(spec, env={})).as_dict(),
+        layers=_layer_infos(spec, layers or {}))
+
+
+def _layer_infos(spec: ModelSpec, measured: Mapping[str, LayerInfo]) -> list[pb.LayerInfo]:
+    """The spec's layers, the default first."""
+    names = sorted(spec.layers, key=lambda n: n != spec.default_layer)
+    out = []
+    for n in names:
+        info = measured.get(n)
+        out.append(pb.LayerInfo(name=n, module=spec.layers[n],
+                                output_shape=list(info.output_shape) if info else [],
+                                input_shape=list(info.input_shape) if info else []))
+    return out

@@ -7,7 +7,9 @@ with a serialized ExplainReply, a body with JSON."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from service.runtime.algorithms import AlgorithmTable
 from service.runtime.errors import ExplainError, InvalidInput, internal
@@ -80,12 +82,14 @@ def decode_row(row: object, explain_header: object, request_id: object,
 
 
 def encode_outcome(outcome: Response | ExplainError | SpecAsked, binary: bool, spec: ModelSpec,
-                   limits: Limits, table: AlgorithmTable) -> tuple[bytes | str, ExplainError | None]:
+                   limits: Limits, table: AlgorithmTable, layers: Mapping[str, Any] | None = None
+                   ) -> tuple[bytes | str, ExplainError | None]:
     """The answer's payload and, when it is an error, the error (for the status); never
-    raises (a failure to encode becomes that request's error)."""
+    raises (a failure to encode becomes that request's error). ``layers``: the executor's
+    measured layers (name -> LayerInfo), for the spec answer."""
     try:
         if isinstance(outcome, SpecAsked):
-            return reply_to_bytes(spec, limits, table), None
+            return reply_to_bytes(spec, limits, table, layers), None
         if isinstance(outcome, ExplainError):
             return (reply_to_bytes(outcome) if binary else error_to_json(outcome)), outcome
         return (reply_to_bytes(outcome) if binary else response_to_json(outcome)), None

@@ -299,6 +299,8 @@ def near_valid_request(c: Choose, spec: ModelSpec) -> dict:
     entry = TABLE[body["algorithm"]]
     body["params"] = {p.name: param_value(c, p) if c.chance(8) else _sane(c, p)
                       for p in entry.all_params() if c.bool()}
+    if entry.needs_layer and (c.bool() or entry.family.value == "neuron"):
+        body["layer"] = layer_selector(c, spec)
     part = c.one(["target", "baseline", "outputs", "inputs", "noiseTunnel", "metrics", None,
                   None])
     if part == "target":
@@ -335,6 +337,19 @@ def noise_tunnel(c: Choose, valid: bool = True) -> Any:
                               ("samples", c.one([c.int(-1, 3), *HUGE])),
                               ("stdevs", c.one([c.float(-2, 2), number(c)])),
                               ("samplesBatchSize", c.one([c.int(-1, 3), *HUGE]))) if c.bool()}
+def layer_selector(c: Choose, spec: ModelSpec) -> dict:
+    """A LayerSelector as JSON: mostly one of the spec's layers, mostly a neuron whose indices
+    are 0 (valid when its length matches the layer's dims), sometimes fuzzed."""
+    out: dict[str, Any] = {}
+    names = list(spec.layers)
+    if c.bool():
+        out["name"] = c.one(names) if names and not c.chance(8) else c.text()
+    if c.chance(6):
+        out["attributeToLayerInput"] = c.bool()
+    if not c.chance(8):
+        out["neuron"] = ([0] * c.int(1, 3) if not c.chance(6)
+                         else [c.int(-2, 70) for _ in range(c.int(0, 4))])
+    return out
 
 
 def _sane(c: Choose, p: Any, span: int = 3, top: float = 1.0) -> Any:

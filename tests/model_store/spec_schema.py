@@ -70,8 +70,17 @@ def check_spec(spec: dict[str, Any], files: dict[str, Path]) -> None:
     assert isinstance(ex["top_k_features"], int) and ex["top_k_features"] > 0
     for reason in ex.get("reasons", []):
         assert reason.keys() == {"prefix", "template"} and "{name}" in reason["template"]
+    layers = ex.get("layers", {})
+    assert isinstance(layers, dict), layers
+    for name, module in layers.items():
+        assert isinstance(name, str) and name and isinstance(module, str) and module, name
     if "cam_layer" in ex:
-        assert isinstance(ex["cam_layer"], str) and ex["cam_layer"]
+        assert ex["cam_layer"] in layers, ("cam_layer must be one of the layers", ex["cam_layer"])
+    if "default_layer" in ex:
+        assert ex["default_layer"] in layers, ex["default_layer"]
+    on_layer = [a for a in ex["algorithms"] if a.startswith(("Layer", "Neuron", "Internal",
+                                                             "GuidedGradCam"))]
+    assert not on_layer or layers, ("layer methods need explain.layers", on_layer)
 
     base = spec["baselines"]
     assert base["default"] in base["definitions"]

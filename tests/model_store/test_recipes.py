@@ -68,6 +68,23 @@ def test_spec_follows_the_contract(name, unpacked):
     assert spec["name"] == name
 
 
+def test_spec_layers_are_modules_run_once(name, unpacked):
+    """Every layer a request may name is a module of the archived model that runs once per
+    forward (a layer hooked twice would make layer attributions wrong)."""
+    _, files, spec = unpacked
+    model = _load_archived_model(files, spec)
+    calls: dict[str, int] = {}
+    handles = [model.get_submodule(path).register_forward_hook(
+        lambda m, a, o, n=n: calls.__setitem__(n, calls.get(n, 0) + 1))
+        for n, path in spec["explain"].get("layers", {}).items()]
+    with torch.no_grad():
+        model(torch.zeros(1, *spec["input"]["shape"]))
+    for h in handles:
+        h.remove()
+    assert calls == {n: 1 for n in spec["explain"].get("layers", {})}
+    assert spec["explain"].get("layers"), "every bundled model lists layers"
+
+
 def test_archive_holds_the_expected_files(name, archived, handler_file):
     _, mar = archived(name)
     contents = mar_contents(mar)

@@ -20,7 +20,7 @@ from service.runtime import (
     default_table,
     load_spec,
 )
-from service.runtime.algorithms import TableError
+from service.runtime.algorithms import Family, TableError
 from service.runtime.loader import load_model
 from service.runtime.spec import SpecError
 from tests.serving_fixture import tiny_image, tiny_tabular
@@ -63,8 +63,8 @@ def tiny(tmp_path_factory):
 
 def test_spec_enabling_an_unknown_algorithm_fails_at_load(tiny) -> None:
     d, spec, model = tiny
-    bad = dataclasses.replace(spec, algorithms=(*spec.algorithms, "LayerConductance"))
-    with pytest.raises(SpecError, match="`explain.algorithms` names LayerConductance"):
+    bad = dataclasses.replace(spec, algorithms=(*spec.algorithms, "LayerLRP"))
+    with pytest.raises(SpecError, match="`explain.algorithms` names LayerLRP"):
         Executor(model, bad, d)
 
 
@@ -76,8 +76,10 @@ def test_spec_defaults_are_checked_at_load(tiny) -> None:
         bad = dataclasses.replace(spec, default_params=defaults)
         with pytest.raises(SpecError, match=words):
             Executor(model, bad, d)
-    with pytest.raises(SpecError, match="cam_layer` is required by GuidedGradCam, LayerGradCam"):
-        Executor(model, dataclasses.replace(spec, cam_layer=None), d)
+    with pytest.raises(SpecError, match=r"`explain.layers` \(or `explain.cam_layer`\) is "
+                       "required by GuidedGradCam, InternalInfluence, "):
+        Executor(model, dataclasses.replace(spec, cam_layer=None, layers={}, default_layer=None),
+                 d)
 
 
 def test_executor_serves_only_its_own_table(tiny) -> None:
@@ -118,7 +120,10 @@ def test_every_recipe_enables_only_servable_algorithms() -> None:
     from model_store import _recipe
 
     table = default_table()
-    for layer in (False, True):
-        names = _recipe.algorithms(layer=layer)
+    for cam in (False, True):
+        names = _recipe.algorithms(cam=cam)
         assert [n for n in names if n not in table] == []
-    assert {n for n, e in table.items() if e.needs_layer} == set(_recipe.LAYER_ALGORITHMS)
+    by_family = {f: {n for n, e in table.items() if e.family is f} for f in Family}
+    assert by_family[Family.CAM] == set(_recipe.CAM_ALGORITHMS)
+    assert by_family[Family.LAYER] == set(_recipe.LAYER_ALGORITHMS)
+    assert by_family[Family.NEURON] == set(_recipe.NEURON_ALGORITHMS)

@@ -116,7 +116,9 @@ def check_response(r: Response, ex: Executor) -> None:
         assert math.isfinite(e.instance_output) and math.isfinite(e.baseline_output)
         assert e.approximation_error is None or math.isfinite(e.approximation_error)
         if e.attributions is not None:
-            assert tuple(e.attributions.shape) == shape and np.isfinite(e.attributions).all()
+            want = (ex.layers[e.layer].shape(e.attributed_to == "layer_input")
+                    if e.attributed_to.startswith("layer") else shape)
+            assert tuple(e.attributions.shape) == want and np.isfinite(e.attributions).all()
         assert all(math.isfinite(f.attribution) and math.isfinite(f.value)
                    for f in e.top_features)
     text = wire.response_to_json(r)

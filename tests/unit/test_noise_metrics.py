@@ -33,7 +33,7 @@ from service.runtime import (
 )
 from service.runtime.algorithms.perturbation import feature_mask
 from service.runtime.loader import load_model
-from service.runtime.request import NoiseTunnelSpec
+from service.runtime.request import LayerSelector, NoiseTunnelSpec
 from service.wire import convert
 from service.wire.errors import json_field
 from tests.serving_fixture import tiny_image, tiny_tabular
@@ -269,20 +269,24 @@ def test_the_noise_tunnel_entry_equals_the_engine(ex):
 
 def test_every_enabled_algorithm_works_under_a_noise_tunnel(ex):
     """Without noise (stdevs 0), smoothgrad is the method itself and vargrad is 0, for every
-    deterministic entry; every entry answers finite attributions of the input's shape."""
+    deterministic entry; every entry answers finite attributions of the shape it answers without
+    the tunnel (the input's, or the layer's for the layer family; neuron methods on a neuron of
+    the conv layer)."""
     x = image(7)
     for name in ex.spec.algorithms:
         if name == "NoiseTunnel":
             continue
         entry = ex.table[name]
-        zero = ask(ex, x, algorithm=name, noise_tunnel=nt(samples=2, stdevs=0.0))
+        kw = ({"layer": LayerSelector(name="conv", neuron=(1, 2, 3))}
+              if entry.family.value == "neuron" else {})
+        zero = ask(ex, x, algorithm=name, noise_tunnel=nt(samples=2, stdevs=0.0), **kw)
         a = zero.explanations[0].attributions
-        assert a.shape == (1, 8, 8) and np.isfinite(a).all(), name
+        plain = ask(ex, x, algorithm=name, **kw).explanations[0].attributions
+        assert a.shape == plain.shape and np.isfinite(a).all(), name
         if entry.stochastic or entry.baselines.value == "reference_set":
             continue  # random draws differ with and without the tunnel
-        plain = ask(ex, x, algorithm=name).explanations[0].attributions
         np.testing.assert_allclose(a, plain, rtol=1e-5, atol=1e-6, err_msg=name)
-        var = ask(ex, x, algorithm=name, noise_tunnel=nt("vargrad", samples=2, stdevs=0.0))
+        var = ask(ex, x, algorithm=name, noise_tunnel=nt("vargrad", samples=2, stdevs=0.0), **kw)
         np.testing.assert_allclose(var.explanations[0].attributions, 0, atol=1e-6, err_msg=name)
 
 
@@ -444,11 +448,40 @@ def test_client_builds_the_noise_tunnel_and_metrics_fields():
 
 
 def test_every_enabled_algorithm_gets_both_metrics(ex):
+    """Both metrics for every input-shaped answer; sensitivity only for the layer family (its
+    attributions are not in the input's shape, which infidelity needs: refused up front)."""
     x = image(15)
     for name in ex.spec.algorithms:
-        r = ask(ex, x, algorithm=name, outputs=OutputOptions(metrics=("infidelity",
-                                                                      "sensitivity"),
-                                                             metric_samples=1))
+        family = ex.table[name].family.value
+        kw = {"layer": LayerSelector(name="conv", neuron=(1, 2, 3))} if family == "neuron" else {}
+        names = ("sensitivity",) if family == "layer" else ("infidelity", "sensitivity")
+        if family == "layer":
+            err = refused(ex, x, algorithm=name, outputs=OutputOptions(metrics=("infidelity",)))
+            assert err.field == "outputs.metrics" and list(err.allowed) == ["sensitivity"], name
+        r = ask(ex, x, algorithm=name, outputs=OutputOptions(metrics=names, metric_samples=1),
+                **kw)
         m = r.explanations[0].metrics
-        assert set(m) == {"infidelity", "sensitivity"}, name
+        assert set(m) == set(names), name
         assert all(np.isfinite(v) and v >= 0 for v in m.values()), (name, m)
+
+
+def test_layer_and_neuron_methods_under_a_noise_tunnel_equal_the_engine(ex):
+    """The tunnel wraps the layer-bound engine; the layer keywords reach the inner method."""
+    x = image(21)
+    r = ask(ex, x, algorithm="LayerIntegratedGradients", params={"n_steps": 8, "seed": 3},
+            layer=LayerSelector(name="conv"), noise_tunnel=nt(samples=3, stdevs=0.2))
+    seed_all(3)
+    want = A.NoiseTunnel(A.LayerIntegratedGradients(ex.model, ex.model.conv)).attribute(
+        t(x), nt_type="smoothgrad", nt_samples=3, stdevs=0.2, n_steps=8,
+        target=r.explanations[0].target, baselines=torch.zeros(1, 1, 8, 8))
+    assert r.explanations[0].attributed_to == "layer_output"
+    np.testing.assert_allclose(r.explanations[0].attributions, want[0].detach().numpy(),
+                               rtol=1e-5, atol=1e-7)
+    r = ask(ex, x, algorithm="NeuronGradient", params={"seed": 5},
+            layer=LayerSelector(name="conv", neuron=(2, 3, 4)),
+            noise_tunnel=nt("smoothgrad_sq", samples=4, stdevs=0.3))
+    seed_all(5)
+    want = A.NoiseTunnel(A.NeuronGradient(ex.model, ex.model.conv)).attribute(
+        t(x), nt_type="smoothgrad_sq", nt_samples=4, stdevs=0.3, neuron_selector=(2, 3, 4))
+    np.testing.assert_allclose(r.explanations[0].attributions, want[0].detach().numpy(),
+                               rtol=1e-5, atol=1e-7)

@@ -5,6 +5,7 @@ ASCII, short status phrase, and never touches its batch-mates."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -178,7 +179,8 @@ def test_deadline_is_checked_between_engine_passes(tmp_path):
     d = tiny_image(tmp_path)
     spec = load_spec(d / "spec.yaml")
     limits = Limits.build(spec, env={"EXPLAIN_LIMIT_MAX_BATCH_ROWS": "2"})
-    ex = Executor(Slow(load_model(spec, d)), spec, d, limits=limits)
+    inside = dataclasses.replace(spec, layers={n: f"inner.{m}" for n, m in spec.layers.items()})
+    ex = Executor(Slow(load_model(spec, d)), inside, d, limits=limits)
     x = np.random.default_rng(0).random((1, 8, 8)).astype(np.float32)
 
     def req(deadline):

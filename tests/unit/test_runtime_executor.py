@@ -35,6 +35,7 @@ from service.runtime import (
     load_spec,
 )
 from service.runtime.loader import load_model
+from service.runtime.request import LayerSelector
 from tests.serving_fixture import tiny_image, tiny_tabular
 
 
@@ -273,12 +274,15 @@ def test_every_registered_algorithm_runs(ex):
     assert set(names) >= {"IntegratedGradients", "Saliency", "InputXGradient", "DeepLift",
                           "DeepLiftShap", "GradientShap", "NoiseTunnel", "GuidedBackprop",
                           "Deconvolution"}
-    out = ex.run([req(x, algorithm=n) for n in names])
+    family = {n: ex.table[n].family.value for n in names}
+    out = ex.run([req(x, algorithm=n, layer=LayerSelector(neuron=(1, 4, 4)))
+                  if family[n] == "neuron" else req(x, algorithm=n) for n in names])
     for name, o in zip(names, out):
         r = ok(o)
         assert r.algorithm == name
         a = r.explanations[0].attributions
-        assert a.shape == (1, 8, 8) and np.isfinite(a).all() and np.abs(a).sum() > 0
+        shape = (4, 8, 8) if family[name] == "layer" else (1, 8, 8)  # the conv layer's output
+        assert a.shape == shape and np.isfinite(a).all() and np.abs(a).sum() > 0, name
 
 
 def test_deeplift_fused_matches_engine(ex):

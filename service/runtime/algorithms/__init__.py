@@ -5,15 +5,15 @@ table the handler serves; tests build their own ``AlgorithmTable``."""
 
 from __future__ import annotations
 
-from . import gradient, layer, perturbation
-from .entry import AlgorithmEntry, BaselineMode, BuildContext, Param
+from . import gradient, layer, neuron, perturbation
+from .entry import AlgorithmEntry, BaselineMode, BuildContext, Family, Param
 from .table import AlgorithmTable, TableError
 
 
 def default_table() -> AlgorithmTable:
     """Every servable algorithm, the gradient family first."""
-    return AlgorithmTable([*gradient.ENTRIES, *layer.ENTRIES, *perturbation.ENTRIES])
+    return AlgorithmTable([*gradient.ENTRIES, *layer.ENTRIES, *neuron.ENTRIES, *perturbation.ENTRIES])
 
 
-__all__ = ["AlgorithmEntry", "AlgorithmTable", "BaselineMode", "BuildContext", "Param",
+__all__ = ["AlgorithmEntry", "AlgorithmTable", "BaselineMode", "BuildContext", "Family", "Param",
            "TableError", "default_table"]

@@ -16,6 +16,15 @@ from ..errors import InvalidInput, LimitExceeded, shown
 from ..limits import Limits
 
 
+class Family(str, Enum):
+    """What an entry's attributions index, and whether it runs on a layer."""
+
+    INPUT = "input"    # the input's elements
+    CAM = "cam"        # a layer's map, answered in the input's shape (LayerGradCam upsampled)
+    LAYER = "layer"    # the units of a layer (its output, or its input): the layer's shape
+    NEURON = "neuron"  # the input's elements, explaining one neuron of a layer
+
+
 class BaselineMode(str, Enum):
     NONE = "none"                 # the method takes no baseline
     PER_EXAMPLE = "per_example"   # one baseline row per input row (fusable across requests)
@@ -74,10 +83,15 @@ SEED = Param("seed", int, 0, minimum=0, maximum=2**32 - 1)
 
 @dataclass(frozen=True)
 class BuildContext:
-    """What an entry may need to build its engine object."""
+    """What an entry may need to build its engine object: the model and, for entries of the
+    layer families, the layer the request chose, whether to attribute to its input, and the
+    neuron (an index into the layer's per-example tensor) of neuron methods."""
 
     model: nn.Module
     layer: nn.Module | None = None
+    layer_input: bool = False
+    neuron: tuple[int, ...] | None = None
+    layer_shape: tuple[int, ...] = ()  # per-example shape of the layer tensor attributed to
 
     def the_layer(self, name: str) -> nn.Module:
         """The layer an entry with ``needs_layer`` runs on (the executor resolves it first)."""
@@ -86,12 +100,32 @@ class BuildContext:
         return self.layer
 
 
+@dataclass(frozen=True)
+class OnLayer:
+    """An engine of the layer families bound to the request's layer choice: ``kwargs`` are the
+    engine's layer keywords (``attribute_to_layer_input``, or ``neuron_selector`` and
+    ``attribute_to_neuron_input``), ``shape`` the layer tensor's per-example shape."""
+
+    engine: Any
+    kwargs: Mapping[str, Any]
+    shape: tuple[int, ...] = ()
+
+
+def layer_keywords(family: Family) -> tuple[str, ...]:
+    """The ``attribute`` keywords an engine of ``family`` receives from the layer choice."""
+    if family is Family.NEURON:
+        return ("neuron_selector", "attribute_to_neuron_input")
+    if family is Family.INPUT:
+        return ()
+    return ("attribute_to_layer_input",)
+
+
 # run(engine, inputs, baselines, targets, params, chunk_rows) -> attributions (rows, *shape)
 RunFn = Callable[[Any, Tensor, "Tensor | None", list[int], dict[str, Any], int], Tensor]
 BuildFn = Callable[[BuildContext, Mapping[str, Any]], Any]
 
 
-def _default_run(chunk_param: str | None) -> RunFn:
+def _default_run(chunk_param: str | None, targeted: bool = True) -> RunFn:
     def run(engine: Any, inputs: Tensor, baselines: Tensor | None, targets: list[int],
             params: dict[str, Any], chunk_rows: int) -> Tensor:
         kwargs = dict(params)
@@ -99,7 +133,12 @@ def _default_run(chunk_param: str | None) -> RunFn:
             kwargs["baselines"] = baselines
         if chunk_param is not None:
             kwargs[chunk_param] = chunk_rows
-        return engine.attribute(inputs, target=targets, **kwargs)
+        if targeted:
+            kwargs["target"] = targets
+        if isinstance(engine, OnLayer):
+            kwargs.update(engine.kwargs)
+            engine = engine.engine
+        return engine.attribute(inputs, **kwargs)
     return run
 
 
@@ -117,7 +156,8 @@ class AlgorithmEntry:
     completeness: bool = False   # attributions sum to f(x) - f(baseline): report the error
     fusable: bool = True         # requests with equal params may share one engine call
     stochastic: bool = False     # draws random numbers: gets a `seed` param, runs seeded
-    needs_layer: bool = False    # uses the spec's cam_layer
+    family: Family = Family.INPUT
+    targeted: bool = True        # its attribute() takes a target (most neuron methods do not)
     min_reference_rows: int = 1
     chunk_param: str | None = None  # engine kwarg that receives the rows-per-pass budget
     run: RunFn | None = field(default=None)
@@ -125,6 +165,11 @@ class AlgorithmEntry:
     baselines_of: Callable[[Mapping[str, Any]], BaselineMode] | None = None
     # Parameter defaults by input kind (InputKind value), over ``params``' own defaults.
     kind_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @property
+    def needs_layer(self) -> bool:
+        """Runs on a layer of the model (the request's, or the spec's default layer)."""
+        return self.family is not Family.INPUT
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.all_params() if p.name == name), None)
@@ -147,12 +192,17 @@ class AlgorithmEntry:
         if self.build is not None:
             return self.build(ctx, params)
         assert self.engine is not None  # the table refuses entries with neither
-        return self.engine(ctx.model)
+        if not self.needs_layer:
+            return self.engine(ctx.model)
+        flags: dict[str, Any] = dict(zip(layer_keywords(self.family),
+                                         (ctx.layer_input,) if self.family is not Family.NEURON
+                                         else (ctx.neuron, ctx.layer_input)))
+        return OnLayer(self.engine(ctx.model, ctx.the_layer(self.name)), flags, ctx.layer_shape)
 
     def execute(self, engine: Any, inputs: Tensor, baselines: Tensor | None,
                 targets: list[int], params: dict[str, Any], chunk_rows: int) -> Tensor:
         engine_params = {k: v for k, v in params.items() if k != "seed"}
-        run = self.run or _default_run(self.chunk_param)
+        run = self.run or _default_run(self.chunk_param, self.targeted)
         return run(engine, inputs, baselines, targets, engine_params, chunk_rows)
 
     def resolve_params(self, given: Mapping[str, Any], defaults: Mapping[str, Any],

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from ..errors import ExplainError, UnknownAlgorithm, shown
 from ..limits import Limits
 from ..spec import ModelSpec, SpecError
-from .entry import AlgorithmEntry
+from .entry import AlgorithmEntry, layer_keywords
 
 
 class TableError(ValueError):
@@ -43,7 +43,9 @@ def _check_entry(e: AlgorithmEntry) -> None:
         if attribute is None:
             raise TableError(f"{where}: {e.engine.__name__} has no attribute method")
         accepted = inspect.signature(attribute).parameters
-        wanted = [n for n in names if n != "seed"] + [e.chunk_param or "target"]
+        wanted = [n for n in names if n != "seed"] + list(layer_keywords(e.family))
+        wanted += [e.chunk_param] if e.chunk_param else []
+        wanted += ["target"] if e.targeted else []
         if e.baselines is not e.baselines.NONE:
             wanted.append("baselines")
         missing = [n for n in wanted if n not in accepted]
@@ -83,7 +85,8 @@ class AlgorithmTable(Mapping[str, AlgorithmEntry]):
     def check_spec(self, spec: ModelSpec, limits: Limits) -> None:
         """Raises SpecError naming the key when the spec enables an algorithm this server does
         not serve, sets defaults an algorithm does not take, or enables a layer algorithm
-        without a ``cam_layer``."""
+        without ``layers`` (the layers' module paths are checked against the model by
+        ``service.runtime.layers.measure``)."""
         unknown = [a for a in spec.algorithms if a not in self._entries]
         if unknown:
             raise SpecError(f"spec.yaml: `explain.algorithms` names {', '.join(unknown)}, which "
@@ -98,5 +101,6 @@ class AlgorithmTable(Mapping[str, AlgorithmEntry]):
             except ExplainError as e:
                 raise SpecError(f"spec.yaml: `explain.default_params.{name}`: {e}") from None
         layered = [a for a in spec.algorithms if self._entries[a].needs_layer]
-        if layered and not spec.cam_layer:
-            raise SpecError(f"spec.yaml: `explain.cam_layer` is required by {', '.join(layered)}")
+        if layered and not spec.layers:
+            raise SpecError(f"spec.yaml: `explain.layers` (or `explain.cam_layer`) is required "
+                            f"by {', '.join(layered)}")

@@ -14,7 +14,7 @@ from torch import Tensor
 from service import attribution as A
 
 from ..errors import InvalidInput
-from .entry import AlgorithmEntry, BaselineMode
+from .entry import AlgorithmEntry, BaselineMode, OnLayer
 
 NT_TYPES = ("smoothgrad", "smoothgrad_sq", "vargrad")
 
@@ -79,6 +79,11 @@ def execute(entry: AlgorithmEntry, engine: Any, options: NoiseOptions, inputs: T
     the copies, unless it hands the budget to an engine that chunks by rows itself."""
     copies = copies_per_call(options, inputs.shape[0] * per_example, chunk_rows)
     from_distribution = entry.baseline_mode(params) is BaselineMode.REFERENCE_SET
-    wrapped = _Tunnelled(engine, options, copies, from_distribution)
+    wrapped: Any
+    if isinstance(engine, OnLayer):   # the layer keywords stay outside, for the run function
+        wrapped = OnLayer(_Tunnelled(engine.engine, options, copies, from_distribution),
+                          engine.kwargs, engine.shape)
+    else:
+        wrapped = _Tunnelled(engine, options, copies, from_distribution)
     inner_rows = chunk_rows if entry.chunk_param else max(1, chunk_rows // copies)
     return entry.execute(wrapped, inputs, baselines, targets, params, inner_rows)

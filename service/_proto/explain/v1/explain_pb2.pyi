@@ -140,8 +140,18 @@ class Limits(_message.Message):
     max_batch_rows: int
     def __init__(self, max_batch_rows: _Optional[int] = ...) -> None: ...
 
+class LayerSelector(_message.Message):
+    __slots__ = ("name", "attribute_to_layer_input", "neuron")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTE_TO_LAYER_INPUT_FIELD_NUMBER: _ClassVar[int]
+    NEURON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    attribute_to_layer_input: bool
+    neuron: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, name: _Optional[str] = ..., attribute_to_layer_input: _Optional[bool] = ..., neuron: _Optional[_Iterable[int]] = ...) -> None: ...
+
 class ExplainRequest(_message.Message):
-    __slots__ = ("model", "model_version", "inputs", "algorithm", "params", "target", "baseline", "outputs", "limits", "deadline_ms", "request_id", "noise_tunnel")
+    __slots__ = ("model", "model_version", "inputs", "algorithm", "params", "target", "baseline", "outputs", "limits", "deadline_ms", "request_id", "noise_tunnel", "layer")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
@@ -154,6 +164,7 @@ class ExplainRequest(_message.Message):
     DEADLINE_MS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     NOISE_TUNNEL_FIELD_NUMBER: _ClassVar[int]
+    LAYER_FIELD_NUMBER: _ClassVar[int]
     model: str
     model_version: str
     inputs: Input
@@ -166,7 +177,8 @@ class ExplainRequest(_message.Message):
     deadline_ms: int
     request_id: str
     noise_tunnel: NoiseTunnelOptions
-    def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ..., inputs: _Optional[_Union[Input, _Mapping]] = ..., algorithm: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., baseline: _Optional[_Union[Baseline, _Mapping]] = ..., outputs: _Optional[_Union[OutputOptions, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., deadline_ms: _Optional[int] = ..., request_id: _Optional[str] = ..., noise_tunnel: _Optional[_Union[NoiseTunnelOptions, _Mapping]] = ...) -> None: ...
+    layer: LayerSelector
+    def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ..., inputs: _Optional[_Union[Input, _Mapping]] = ..., algorithm: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., baseline: _Optional[_Union[Baseline, _Mapping]] = ..., outputs: _Optional[_Union[OutputOptions, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., deadline_ms: _Optional[int] = ..., request_id: _Optional[str] = ..., noise_tunnel: _Optional[_Union[NoiseTunnelOptions, _Mapping]] = ..., layer: _Optional[_Union[LayerSelector, _Mapping]] = ...) -> None: ...
 
 class ClassScore(_message.Message):
     __slots__ = ("index", "label", "probability", "logit")
@@ -205,7 +217,7 @@ class Feature(_message.Message):
     def __init__(self, name: _Optional[str] = ..., value: _Optional[float] = ..., attribution: _Optional[float] = ...) -> None: ...
 
 class TargetExplanation(_message.Message):
-    __slots__ = ("target", "label", "attributions", "instance_output", "baseline_output", "approximation_error", "top_features", "heatmap_png", "reasons", "reasons_note", "metrics")
+    __slots__ = ("target", "label", "attributions", "instance_output", "baseline_output", "approximation_error", "top_features", "heatmap_png", "reasons", "reasons_note", "metrics", "attributed_to", "layer")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -224,6 +236,8 @@ class TargetExplanation(_message.Message):
     REASONS_FIELD_NUMBER: _ClassVar[int]
     REASONS_NOTE_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTED_TO_FIELD_NUMBER: _ClassVar[int]
+    LAYER_FIELD_NUMBER: _ClassVar[int]
     target: int
     label: str
     attributions: Tensor
@@ -235,7 +249,9 @@ class TargetExplanation(_message.Message):
     reasons: _containers.RepeatedScalarFieldContainer[str]
     reasons_note: str
     metrics: _containers.ScalarMap[str, float]
-    def __init__(self, target: _Optional[int] = ..., label: _Optional[str] = ..., attributions: _Optional[_Union[Tensor, _Mapping]] = ..., instance_output: _Optional[float] = ..., baseline_output: _Optional[float] = ..., approximation_error: _Optional[float] = ..., top_features: _Optional[_Iterable[_Union[Feature, _Mapping]]] = ..., heatmap_png: _Optional[bytes] = ..., reasons: _Optional[_Iterable[str]] = ..., reasons_note: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    attributed_to: str
+    layer: str
+    def __init__(self, target: _Optional[int] = ..., label: _Optional[str] = ..., attributions: _Optional[_Union[Tensor, _Mapping]] = ..., instance_output: _Optional[float] = ..., baseline_output: _Optional[float] = ..., approximation_error: _Optional[float] = ..., top_features: _Optional[_Iterable[_Union[Feature, _Mapping]]] = ..., heatmap_png: _Optional[bytes] = ..., reasons: _Optional[_Iterable[str]] = ..., reasons_note: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., attributed_to: _Optional[str] = ..., layer: _Optional[str] = ...) -> None: ...
 
 class Timings(_message.Message):
     __slots__ = ("preprocess_ms", "predict_ms", "explain_ms", "postprocess_ms", "total_ms", "fused_group_size", "baseline_cache_hit")
@@ -318,17 +334,31 @@ class ParamInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., default_value: _Optional[str] = ..., choices: _Optional[_Iterable[str]] = ..., minimum: _Optional[float] = ..., maximum: _Optional[float] = ...) -> None: ...
 
 class AlgorithmInfo(_message.Message):
-    __slots__ = ("name", "params", "baselines")
+    __slots__ = ("name", "params", "baselines", "family")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     BASELINES_FIELD_NUMBER: _ClassVar[int]
+    FAMILY_FIELD_NUMBER: _ClassVar[int]
     name: str
     params: _containers.RepeatedCompositeFieldContainer[ParamInfo]
     baselines: str
-    def __init__(self, name: _Optional[str] = ..., params: _Optional[_Iterable[_Union[ParamInfo, _Mapping]]] = ..., baselines: _Optional[str] = ...) -> None: ...
+    family: str
+    def __init__(self, name: _Optional[str] = ..., params: _Optional[_Iterable[_Union[ParamInfo, _Mapping]]] = ..., baselines: _Optional[str] = ..., family: _Optional[str] = ...) -> None: ...
+
+class LayerInfo(_message.Message):
+    __slots__ = ("name", "module", "output_shape", "input_shape")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MODULE_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    module: str
+    output_shape: _containers.RepeatedScalarFieldContainer[int]
+    input_shape: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, name: _Optional[str] = ..., module: _Optional[str] = ..., output_shape: _Optional[_Iterable[int]] = ..., input_shape: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ModelSpec(_message.Message):
-    __slots__ = ("name", "version", "description", "purpose", "input_kind", "input_shape", "feature_names", "class_names", "algorithms", "default_algorithm", "baselines", "default_baseline", "batch_size", "max_batch_delay_ms", "limits")
+    __slots__ = ("name", "version", "description", "purpose", "input_kind", "input_shape", "feature_names", "class_names", "algorithms", "default_algorithm", "baselines", "default_baseline", "batch_size", "max_batch_delay_ms", "limits", "layers")
     class LimitsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -351,6 +381,7 @@ class ModelSpec(_message.Message):
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_DELAY_MS_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     description: str
@@ -366,7 +397,8 @@ class ModelSpec(_message.Message):
     batch_size: int
     max_batch_delay_ms: int
     limits: _containers.ScalarMap[str, int]
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., description: _Optional[str] = ..., purpose: _Optional[str] = ..., input_kind: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., feature_names: _Optional[_Iterable[str]] = ..., class_names: _Optional[_Iterable[str]] = ..., algorithms: _Optional[_Iterable[_Union[AlgorithmInfo, _Mapping]]] = ..., default_algorithm: _Optional[str] = ..., baselines: _Optional[_Iterable[str]] = ..., default_baseline: _Optional[str] = ..., batch_size: _Optional[int] = ..., max_batch_delay_ms: _Optional[int] = ..., limits: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    layers: _containers.RepeatedCompositeFieldContainer[LayerInfo]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., description: _Optional[str] = ..., purpose: _Optional[str] = ..., input_kind: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., feature_names: _Optional[_Iterable[str]] = ..., class_names: _Optional[_Iterable[str]] = ..., algorithms: _Optional[_Iterable[_Union[AlgorithmInfo, _Mapping]]] = ..., default_algorithm: _Optional[str] = ..., baselines: _Optional[_Iterable[str]] = ..., default_baseline: _Optional[str] = ..., batch_size: _Optional[int] = ..., max_batch_delay_ms: _Optional[int] = ..., limits: _Optional[_Mapping[str, int]] = ..., layers: _Optional[_Iterable[_Union[LayerInfo, _Mapping]]] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()

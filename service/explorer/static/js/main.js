@@ -345,6 +345,8 @@ function compact(cfg) {
   if (cfg.t && cfg.t !== "predicted") out.t = cfg.t;
   if (cfg.b && cfg.b !== "default") out.b = cfg.b;
   if (cfg.m) out.m = 1;
+  if (cfg.l) out.l = cfg.l;
+  if (cfg.n) out.n = cfg.n;
   return out;
 }
 

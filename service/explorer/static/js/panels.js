@@ -50,10 +50,39 @@ function baselineJson(key) {
   return undefined;
 }
 
+// The model's layers (GetModelSpec's `layers`, the default first) and the one a panel picked.
+function layerInfo(spec, name) {
+  const layers = spec.layers || [];
+  return layers.find((l) => l.name === name) || layers[0];
+}
+
+function onLayer(info) {
+  return ["layer", "neuron", "cam"].includes(info.family);
+}
+
+// The `layer` selector of a layer, neuron or CAM method: the picked layer, and for neuron
+// methods the neuron ("3,4,4"; by default the first neuron of the layer's output).
+function layerJson(spec, info, cfg) {
+  if (!onLayer(info)) return undefined;
+  const layer = layerInfo(spec, cfg.l);
+  const out = { name: layer ? layer.name : "" };
+  if (info.family === "neuron") {
+    const given = String(cfg.n || "").split(",").map((v) => v.trim()).filter(Boolean).map(Number);
+    out.neuron = given.length ? given : ((layer && layer.outputShape) || []).map(() => 0);
+  }
+  return out;
+}
+
 export function buildRequest(spec, cfg, input) {
   const info = algoInfo(spec, cfg.a);
+  const layer = layerInfo(spec, cfg.l);
+  // a layer method's heatmap is its (C, H, W) map: asked only for such layers
+  const heatmap = spec.inputKind === "image"
+    && (info.family !== "layer" || (layer && (layer.outputShape || []).length === 3));
   const req = { inputs: requestInputs(input), algorithm: cfg.a,
-    outputs: { attributions: true, topFeatures: 5, heatmap: spec.inputKind === "image" } };
+    outputs: { attributions: true, topFeatures: 5, heatmap } };
+  const sel = layerJson(spec, info, cfg);
+  if (sel) req.layer = sel;
   const params = {};
   for (const p of info.params || []) {
     if (cfg.p && cfg.p[p.name] !== undefined) params[p.name] = parseParam(p, cfg.p[p.name]);
@@ -112,6 +141,21 @@ export class Panel {
       params,
       h("label", { class: "row" }, h("span", {}, "target"), target),
     ];
+    if (onLayer(info) && (spec.layers || []).length) {
+      const layer = h("select", { class: "layer", "aria-label": "layer",
+        onchange: () => { this.cfg.l = layer.value; this.cfg.n = undefined; this.changed(); this.run(); } },
+      spec.layers.map((l) => h("option", { value: l.name },
+        `${l.name} (${(l.outputShape || []).join("×")})`)));
+      layer.value = layerInfo(spec, this.cfg.l).name;
+      rows.push(h("label", { class: "row" }, h("span", {}, "layer"), layer));
+      if (info.family === "neuron") {
+        const shape = (layerInfo(spec, this.cfg.l).outputShape || []).join("×");
+        const neuron = h("input", { type: "text", class: "neuron", "aria-label": "neuron",
+          value: this.cfg.n || "", placeholder: "0,…", title: `index in the layer's output (${shape})`,
+          onchange: () => { this.cfg.n = neuron.value || undefined; this.app.saveState(); this.run(); } });
+        rows.push(h("label", { class: "row" }, h("span", {}, "neuron"), neuron));
+      }
+    }
     if ((info.baselines || "none") !== "none") {
       const base = h("select", { class: "baseline", "aria-label": "baseline",
         onchange: () => { this.cfg.b = base.value; this.changed(); this.run(); } },
@@ -217,7 +261,18 @@ export class Panel {
       parts.push(h("div", { class: "explained" }, "explaining ",
         h("b", {}, e.label || `class ${e.target}`), ` (class ${e.target ?? 0})`));
       const tensor = decodeTensor(e.attributions);
-      if (spec.inputKind === "image") {
+      if ((e.attributedTo || "input").startsWith("layer")) {
+        // a layer-shaped answer: no overlay on the input; the layer's units as bars
+        const where = e.attributedTo === "layer_input" ? "input" : "output";
+        parts.push(h("p", { class: "layer-note" },
+          `attributions to the units of layer ${e.layer}'s ${where}${tensor ? ` (shape ${tensor.shape.join("×")})` : ""}; top units:`));
+        parts.push(h("div", { class: "chart" }, signedBars((e.topFeatures || []).map((f) => ({
+          name: f.name, attribution: Number(f.attribution), value: Number(f.value) })))));
+        if (e.heatmapPng) {
+          parts.push(h("figure", {}, h("img", { class: "heatmap", alt: "layer heatmap",
+            src: `data:image/png;base64,${e.heatmapPng}` }), h("figcaption", {}, `layer ${e.layer} heatmap`)));
+        }
+      } else if (spec.inputKind === "image") {
         const pics = h("div", { class: "pictures" });
         if (tensor) {
           const canvas = await overlay(imageSrc(input), tensor);
