@@ -13,7 +13,7 @@ import numpy as np
 from google.protobuf import json_format
 
 from service._proto.explain.v1 import explain_pb2 as pb
-from service.runtime.algorithms import AlgorithmTable, default_table
+from service.runtime.algorithms import AlgorithmTable, default_table, text_table
 from service.runtime.errors import ExplainError, InvalidInput, LimitExceeded, shown
 from service.runtime.limits import Limits
 from service.runtime.request import (
@@ -36,6 +36,7 @@ from service.runtime.request import (
 )
 from service.runtime.spec import ModelSpec
 
+from . import text as text_wire
 from .errors import error_to_proto
 
 _DTYPES: dict[pb.DType, np.dtype[Any]] = {
@@ -95,7 +96,7 @@ def _payload(m: pb.ExplainRequest, limits: Limits) -> Payload | None:
                                                limits.max_tensor_elements))
     if which == "tabular":
         return TabularPayload(dict(m.inputs.tabular.features))
-    return None
+    return text_wire.payload_from_proto(m.inputs)
 
 
 def _target(m: pb.ExplainRequest) -> TargetSpec:
@@ -178,7 +179,8 @@ def request_from_proto(m: pb.ExplainRequest, explain: bool,
         inputs=_payload(m, limits), explain=explain, algorithm=m.algorithm or None,
         params=params, target=_target(m), baseline=_baseline(m, limits), outputs=_outputs(m),
         max_batch_rows=(m.limits.max_batch_rows or None) if m.HasField("limits") else None,
-        deadline_ms=m.deadline_ms or None, request_id=m.request_id, model=m.model)
+        deadline_ms=m.deadline_ms or None, request_id=m.request_id, model=m.model,
+        target_text=m.target_text, max_new_tokens=m.max_new_tokens)
 
 
 def _parse_error_field(text: str) -> str:
@@ -360,6 +362,8 @@ def response_to_proto(r: Response) -> pb.ExplainResponse:
             te.approximation_error = e.approximation_error
         if e.heatmap_png:
             te.heatmap_png = e.heatmap_png
+    if r.text is not None:
+        text_wire.explanation_to_proto(r.text, out.text)
     return out
 
 
@@ -396,7 +400,8 @@ def response_from_proto(m: pb.ExplainResponse) -> Response:
     timings = Timings(**{f: getattr(m.timings, f) for f in vars(Timings())})
     return Response(model=m.model, model_version=m.model_version, request_id=m.request_id,
                     algorithm=m.algorithm, prediction=prediction, explanations=explanations,
-                    timings=timings)
+                    timings=timings,
+                    text=text_wire.explanation_from_proto(m.text) if m.HasField("text") else None)
 
 
 # Fields that mean nothing in an answer without explanations (/predictions), and fields of an
@@ -412,6 +417,7 @@ def response_to_json(r: Response) -> str:
     carries no explanation fields, and an explanation no empty note."""
     d = json_format.MessageToDict(response_to_proto(r), always_print_fields_with_no_presence=True)
     if not r.explanations and not r.algorithm:
+        d.pop("text", None)
         for k in _EXPLAIN_ONLY:
             d.pop(k, None)
         for k in _EXPLAIN_ONLY_TIMINGS:
@@ -436,7 +442,8 @@ def spec_to_proto(spec: ModelSpec, limits: Limits | None = None,
     """What a client may know about a served model (GetModelSpec / ListModels), with the
     request limits in force and the algorithms of ``table`` (the default table if None) the
     spec enables, each with its parameters' defaults for this model."""
-    table = table if table is not None else default_table()
+    if table is None:
+        table = text_table() if spec.text is not None else default_table()
     algorithms = []
     for name in spec.algorithms:
         entry = table.get(name)
@@ -459,4 +466,5 @@ def spec_to_proto(spec: ModelSpec, limits: Limits | None = None,
         default_algorithm=spec.default_algorithm, baselines=list(spec.baselines),
         default_baseline=spec.default_baseline, batch_size=spec.batch.batch_size,
         max_batch_delay_ms=spec.batch.max_batch_delay_ms,
-        limits=(limits or Limits.build(spec, env={})).as_dict())
+        limits=(limits or Limits.build(spec, env={})).as_dict(),
+        text=text_wire.info_to_proto(spec))

@@ -49,14 +49,42 @@ class TabularInput(_message.Message):
     def __init__(self, features: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class Input(_message.Message):
-    __slots__ = ("image", "tensor", "tabular")
+    __slots__ = ("image", "tensor", "tabular", "text", "template")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     TENSOR_FIELD_NUMBER: _ClassVar[int]
     TABULAR_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     tensor: Tensor
     tabular: TabularInput
-    def __init__(self, image: _Optional[bytes] = ..., tensor: _Optional[_Union[Tensor, _Mapping]] = ..., tabular: _Optional[_Union[TabularInput, _Mapping]] = ...) -> None: ...
+    text: str
+    template: TextTemplate
+    def __init__(self, image: _Optional[bytes] = ..., tensor: _Optional[_Union[Tensor, _Mapping]] = ..., tabular: _Optional[_Union[TabularInput, _Mapping]] = ..., text: _Optional[str] = ..., template: _Optional[_Union[TextTemplate, _Mapping]] = ...) -> None: ...
+
+class TextTemplate(_message.Message):
+    __slots__ = ("template", "values", "baselines")
+    class ValuesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class BaselinesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    BASELINES_FIELD_NUMBER: _ClassVar[int]
+    template: str
+    values: _containers.ScalarMap[str, str]
+    baselines: _containers.ScalarMap[str, str]
+    def __init__(self, template: _Optional[str] = ..., values: _Optional[_Mapping[str, str]] = ..., baselines: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Target(_message.Message):
     __slots__ = ("predicted", "index", "label", "top_k")
@@ -125,7 +153,7 @@ class Limits(_message.Message):
     def __init__(self, max_batch_rows: _Optional[int] = ...) -> None: ...
 
 class ExplainRequest(_message.Message):
-    __slots__ = ("model", "model_version", "inputs", "algorithm", "params", "target", "baseline", "outputs", "limits", "deadline_ms", "request_id")
+    __slots__ = ("model", "model_version", "inputs", "algorithm", "params", "target", "baseline", "outputs", "limits", "deadline_ms", "request_id", "target_text", "max_new_tokens")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
@@ -137,6 +165,8 @@ class ExplainRequest(_message.Message):
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_MS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TARGET_TEXT_FIELD_NUMBER: _ClassVar[int]
+    MAX_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
     model: str
     model_version: str
     inputs: Input
@@ -148,7 +178,9 @@ class ExplainRequest(_message.Message):
     limits: Limits
     deadline_ms: int
     request_id: str
-    def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ..., inputs: _Optional[_Union[Input, _Mapping]] = ..., algorithm: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., baseline: _Optional[_Union[Baseline, _Mapping]] = ..., outputs: _Optional[_Union[OutputOptions, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., deadline_ms: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+    target_text: str
+    max_new_tokens: int
+    def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ..., inputs: _Optional[_Union[Input, _Mapping]] = ..., algorithm: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., baseline: _Optional[_Union[Baseline, _Mapping]] = ..., outputs: _Optional[_Union[OutputOptions, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., deadline_ms: _Optional[int] = ..., request_id: _Optional[str] = ..., target_text: _Optional[str] = ..., max_new_tokens: _Optional[int] = ...) -> None: ...
 
 class ClassScore(_message.Message):
     __slots__ = ("index", "label", "probability", "logit")
@@ -229,7 +261,7 @@ class Timings(_message.Message):
     def __init__(self, preprocess_ms: _Optional[float] = ..., predict_ms: _Optional[float] = ..., explain_ms: _Optional[float] = ..., postprocess_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., fused_group_size: _Optional[int] = ..., baseline_cache_hit: _Optional[bool] = ...) -> None: ...
 
 class ExplainResponse(_message.Message):
-    __slots__ = ("model", "model_version", "request_id", "algorithm", "prediction", "explanations", "timings", "error")
+    __slots__ = ("model", "model_version", "request_id", "algorithm", "prediction", "explanations", "timings", "error", "text")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
@@ -238,6 +270,7 @@ class ExplainResponse(_message.Message):
     EXPLANATIONS_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
     model: str
     model_version: str
     request_id: str
@@ -246,7 +279,24 @@ class ExplainResponse(_message.Message):
     explanations: _containers.RepeatedCompositeFieldContainer[TargetExplanation]
     timings: Timings
     error: Error
-    def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ..., request_id: _Optional[str] = ..., algorithm: _Optional[str] = ..., prediction: _Optional[_Union[Prediction, _Mapping]] = ..., explanations: _Optional[_Iterable[_Union[TargetExplanation, _Mapping]]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
+    text: TextExplanation
+    def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ..., request_id: _Optional[str] = ..., algorithm: _Optional[str] = ..., prediction: _Optional[_Union[Prediction, _Mapping]] = ..., explanations: _Optional[_Iterable[_Union[TargetExplanation, _Mapping]]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., text: _Optional[_Union[TextExplanation, _Mapping]] = ...) -> None: ...
+
+class TextExplanation(_message.Message):
+    __slots__ = ("generated", "output_tokens", "input_features", "seq_attr", "token_attr", "heatmap_png")
+    GENERATED_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    SEQ_ATTR_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_ATTR_FIELD_NUMBER: _ClassVar[int]
+    HEATMAP_PNG_FIELD_NUMBER: _ClassVar[int]
+    generated: str
+    output_tokens: _containers.RepeatedScalarFieldContainer[str]
+    input_features: _containers.RepeatedScalarFieldContainer[str]
+    seq_attr: _containers.RepeatedScalarFieldContainer[float]
+    token_attr: Tensor
+    heatmap_png: bytes
+    def __init__(self, generated: _Optional[str] = ..., output_tokens: _Optional[_Iterable[str]] = ..., input_features: _Optional[_Iterable[str]] = ..., seq_attr: _Optional[_Iterable[float]] = ..., token_attr: _Optional[_Union[Tensor, _Mapping]] = ..., heatmap_png: _Optional[bytes] = ...) -> None: ...
 
 class Error(_message.Message):
     __slots__ = ("code", "field", "message", "allowed", "http_status", "grpc_code")
@@ -301,7 +351,7 @@ class AlgorithmInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., params: _Optional[_Iterable[_Union[ParamInfo, _Mapping]]] = ..., baselines: _Optional[str] = ...) -> None: ...
 
 class ModelSpec(_message.Message):
-    __slots__ = ("name", "version", "description", "purpose", "input_kind", "input_shape", "feature_names", "class_names", "algorithms", "default_algorithm", "baselines", "default_baseline", "batch_size", "max_batch_delay_ms", "limits")
+    __slots__ = ("name", "version", "description", "purpose", "input_kind", "input_shape", "feature_names", "class_names", "algorithms", "default_algorithm", "baselines", "default_baseline", "batch_size", "max_batch_delay_ms", "limits", "text")
     class LimitsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -324,6 +374,7 @@ class ModelSpec(_message.Message):
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_DELAY_MS_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     description: str
@@ -339,7 +390,18 @@ class ModelSpec(_message.Message):
     batch_size: int
     max_batch_delay_ms: int
     limits: _containers.ScalarMap[str, int]
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., description: _Optional[str] = ..., purpose: _Optional[str] = ..., input_kind: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., feature_names: _Optional[_Iterable[str]] = ..., class_names: _Optional[_Iterable[str]] = ..., algorithms: _Optional[_Iterable[_Union[AlgorithmInfo, _Mapping]]] = ..., default_algorithm: _Optional[str] = ..., baselines: _Optional[_Iterable[str]] = ..., default_baseline: _Optional[str] = ..., batch_size: _Optional[int] = ..., max_batch_delay_ms: _Optional[int] = ..., limits: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    text: TextModelInfo
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., description: _Optional[str] = ..., purpose: _Optional[str] = ..., input_kind: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., feature_names: _Optional[_Iterable[str]] = ..., class_names: _Optional[_Iterable[str]] = ..., algorithms: _Optional[_Iterable[_Union[AlgorithmInfo, _Mapping]]] = ..., default_algorithm: _Optional[str] = ..., baselines: _Optional[_Iterable[str]] = ..., default_baseline: _Optional[str] = ..., batch_size: _Optional[int] = ..., max_batch_delay_ms: _Optional[int] = ..., limits: _Optional[_Mapping[str, int]] = ..., text: _Optional[_Union[TextModelInfo, _Mapping]] = ...) -> None: ...
+
+class TextModelInfo(_message.Message):
+    __slots__ = ("context_length", "stop_token", "baseline_token")
+    CONTEXT_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    STOP_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    context_length: int
+    stop_token: str
+    baseline_token: str
+    def __init__(self, context_length: _Optional[int] = ..., stop_token: _Optional[str] = ..., baseline_token: _Optional[str] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()
