@@ -283,7 +283,10 @@ def build() -> Built:
         "input": {"kind": "text", "shape": [MAX_LEN],
                   "text": {"tokenizer": VOCAB_FILE, "embedding_layer": "emb",
                            "stop_token": STOP, "baseline_token": tok.unk_token,
-                           "skip_tokens": [tok.bos_token]}},
+                           "skip_tokens": [tok.bos_token],
+                           # a request's inputs for `make serve`'s printed examples
+                           "example": {"template": probes()[-1]["template"],
+                                       "values": probes()[-1]["values"]}}},
         "output": {"kind": "generation"},
         "explain": {
             "algorithms": TEXT_ALGORITHMS,

@@ -13,7 +13,8 @@ TOP_KEYS = {"name", "version", "description", "purpose", "model", "input", "outp
 OPTIONAL_TOP = {"limits", "batch"}
 PURPOSES = {"production", "load_test_only"}
 INPUT_KINDS = {"image", "tensor", "tabular", "text"}
-TEXT_KEYS = {"tokenizer", "embedding_layer", "stop_token", "baseline_token", "skip_tokens"}
+TEXT_KEYS = {"tokenizer", "embedding_layer", "stop_token", "baseline_token", "skip_tokens",
+             "example"}
 IMAGE_KEYS = {"mode", "size", "scale", "mean", "std", "invert"}
 BASELINE_KINDS = {"zeros", "tensor", "reference_set"}
 LIMIT_KEYS = {"max_n_steps", "max_n_samples", "max_batch_rows", "max_new_tokens"}
@@ -120,6 +121,8 @@ def check_text_spec(spec: dict[str, Any], files: dict[str, Path]) -> None:
     words = json.loads(files[text["tokenizer"]].read_text())["words"]
     for token in [text["stop_token"], text["baseline_token"], *text["skip_tokens"]]:
         assert token in words, token
+    example = text["example"]
+    assert example["template"].format(**example["values"]), example
     assert spec["output"] == {"kind": "generation"}
     ex = spec["explain"]
     assert ex["default_algorithm"] in ex["algorithms"]
