@@ -14,6 +14,7 @@ from service.client import ExplainClient, ExplainClientError
 from service.nets import WordTokenizer
 from service.runtime import load_spec
 from service.runtime.loader import load_model
+from service.runtime.text import template_slots
 from tests.e2e.conftest import BUNDLED_STORE
 from tests.e2e.test_serving import post
 
@@ -46,8 +47,9 @@ def test_rest_explanation_equals_the_engine_in_process(server, engine):
     r = post(server, "explanations", "tinylm", template_body(probe, outputs={"heatmap": True}))
     assert r.status_code == 200, r.text
     text = r.json()["text"]
+    slots = template_slots(probe["template"])        # the served features' order
     want = A.LLMAttribution(A.FeatureAblation(model), tok).attribute(
-        A.TextTemplateInput(probe["template"], values=dict(probe["values"])),
+        A.TextTemplateInput(probe["template"], values={k: probe["values"][k] for k in slots}),
         gen_args={"max_new_tokens": 8, "eos_token_id": tok.convert_tokens_to_ids(".")})
     assert text["generated"] == f"{probe['answer']} ." and text["outputTokens"] == \
         want.output_tokens

@@ -122,3 +122,21 @@ def test_every_recipe_enables_only_servable_algorithms() -> None:
         names = _recipe.algorithms(layer=layer)
         assert [n for n in names if n not in table] == []
     assert {n for n, e in table.items() if e.needs_layer} == set(_recipe.LAYER_ALGORITHMS)
+
+
+def test_text_table_serves_the_text_recipe_and_checks_the_wrapped_methods() -> None:
+    """tinylm's algorithms are all in the text table; a text entry's parameters are checked
+    against the wrapped Captum method's ``attribute`` like any other entry's."""
+    from model_store import tinylm
+    from service.attribution import LayerIntegratedGradients
+    from service.runtime.algorithms import text_table
+    from service.runtime.algorithms.entry import Param
+    from service.runtime.algorithms.text import TextAlgorithm, TextFamily
+
+    table = text_table()
+    assert [n for n in tinylm.TEXT_ALGORITHMS if n not in table] == []
+    assert {getattr(e, "family", None) for e in table.values()} == set(TextFamily)
+    bad = TextAlgorithm(name="LayerIntegratedGradients", engine=LayerIntegratedGradients,
+                        family=TextFamily.GRADIENT, params=(Param("n_stepz", int, 8),))
+    with pytest.raises(TableError, match="n_stepz"):
+        type(table)([bad])

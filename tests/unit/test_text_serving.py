@@ -256,3 +256,28 @@ def test_a_prompt_sent_to_a_classifier_is_refused_naming_inputs(tmp_path):
     h.initialize(Context(d, [{}]))
     [(status, answer)] = call(h, d, {"inputs": {"text": "hello"}})
     assert status == 400 and answer["field"] == "inputs" and "prompt" in answer["message"]
+
+
+def test_a_request_past_its_deadline_stops_between_forward_passes(lm_dir, engine, monkeypatch):
+    """The deadline hook fires inside the engine call (here: after the generation's passes)."""
+    import time
+
+    from service.runtime.errors import DeadlineExceeded
+
+    model, _ = engine
+    spec = load_spec(lm_dir / "spec.yaml")
+    ex = TextExecutor(model, spec, lm_dir, limits=Limits.build(spec, env={}))
+    calls = {"n": 0}
+    real = time.monotonic
+    start = real()
+
+    def clock() -> float:          # 10 s pass with every forward pass
+        calls["n"] += 1
+        return start + 10.0 * calls["n"]
+
+    req = Request(explain=True, inputs=TextPayload(PROMPT), deadline_ms=25_000,
+                  received_at=start)
+    monkeypatch.setattr("service.runtime.text.time.monotonic", clock)
+    [out] = ex.run([req])
+    assert isinstance(out, DeadlineExceeded) and out.field == "deadline_ms"
+    assert calls["n"] >= 2
