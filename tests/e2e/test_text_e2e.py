@@ -130,3 +130,21 @@ def test_probe_seq_attr_matches_the_build_report(server):
     assert served.keys() == built.keys()
     for word, value in built.items():
         assert served[word] == pytest.approx(value, abs=1e-3)
+
+
+def test_explain_stream_carries_text_requests_and_their_errors(client):
+    """ExplainStream: each text request answered whole (tagged by request_id); a bad one
+    carries its error without ending the stream."""
+    from service.client import build_request
+
+    probes = PLANTED["probes"][:3]
+    reqs = [build_request("tinylm", template=p["template"], values=p["values"],
+                          request_id=f"p{i}") for i, p in enumerate(probes)]
+    reqs.append(build_request("tinylm", text=" ", request_id="bad"))
+    got = {e.request_id: e for e in client.explain_many(reqs)}
+    assert set(got) == {"p0", "p1", "p2", "bad"}
+    assert got["bad"].error is not None and got["bad"].error.field == "inputs.text"
+    for i, p in enumerate(probes):
+        e = got[f"p{i}"]
+        assert e.error is None and e.text is not None
+        assert e.text.generated == f"{p['answer']} ."
