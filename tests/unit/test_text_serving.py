@@ -281,3 +281,26 @@ def test_a_request_past_its_deadline_stops_between_forward_passes(lm_dir, engine
     [out] = ex.run([req])
     assert isinstance(out, DeadlineExceeded) and out.field == "deadline_ms"
     assert calls["n"] >= 2
+
+
+def test_make_serve_prints_a_sendable_text_example(handler, lm_dir, tmp_path):
+    """The launcher's example body for a text model is the spec's example prompt, and the
+    handler answers it with the planted fact."""
+    import types
+    import zipfile
+
+    import yaml
+
+    from service.launcher.examples import write_examples
+
+    spec = yaml.safe_load((lm_dir / "spec.yaml").read_text())
+    with zipfile.ZipFile(tmp_path / "tinylm.mar", "w"):
+        pass
+    (tmp_path / "run" / "examples").mkdir(parents=True)
+    server = types.SimpleNamespace(run_dir=tmp_path / "run", models={"tinylm": spec}, auth=False,
+                                   inference_url="http://127.0.0.1:1")
+    lines = write_examples(server, tmp_path)["tinylm"]
+    assert any("/explanations/tinylm" in line for line in lines)
+    body = json.loads((tmp_path / "run" / "examples" / "tinylm.json").read_text())
+    [(status, answer)] = call(handler, lm_dir, body)
+    assert status == 200 and answer["text"]["generated"] == "writer ."
