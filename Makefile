@@ -94,7 +94,7 @@ protos: $(STAMP)
 # Bundled models: one archive per recipe, rebuilt only when its recipe, the shared recipe code,
 # the architectures, the handler or the venv changed. HANDLER is packed into every archive.
 HANDLER ?= handlers/explain_handler.py
-MODEL_NAMES := digits breast_cancer recommender resnet18
+MODEL_NAMES := digits breast_cancer recommender resnet18 tinylm
 MODEL_BUILD := model_store/build
 MODEL_COMMON := $(wildcard model_store/_*.py) model_store/archive.py $(wildcard service/nets/*.py)
 

@@ -31,6 +31,8 @@ from service.runtime import (
 )
 from service.runtime.errors import internal
 from service.runtime.loader import load_model
+from service.runtime.spec import InputKind
+from service.runtime.text import TextExecutor
 from service.wire.rows import SpecAsked, decode_row, encode_outcome
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,7 @@ class ExplainHandler:
     """Predictions and explanations for one model archive carrying a spec.yaml."""
 
     def __init__(self) -> None:
-        self.executor: Executor | None = None
+        self.executor: Executor | TextExecutor | None = None
         self.initialized = False
 
     def initialize(self, context) -> None:
@@ -55,8 +57,11 @@ class ExplainHandler:
         limits = Limits.build(spec)
         cache = BaselineCache(int(os.environ.get(CACHE_BYTES_ENV, 256 * 1024 * 1024)))
         model = load_model(spec, model_dir, device)
-        self.executor = Executor(model, spec, model_dir, limits=limits, device=device,
-                                 cache=cache, table=default_table())
+        if spec.input_kind is InputKind.TEXT:
+            self.executor = TextExecutor(model, spec, model_dir, limits=limits, device=device)
+        else:
+            self.executor = Executor(model, spec, model_dir, limits=limits, device=device,
+                                     cache=cache, table=default_table())
         self.initialized = True
         log.info("model %s %s ready on %s (algorithms: %s)", spec.name, spec.version, device,
                  ", ".join(spec.algorithms))

@@ -78,7 +78,8 @@ class Built:
     its constructor arguments; the archive's model.py defines ``spec["model"]["class"]`` as a
     no-argument subclass of it. ``data_files`` are saved with ``torch.save`` under their names
     (the baselines, in the model's input space); ``reports`` are JSON files written next to the
-    archive's work directory (metrics.json, planted.json, ...), not packed into the archive.
+    archive's work directory (metrics.json, planted.json, ...), not packed into the archive;
+    ``text_files`` are JSON files packed into the archive (a text model's vocabulary).
     """
 
     name: str
@@ -88,6 +89,7 @@ class Built:
     spec: dict[str, Any]
     data_files: dict[str, Tensor]
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)
+    text_files: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @contextmanager

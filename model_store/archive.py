@@ -44,7 +44,7 @@ def write_work_dir(built: Built, work: Path) -> list[Path]:
     """Writes spec.yaml, model.py, weights.pt, the data files and the reports into ``work``.
 
     Returns the files that go into the archive besides model.py and weights.pt (spec.yaml
-    first, then the data files).
+    first, then the data files and the text files).
     """
     work.mkdir(parents=True, exist_ok=True)
     (work / MODEL_FILE).write_text(model_source(built))
@@ -57,6 +57,9 @@ def write_work_dir(built: Built, work: Path) -> list[Path]:
     extras = [work / SPEC_FILE]
     for fname, tensor in built.data_files.items():
         torch.save(tensor.detach().cpu().contiguous(), work / fname)
+        extras.append(work / fname)
+    for fname, content in built.text_files.items():
+        (work / fname).write_text(json.dumps(content, indent=1) + "\n")
         extras.append(work / fname)
     for fname, report in built.reports.items():
         (work / fname).write_text(json.dumps(report, indent=2) + "\n")

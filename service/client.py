@@ -28,10 +28,17 @@ from google.protobuf import json_format
 from service import wire
 from service._proto.explain.v1 import explain_pb2 as pb
 from service._proto.explain.v1 import explain_pb2_grpc as pb_grpc
-from service.runtime.request import ClassScore, Feature, Prediction, TargetExplanation
+from service.runtime.request import (
+    ClassScore,
+    Feature,
+    Prediction,
+    TargetExplanation,
+    TextExplanation,
+)
 
 __all__ = ["AsyncExplainClient", "ClassScore", "Explanation", "ExplainClient",
-           "ExplainClientError", "Feature", "Prediction", "TargetResult", "build_request"]
+           "ExplainClientError", "Feature", "Prediction", "TargetResult", "TextExplanation",
+           "build_request"]
 
 
 class ExplainClientError(Exception):
@@ -60,6 +67,7 @@ class Explanation:
     explanations: list[TargetResult] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     error: ExplainClientError | None = None  # ExplainStream items only
+    text: TextExplanation | None = None      # text models
 
     @staticmethod
     def from_proto(m: pb.ExplainResponse) -> Explanation:
@@ -67,7 +75,7 @@ class Explanation:
         out = Explanation(model=r.model, model_version=r.model_version,
                           request_id=r.request_id, algorithm=r.algorithm,
                           prediction=r.prediction, explanations=r.explanations,
-                          timings=vars(r.timings))
+                          timings=vars(r.timings), text=r.text)
         if m.HasField("error"):
             out.error = ExplainClientError(m.error.code, m.error.message, m.error.field,
                                            m.error.code, m.error.allowed)
@@ -83,7 +91,10 @@ def build_request(model: str, *, image: bytes | None = None, tensor: np.ndarray 
                   noise_tunnel: str | Mapping[str, Any] | None = None,
                   metrics: Sequence[str] | None = None, metric_samples: int = 0,
                   layer: str | None = None, neuron: Sequence[int] | None = None,
-                  attribute_to_layer_input: bool = False) -> pb.ExplainRequest:
+                  attribute_to_layer_input: bool = False, text: str | None = None,
+                  template: str | None = None, values: Mapping[str, str] | None = None,
+                  template_baselines: Mapping[str, str] | None = None,
+                  target_text: str = "", max_new_tokens: int = 0) -> pb.ExplainRequest:
     """An ExplainRequest from Python values. ``target``: a class index or label (default: the
     predicted class); ``top_k``: explain the k best classes; ``baseline``: a baseline name from
     the model spec ("zeros", "mean", ...), a constant, or an explicit array. ``noise_tunnel``:
@@ -94,10 +105,12 @@ def build_request(model: str, *, image: bytes | None = None, tensor: np.ndarray 
     the layer, neuron and CAM methods: ``layer`` names one of the spec's layers (default: its
     default layer; ``model_spec().layers`` lists them), ``neuron`` is the index of a neuron in
     the layer's per-example output (neuron methods), ``attribute_to_layer_input`` attributes to
-    the layer's input instead."""
-    given = [x is not None for x in (image, tensor, features)]
+    the layer's input instead. Text models: a prompt as ``text=`` or as ``template=`` with its
+    ``values`` (and optional ``template_baselines``); ``target_text`` is the answer to explain
+    ("" = the model's own generation of at most ``max_new_tokens`` tokens)."""
+    given = [x is not None for x in (image, tensor, features, text, template)]
     if sum(given) != 1:
-        raise ValueError("pass exactly one of image=, tensor= or features=")
+        raise ValueError("pass exactly one of image=, tensor=, features=, text= or template=")
     m = pb.ExplainRequest(model=model, model_version=model_version, algorithm=algorithm,
                           request_id=request_id, deadline_ms=deadline_ms)
     if image is not None:
@@ -106,6 +119,13 @@ def build_request(model: str, *, image: bytes | None = None, tensor: np.ndarray 
         m.inputs.tensor.CopyFrom(wire.tensor_to_proto(np.asarray(tensor)))
     elif features is not None:
         m.inputs.tabular.features.update({k: float(v) for k, v in features.items()})
+    elif text is not None:
+        m.inputs.text = text
+    elif template is not None:
+        m.inputs.template.template = template
+        m.inputs.template.values.update(dict(values or {}))
+        m.inputs.template.baselines.update(dict(template_baselines or {}))
+    m.target_text, m.max_new_tokens = target_text, max_new_tokens
     if params:
         m.params.update(dict(params))
     if top_k is not None:

@@ -42,7 +42,13 @@ def write_examples(server: Server, store: pathlib.Path) -> dict[str, list[str]]:
         x = _sample_array(mar, spec)
         inp = spec["input"]
         lines = []
-        if inp["kind"] == "image":
+        if inp["kind"] == "text":   # a causal LM: its spec's example prompt, as a template
+            example = (inp.get("text") or {}).get("example") or {
+                "template": "{word}", "values": {"word": "hello"}}
+            body = {"inputs": {"template": example}, "outputs": {"heatmap": False}}
+            lines.append(f"curl -s{auth} {server.inference_url}/predictions/{name} "
+                         f"-H 'Content-Type: application/json' -d @{ex_dir / f'{name}.json'}")
+        elif inp["kind"] == "image":
             from PIL import Image
 
             im = inp.get("image") or {}

@@ -8,5 +8,8 @@ benchmarked class are the same code.
 from .cnn import SmallCNN
 from .mlp import MLP
 from .resnet import BasicBlock, ResNet18
+from .tinylm import CausalLMOutput, TinyCausalLM
+from .word_tokenizer import WordTokenizer
 
-__all__ = ["MLP", "SmallCNN", "BasicBlock", "ResNet18"]
+__all__ = ["MLP", "SmallCNN", "BasicBlock", "ResNet18", "CausalLMOutput", "TinyCausalLM",
+           "WordTokenizer"]

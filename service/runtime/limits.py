@@ -30,6 +30,11 @@ class Limits:
     max_deadline_ms: int = 60_000  # also the deadline of requests that give none
     max_batch_rows: int = 512  # rows per engine pass: the memory budget of one chunk
     max_pass_bytes: int = 1024 * 1024 * 1024  # saved activations of one engine pass
+    # text models (service.runtime.text)
+    max_prompt_tokens: int = 512  # tokens of inputs.text / the filled inputs.template
+    max_new_tokens: int = 32  # tokens generated when targetText is "" (also maxNewTokens' cap)
+    max_target_tokens: int = 64  # tokens of targetText
+    max_perturbations: int = 4096  # perturbed prompts one perturbation explanation runs
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: int(getattr(self, f.name)) for f in fields(self)}

@@ -32,8 +32,9 @@ def decode(payload: Payload | None, spec: ModelSpec, limits: Limits,
         shown = x.reshape(-1).astype(np.float64)
     elif isinstance(payload, TabularPayload):
         x, shown = _tabular(payload.features, spec)
-    else:  # pragma: no cover - the wire layer builds only the three payloads
-        raise InvalidInput(FIELD, f"unsupported payload {type(payload).__name__}")
+    else:  # a prompt (inputs.text / inputs.template) sent to a model that is not a text model
+        raise InvalidInput(FIELD, f"model {spec.name!r} takes {spec.input_kind.value} inputs, "
+                           "not prompts", ("image", "tensor", "tabular"))
     return torch.from_numpy(np.ascontiguousarray(x[None], dtype=np.float32)).to(device), shown
 
 

@@ -26,7 +26,24 @@ class TabularPayload:
     features: dict[str, float] = field(compare=False)
 
 
-Payload = Union[ImagePayload, TensorPayload, TabularPayload]
+@dataclass(frozen=True)
+class TextPayload:
+    """A prompt for a text model; its words are the features."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class TemplatePayload:
+    """A prompt as a ``{name}`` template; its slots are the features (``baselines``: the text a
+    removed slot takes, default "")."""
+
+    template: str
+    values: dict[str, str] = field(compare=False)
+    baselines: dict[str, str] = field(default_factory=dict, compare=False)
+
+
+Payload = Union[ImagePayload, TensorPayload, TabularPayload, TextPayload, TemplatePayload]
 
 
 class TargetKind(str, Enum):
@@ -137,6 +154,8 @@ class Request:
     request_id: str = ""
     model: str = ""
     received_at: float = field(default_factory=time.monotonic)
+    target_text: str = ""  # text models: the answer to explain ("" = generate)
+    max_new_tokens: int = 0  # text models: 0 = the limit max_new_tokens
 
 
 @dataclass
@@ -181,6 +200,19 @@ class TargetExplanation:
 
 
 @dataclass
+class TextExplanation:
+    """Why a text model gave an answer: ``seq_attr`` (n_features,) to the whole answer,
+    ``token_attr`` (n_output_tokens, n_features) per answer token (None for Lime/KernelShap)."""
+
+    generated: str
+    output_tokens: list[str]
+    input_features: list[str]
+    seq_attr: np.ndarray
+    token_attr: np.ndarray | None
+    heatmap_png: bytes | None = None
+
+
+@dataclass
 class Timings:
     preprocess_ms: float = 0.0
     predict_ms: float = 0.0
@@ -200,3 +232,4 @@ class Response:
     prediction: Prediction
     explanations: list[TargetExplanation] = field(default_factory=list)
     timings: Timings = field(default_factory=Timings)
+    text: TextExplanation | None = None

@@ -19,6 +19,7 @@ class InputKind(str, Enum):
     IMAGE = "image"
     TENSOR = "tensor"
     TABULAR = "tabular"
+    TEXT = "text"  # a causal LM: prompts in, generated text out (service.runtime.text)
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,21 @@ class BaselineDef:
     kind: str  # zeros | constant | blur | tensor | reference_set | uniform
     file: str | None = None
     value: float = 0.0
+
+
+@dataclass(frozen=True)
+class TextSpec:
+    """A text model's tokens: the tokenizer's vocabulary file (service.nets.WordTokenizer's
+    JSON), the embedding layer the gradient methods attribute through, the word generation
+    stops after, the token a removed word becomes (gradient methods), and tokens that are never
+    features (the BOS token). ``context_length`` is ``input.shape[0]``."""
+
+    tokenizer: str
+    embedding_layer: str
+    stop_token: str
+    baseline_token: str
+    skip_tokens: tuple[str, ...]
+    context_length: int
 
 
 @dataclass(frozen=True)
@@ -87,6 +103,7 @@ class ModelSpec:
     # the spec's order; ``default_layer`` is the friendly name of ``cam_layer``'s module.
     layers: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
     default_layer: str | None = None
+    text: TextSpec | None = None
 
     @property
     def n_classes(self) -> int:
@@ -179,6 +196,7 @@ def parse_spec(data: dict) -> ModelSpec:
         sc = inp["scaler"]
         scaler = Scaler(mean=tuple(float(v) for v in sc["mean"]),
                         std=tuple(float(v) for v in sc["std"]))
+    text = _text_spec(inp, shape) if kind is InputKind.TEXT else None
     classes = tuple(str(c) for c in _get(out, "class_names", "output", default=[], kind=list))
     algorithms = tuple(str(a) for a in _get(exp, "algorithms", "explain",
                                              default=["IntegratedGradients"], kind=list))
@@ -229,7 +247,22 @@ def parse_spec(data: dict) -> ModelSpec:
                         max_batch_delay_ms=int(batch.get("max_batch_delay_ms", 10))),
         layers=layers,
         default_layer=default_layer,
+        text=text,
     )
+
+
+def _text_spec(inp: dict, shape: tuple[int, ...]) -> TextSpec:
+    t = _get(inp, "text", "input", kind=dict)
+    if len(shape) != 1 or shape[0] < 2:
+        raise SpecError("spec.yaml: `input.shape` of a text model is [context_length]")
+    return TextSpec(
+        tokenizer=str(_get(t, "tokenizer", "input.text", kind=str)),
+        embedding_layer=str(_get(t, "embedding_layer", "input.text", kind=str)),
+        stop_token=str(_get(t, "stop_token", "input.text", default="", kind=str)),
+        baseline_token=str(_get(t, "baseline_token", "input.text", kind=str)),
+        skip_tokens=tuple(str(x) for x in _get(t, "skip_tokens", "input.text", default=[],
+                                                kind=list)),
+        context_length=int(shape[0]))
 
 
 def load_spec(path: str | pathlib.Path) -> ModelSpec:

@@ -13,7 +13,7 @@ import numpy as np
 from google.protobuf import json_format
 
 from service._proto.explain.v1 import explain_pb2 as pb
-from service.runtime.algorithms import AlgorithmTable, default_table
+from service.runtime.algorithms import AlgorithmTable, default_table, text_table
 from service.runtime.errors import ExplainError, InvalidInput, LimitExceeded, shown
 from service.runtime.limits import Limits
 from service.runtime.request import (
@@ -38,6 +38,7 @@ from service.runtime.request import (
 )
 from service.runtime.spec import ModelSpec
 
+from . import text as text_wire
 from .errors import error_to_proto
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ def _payload(m: pb.ExplainRequest, limits: Limits) -> Payload | None:
                                                limits.max_tensor_elements))
     if which == "tabular":
         return TabularPayload(dict(m.inputs.tabular.features))
-    return None
+    return text_wire.payload_from_proto(m.inputs)
 
 
 def _target(m: pb.ExplainRequest) -> TargetSpec:
@@ -202,7 +203,8 @@ def request_from_proto(m: pb.ExplainRequest, explain: bool,
         params=params, target=_target(m), baseline=_baseline(m, limits), outputs=_outputs(m),
         noise_tunnel=_noise_tunnel(m), layer=_layer(m),
         max_batch_rows=(m.limits.max_batch_rows or None) if m.HasField("limits") else None,
-        deadline_ms=m.deadline_ms or None, request_id=m.request_id, model=m.model)
+        deadline_ms=m.deadline_ms or None, request_id=m.request_id, model=m.model,
+        target_text=m.target_text, max_new_tokens=m.max_new_tokens)
 
 
 def _parse_error_field(text: str) -> str:
@@ -386,6 +388,8 @@ def response_to_proto(r: Response) -> pb.ExplainResponse:
         if e.heatmap_png:
             te.heatmap_png = e.heatmap_png
         te.metrics.update(e.metrics)
+    if r.text is not None:
+        text_wire.explanation_to_proto(r.text, out.text)
     return out
 
 
@@ -426,7 +430,8 @@ def response_from_proto(m: pb.ExplainResponse) -> Response:
     timings = Timings(**{f: getattr(m.timings, f) for f in vars(Timings())})
     return Response(model=m.model, model_version=m.model_version, request_id=m.request_id,
                     algorithm=m.algorithm, prediction=prediction, explanations=explanations,
-                    timings=timings)
+                    timings=timings,
+                    text=text_wire.explanation_from_proto(m.text) if m.HasField("text") else None)
 
 
 # Fields that mean nothing in an answer without explanations (/predictions), and fields of an
@@ -443,6 +448,7 @@ def response_to_json(r: Response) -> str:
     carries no explanation fields, and an explanation no empty note."""
     d = json_format.MessageToDict(response_to_proto(r), always_print_fields_with_no_presence=True)
     if not r.explanations and not r.algorithm:
+        d.pop("text", None)
         for k in _EXPLAIN_ONLY:
             d.pop(k, None)
         for k in _EXPLAIN_ONLY_TIMINGS:
@@ -466,10 +472,12 @@ def spec_to_proto(spec: ModelSpec, limits: Limits | None = None,
                   table: AlgorithmTable | None = None,
                   layers: Mapping[str, LayerInfo] | None = None) -> pb.ModelSpec:
     """What a client may know about a served model (GetModelSpec / ListModels), with the
-    request limits in force, the algorithms of ``table`` (the default table if None) the
-    spec enables, each with its parameters' defaults for this model, and the spec's layers
-    with the shapes ``layers`` measured (module paths alone when not measured)."""
-    table = table if table is not None else default_table()
+    request limits in force, the algorithms of ``table`` (None: the default table, or the
+    text table for a text model) the spec enables, each with its parameters' defaults for this
+    model, and the spec's layers with the shapes ``layers`` measured (module paths alone when
+    not measured)."""
+    if table is None:
+        table = text_table() if spec.text is not None else default_table()
     algorithms = []
     for name in spec.algorithms:
         entry = table.get(name)
@@ -484,7 +492,7 @@ def spec_to_proto(spec: ModelSpec, limits: Limits | None = None,
                   for p in entry.all_params()]
         algorithms.append(pb.AlgorithmInfo(name=name, params=params,
                                            baselines=entry.baseline_mode(defaults).value,
-                                           family=entry.family.value))
+                                           family=getattr(entry, "text_family", entry.family).value))
     return pb.ModelSpec(
         name=spec.name, version=spec.version, description=spec.description,
         purpose=spec.purpose, input_kind=spec.input_kind.value,
@@ -494,7 +502,7 @@ def spec_to_proto(spec: ModelSpec, limits: Limits | None = None,
         default_baseline=spec.default_baseline, batch_size=spec.batch.batch_size,
         max_batch_delay_ms=spec.batch.max_batch_delay_ms,
         limits=(limits or Limits.build(spec, env={})).as_dict(),
-        layers=_layer_infos(spec, layers or {}))
+        layers=_layer_infos(spec, layers or {}), text=text_wire.info_to_proto(spec))
 
 
 def _layer_infos(spec: ModelSpec, measured: Mapping[str, LayerInfo]) -> list[pb.LayerInfo]:

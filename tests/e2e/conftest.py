@@ -16,7 +16,9 @@ from tests.serving_fixture import tiny_image, tiny_tabular
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUNDLED_STORE = ROOT / "model_store" / "build"
-BUNDLED = ("digits", "breast_cancer", "recommender", "resnet18")
+CLASSIFIERS = ("digits", "breast_cancer", "recommender", "resnet18")   # class_names, reference.pt
+TEXT_MODELS = ("tinylm",)                                               # causal LMs
+BUNDLED = (*CLASSIFIERS, *TEXT_MODELS)
 HANDLER = ROOT / "handlers" / "explain_handler.py"
 
 

@@ -12,14 +12,19 @@ TOP_KEYS = {"name", "version", "description", "purpose", "model", "input", "outp
             "baselines"}
 OPTIONAL_TOP = {"limits", "batch"}
 PURPOSES = {"production", "load_test_only"}
-INPUT_KINDS = {"image", "tensor", "tabular"}
+INPUT_KINDS = {"image", "tensor", "tabular", "text"}
+TEXT_KEYS = {"tokenizer", "embedding_layer", "stop_token", "baseline_token", "skip_tokens",
+             "example"}
 IMAGE_KEYS = {"mode", "size", "scale", "mean", "std", "invert"}
 BASELINE_KINDS = {"zeros", "tensor", "reference_set"}
-LIMIT_KEYS = {"max_n_steps", "max_n_samples", "max_batch_rows"}
+LIMIT_KEYS = {"max_n_steps", "max_n_samples", "max_batch_rows", "max_new_tokens"}
 
 
 def check_spec(spec: dict[str, Any], files: dict[str, Path]) -> None:
     """Raises AssertionError naming the first violation. ``files``: archive file name -> path."""
+    if spec.get("input", {}).get("kind") == "text":
+        check_text_spec(spec, files)
+        return
     assert TOP_KEYS <= spec.keys(), f"missing keys {TOP_KEYS - spec.keys()}"
     unknown = spec.keys() - TOP_KEYS - OPTIONAL_TOP
     assert not unknown, f"unknown keys {unknown}"
@@ -105,3 +110,33 @@ def check_spec(spec: dict[str, Any], files: dict[str, Path]) -> None:
         batch = spec["batch"]
         assert batch.keys() == {"batch_size", "max_batch_delay_ms"}
         assert batch["batch_size"] >= 1 and batch["max_batch_delay_ms"] >= 0
+
+
+def check_text_spec(spec: dict[str, Any], files: dict[str, Path]) -> None:
+    """A causal LM's spec: no classes and no tensor baselines; a tokenizer file and the token
+    settings the explanations use."""
+    import json
+
+    keys = TOP_KEYS - {"baselines"}
+    assert keys <= spec.keys(), f"missing keys {keys - spec.keys()}"
+    unknown = spec.keys() - keys - OPTIONAL_TOP
+    assert not unknown, f"unknown keys {unknown}"
+    assert spec["purpose"] in PURPOSES, spec["purpose"]
+    assert spec["model"]["file"] in files and spec["model"]["weights"] in files
+    inp = spec["input"]
+    assert len(inp["shape"]) == 1 and inp["shape"][0] > 0, inp["shape"]   # the context length
+    text = inp["text"]
+    assert text.keys() == TEXT_KEYS, text.keys()
+    words = json.loads(files[text["tokenizer"]].read_text())["words"]
+    for token in [text["stop_token"], text["baseline_token"], *text["skip_tokens"]]:
+        assert token in words, token
+    example = text["example"]
+    assert example["template"].format(**example["values"]), example
+    assert spec["output"] == {"kind": "generation"}
+    ex = spec["explain"]
+    assert ex["default_algorithm"] in ex["algorithms"]
+    assert set(ex["default_params"]) <= set(ex["algorithms"])
+    assert ex["default_target"] == "generated"
+    assert isinstance(ex["top_k_features"], int) and ex["top_k_features"] > 0
+    for key, value in spec.get("limits", {}).items():
+        assert key in LIMIT_KEYS and isinstance(value, int) and value > 0, (key, value)

@@ -84,3 +84,18 @@ def test_the_work_dir_holds_examples_json(name, archived):
     work, _ = archived(name)
     report = json.loads((work / EXAMPLES_FILE).read_text())
     assert report["model"] == name and report["examples"]
+
+
+def test_tinylm_examples_are_probe_prompts_a_client_can_send():
+    from model_store import tinylm
+
+    report = tinylm.examples()
+    assert report == tinylm.examples()
+    exs = check_inputs(report)
+    probes = {p["prompt"]: p for p in tinylm.probes()}
+    assert len(exs) == 2 * 4          # a template and a text prompt per distractor template
+    for ex in exs:
+        inp = ex["inputs"]
+        prompt = (inp["text"] if "text" in inp
+                  else inp["template"]["template"].format(**inp["template"]["values"]))
+        assert ex["true_label"] == f"{probes[prompt]['answer']} ."

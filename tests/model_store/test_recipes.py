@@ -72,6 +72,9 @@ def test_spec_layers_are_modules_run_once(name, unpacked):
     """Every layer a request may name is a module of the archived model that runs once per
     forward (a layer hooked twice would make layer attributions wrong)."""
     _, files, spec = unpacked
+    if spec["input"]["kind"] == "text":   # text requests name no layer (LLM methods use emb)
+        assert not spec["explain"].get("layers")
+        return
     model = _load_archived_model(files, spec)
     calls: dict[str, int] = {}
     handles = [model.get_submodule(path).register_forward_hook(
@@ -88,8 +91,11 @@ def test_spec_layers_are_modules_run_once(name, unpacked):
 def test_archive_holds_the_expected_files(name, archived, handler_file):
     _, mar = archived(name)
     contents = mar_contents(mar)
+    spec = yaml.safe_load(contents["spec.yaml"])
+    data = ({spec["input"]["text"]["tokenizer"]} if spec["input"]["kind"] == "text"
+            else {"baseline_mean.pt", "reference.pt"})
     assert set(contents) == {"MAR-INF/MANIFEST.json", "model.py", "weights.pt", "spec.yaml",
-                             "baseline_mean.pt", "reference.pt", handler_file.name}
+                             handler_file.name} | data
     manifest = json.loads(contents["MAR-INF/MANIFEST.json"])
     assert manifest["model"]["modelName"] == name
     assert manifest["model"]["handler"] == handler_file.name
@@ -101,6 +107,18 @@ def test_archive_holds_the_expected_files(name, archived, handler_file):
 def test_archived_model_reproduces_the_trained_one(name, unpacked):
     _, files, spec = unpacked
     model = _load_archived_model(files, spec)
+    if spec["input"]["kind"] == "text":   # token ids of the probe prompts; logits compared
+        from service.nets import WordTokenizer
+
+        tok = WordTokenizer.load(files[spec["input"]["text"]["tokenizer"]])
+        prompts = [p["prompt"] for p in importlib.import_module(f"model_store.{name}").probes()]
+        reference = torch.tensor([tok.encode(p) for p in prompts
+                                  if len(p.split()) == len(prompts[0].split())])
+        with torch.no_grad():
+            out, expected = model(reference).logits, build(name).model(reference).logits
+        assert out.shape == (*reference.shape, tok.vocab_size)
+        torch.testing.assert_close(out, expected, rtol=0, atol=0)
+        return
     reference = torch.load(files["reference.pt"], weights_only=True)
     with torch.no_grad():
         out = model(reference)

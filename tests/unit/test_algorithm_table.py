@@ -127,3 +127,21 @@ def test_every_recipe_enables_only_servable_algorithms() -> None:
     assert by_family[Family.CAM] == set(_recipe.CAM_ALGORITHMS)
     assert by_family[Family.LAYER] == set(_recipe.LAYER_ALGORITHMS)
     assert by_family[Family.NEURON] == set(_recipe.NEURON_ALGORITHMS)
+
+
+def test_text_table_serves_the_text_recipe_and_checks_the_wrapped_methods() -> None:
+    """tinylm's algorithms are all in the text table; a text entry's parameters are checked
+    against the wrapped Captum method's ``attribute`` like any other entry's."""
+    from model_store import tinylm
+    from service.attribution import LayerIntegratedGradients
+    from service.runtime.algorithms import text_table
+    from service.runtime.algorithms.entry import Param
+    from service.runtime.algorithms.text import TextAlgorithm, TextFamily
+
+    table = text_table()
+    assert [n for n in tinylm.TEXT_ALGORITHMS if n not in table] == []
+    assert {getattr(e, "text_family", None) for e in table.values()} == set(TextFamily)
+    bad = TextAlgorithm(name="LayerIntegratedGradients", engine=LayerIntegratedGradients,
+                        text_family=TextFamily.GRADIENT, params=(Param("n_stepz", int, 8),))
+    with pytest.raises(TableError, match="n_stepz"):
+        type(table)([bad])

@@ -5,7 +5,7 @@ table the handler serves; tests build their own ``AlgorithmTable``."""
 
 from __future__ import annotations
 
-from . import gradient, layer, neuron, perturbation
+from . import gradient, layer, neuron, perturbation, text
 from .entry import AlgorithmEntry, BaselineMode, BuildContext, Family, Param
 from .table import AlgorithmTable, TableError
 
@@ -15,5 +15,10 @@ def default_table() -> AlgorithmTable:
     return AlgorithmTable([*gradient.ENTRIES, *layer.ENTRIES, *neuron.ENTRIES, *perturbation.ENTRIES])
 
 
+def text_table() -> AlgorithmTable:
+    """The algorithms a text model (``input.kind: text``) is served with."""
+    return AlgorithmTable(text.ENTRIES)
+
+
 __all__ = ["AlgorithmEntry", "AlgorithmTable", "BaselineMode", "BuildContext", "Family", "Param",
-           "TableError", "default_table"]
+           "TableError", "default_table", "text_table"]

@@ -49,14 +49,42 @@ class TabularInput(_message.Message):
     def __init__(self, features: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class Input(_message.Message):
-    __slots__ = ("image", "tensor", "tabular")
+    __slots__ = ("image", "tensor", "tabular", "text", "template")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     TENSOR_FIELD_NUMBER: _ClassVar[int]
     TABULAR_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     tensor: Tensor
     tabular: TabularInput
-    def __init__(self, image: _Optional[bytes] = ..., tensor: _Optional[_Union[Tensor, _Mapping]] = ..., tabular: _Optional[_Union[TabularInput, _Mapping]] = ...) -> None: ...
+    text: str
+    template: TextTemplate
+    def __init__(self, image: _Optional[bytes] = ..., tensor: _Optional[_Union[Tensor, _Mapping]] = ..., tabular: _Optional[_Union[TabularInput, _Mapping]] = ..., text: _Optional[str] = ..., template: _Optional[_Union[TextTemplate, _Mapping]] = ...) -> None: ...
+
+class TextTemplate(_message.Message):
+    __slots__ = ("template", "values", "baselines")
+    class ValuesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class BaselinesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    BASELINES_FIELD_NUMBER: _ClassVar[int]
+    template: str
+    values: _containers.ScalarMap[str, str]
+    baselines: _containers.ScalarMap[str, str]
+    def __init__(self, template: _Optional[str] = ..., values: _Optional[_Mapping[str, str]] = ..., baselines: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Target(_message.Message):
     __slots__ = ("predicted", "index", "label", "top_k")
@@ -151,7 +179,7 @@ class LayerSelector(_message.Message):
     def __init__(self, name: _Optional[str] = ..., attribute_to_layer_input: _Optional[bool] = ..., neuron: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ExplainRequest(_message.Message):
-    __slots__ = ("model", "model_version", "inputs", "algorithm", "params", "target", "baseline", "outputs", "limits", "deadline_ms", "request_id", "noise_tunnel", "layer")
+    __slots__ = ("model", "model_version", "inputs", "algorithm", "params", "target", "baseline", "outputs", "limits", "deadline_ms", "request_id", "noise_tunnel", "layer", "target_text", "max_new_tokens")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
@@ -165,6 +193,8 @@ class ExplainRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     NOISE_TUNNEL_FIELD_NUMBER: _ClassVar[int]
     LAYER_FIELD_NUMBER: _ClassVar[int]
+    TARGET_TEXT_FIELD_NUMBER: _ClassVar[int]
+    MAX_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
     model: str
     model_version: str
     inputs: Input
@@ -178,7 +208,9 @@ class ExplainRequest(_message.Message):
     request_id: str
     noise_tunnel: NoiseTunnelOptions
     layer: LayerSelector
-    def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ..., inputs: _Optional[_Union[Input, _Mapping]] = ..., algorithm: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., baseline: _Optional[_Union[Baseline, _Mapping]] = ..., outputs: _Optional[_Union[OutputOptions, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., deadline_ms: _Optional[int] = ..., request_id: _Optional[str] = ..., noise_tunnel: _Optional[_Union[NoiseTunnelOptions, _Mapping]] = ..., layer: _Optional[_Union[LayerSelector, _Mapping]] = ...) -> None: ...
+    target_text: str
+    max_new_tokens: int
+    def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ..., inputs: _Optional[_Union[Input, _Mapping]] = ..., algorithm: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., baseline: _Optional[_Union[Baseline, _Mapping]] = ..., outputs: _Optional[_Union[OutputOptions, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., deadline_ms: _Optional[int] = ..., request_id: _Optional[str] = ..., noise_tunnel: _Optional[_Union[NoiseTunnelOptions, _Mapping]] = ..., layer: _Optional[_Union[LayerSelector, _Mapping]] = ..., target_text: _Optional[str] = ..., max_new_tokens: _Optional[int] = ...) -> None: ...
 
 class ClassScore(_message.Message):
     __slots__ = ("index", "label", "probability", "logit")
@@ -272,7 +304,7 @@ class Timings(_message.Message):
     def __init__(self, preprocess_ms: _Optional[float] = ..., predict_ms: _Optional[float] = ..., explain_ms: _Optional[float] = ..., postprocess_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., fused_group_size: _Optional[int] = ..., baseline_cache_hit: _Optional[bool] = ...) -> None: ...
 
 class ExplainResponse(_message.Message):
-    __slots__ = ("model", "model_version", "request_id", "algorithm", "prediction", "explanations", "timings", "error")
+    __slots__ = ("model", "model_version", "request_id", "algorithm", "prediction", "explanations", "timings", "error", "text")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
@@ -281,6 +313,7 @@ class ExplainResponse(_message.Message):
     EXPLANATIONS_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
     model: str
     model_version: str
     request_id: str
@@ -289,7 +322,24 @@ class ExplainResponse(_message.Message):
     explanations: _containers.RepeatedCompositeFieldContainer[TargetExplanation]
     timings: Timings
     error: Error
-    def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ..., request_id: _Optional[str] = ..., algorithm: _Optional[str] = ..., prediction: _Optional[_Union[Prediction, _Mapping]] = ..., explanations: _Optional[_Iterable[_Union[TargetExplanation, _Mapping]]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
+    text: TextExplanation
+    def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ..., request_id: _Optional[str] = ..., algorithm: _Optional[str] = ..., prediction: _Optional[_Union[Prediction, _Mapping]] = ..., explanations: _Optional[_Iterable[_Union[TargetExplanation, _Mapping]]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., text: _Optional[_Union[TextExplanation, _Mapping]] = ...) -> None: ...
+
+class TextExplanation(_message.Message):
+    __slots__ = ("generated", "output_tokens", "input_features", "seq_attr", "token_attr", "heatmap_png")
+    GENERATED_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    SEQ_ATTR_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_ATTR_FIELD_NUMBER: _ClassVar[int]
+    HEATMAP_PNG_FIELD_NUMBER: _ClassVar[int]
+    generated: str
+    output_tokens: _containers.RepeatedScalarFieldContainer[str]
+    input_features: _containers.RepeatedScalarFieldContainer[str]
+    seq_attr: _containers.RepeatedScalarFieldContainer[float]
+    token_attr: Tensor
+    heatmap_png: bytes
+    def __init__(self, generated: _Optional[str] = ..., output_tokens: _Optional[_Iterable[str]] = ..., input_features: _Optional[_Iterable[str]] = ..., seq_attr: _Optional[_Iterable[float]] = ..., token_attr: _Optional[_Union[Tensor, _Mapping]] = ..., heatmap_png: _Optional[bytes] = ...) -> None: ...
 
 class Error(_message.Message):
     __slots__ = ("code", "field", "message", "allowed", "http_status", "grpc_code")
@@ -358,7 +408,7 @@ class LayerInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., module: _Optional[str] = ..., output_shape: _Optional[_Iterable[int]] = ..., input_shape: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ModelSpec(_message.Message):
-    __slots__ = ("name", "version", "description", "purpose", "input_kind", "input_shape", "feature_names", "class_names", "algorithms", "default_algorithm", "baselines", "default_baseline", "batch_size", "max_batch_delay_ms", "limits", "layers")
+    __slots__ = ("name", "version", "description", "purpose", "input_kind", "input_shape", "feature_names", "class_names", "algorithms", "default_algorithm", "baselines", "default_baseline", "batch_size", "max_batch_delay_ms", "limits", "layers", "text")
     class LimitsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -382,6 +432,7 @@ class ModelSpec(_message.Message):
     MAX_BATCH_DELAY_MS_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     description: str
@@ -398,7 +449,18 @@ class ModelSpec(_message.Message):
     max_batch_delay_ms: int
     limits: _containers.ScalarMap[str, int]
     layers: _containers.RepeatedCompositeFieldContainer[LayerInfo]
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., description: _Optional[str] = ..., purpose: _Optional[str] = ..., input_kind: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., feature_names: _Optional[_Iterable[str]] = ..., class_names: _Optional[_Iterable[str]] = ..., algorithms: _Optional[_Iterable[_Union[AlgorithmInfo, _Mapping]]] = ..., default_algorithm: _Optional[str] = ..., baselines: _Optional[_Iterable[str]] = ..., default_baseline: _Optional[str] = ..., batch_size: _Optional[int] = ..., max_batch_delay_ms: _Optional[int] = ..., limits: _Optional[_Mapping[str, int]] = ..., layers: _Optional[_Iterable[_Union[LayerInfo, _Mapping]]] = ...) -> None: ...
+    text: TextModelInfo
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., description: _Optional[str] = ..., purpose: _Optional[str] = ..., input_kind: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., feature_names: _Optional[_Iterable[str]] = ..., class_names: _Optional[_Iterable[str]] = ..., algorithms: _Optional[_Iterable[_Union[AlgorithmInfo, _Mapping]]] = ..., default_algorithm: _Optional[str] = ..., baselines: _Optional[_Iterable[str]] = ..., default_baseline: _Optional[str] = ..., batch_size: _Optional[int] = ..., max_batch_delay_ms: _Optional[int] = ..., limits: _Optional[_Mapping[str, int]] = ..., layers: _Optional[_Iterable[_Union[LayerInfo, _Mapping]]] = ..., text: _Optional[_Union[TextModelInfo, _Mapping]] = ...) -> None: ...
+
+class TextModelInfo(_message.Message):
+    __slots__ = ("context_length", "stop_token", "baseline_token")
+    CONTEXT_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    STOP_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    context_length: int
+    stop_token: str
+    baseline_token: str
+    def __init__(self, context_length: _Optional[int] = ..., stop_token: _Optional[str] = ..., baseline_token: _Optional[str] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()

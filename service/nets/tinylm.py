@@ -1,0 +1,88 @@
+"""A tiny decoder-only transformer LM with the Hugging Face calling convention (no transformers).
+
+``TinyCausalLM(input_ids)`` returns a ``CausalLMOutput`` whose ``.logits`` are
+``(batch, seq, vocab)``; ``generate(input_ids, max_new_tokens=..., eos_token_id=...)`` decodes
+greedily. The token embedding is ``self.emb`` (the layer LLMGradientAttribution attributes
+through); positions have their own embedding ``self.pos``, so ``emb`` runs once per forward.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class CausalLMOutput:
+    logits: Tensor                                                   # (batch, seq, vocab)
+
+
+class _Block(nn.Module):
+    """Pre-norm causal self-attention and a GELU MLP, each with a residual."""
+
+    def __init__(self, dim: int, n_heads: int) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, s, d = x.shape                                            # (batch, seq, dim)
+        h = self.n_heads
+        q, k, v = self.qkv(self.ln1(x)).view(b, s, 3, h, d // h).permute(2, 0, 3, 1, 4)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(d // h)        # (batch, heads, seq, seq)
+        causal = torch.ones(s, s, dtype=torch.bool, device=x.device).triu(1)
+        att = scores.masked_fill(causal, float("-inf")).softmax(-1)
+        y = (att @ v).transpose(1, 2).reshape(b, s, d)               # (batch, seq, dim)
+        x = x + self.proj(y)
+        return x + self.mlp(self.ln2(x))
+
+
+class TinyCausalLM(nn.Module):
+    """``vocab_size`` tokens, ``n_layers`` blocks of width ``dim``, contexts of ``max_len``."""
+
+    def __init__(self, vocab_size: int, dim: int = 64, n_layers: int = 2, n_heads: int = 4,
+                 max_len: int = 32) -> None:
+        super().__init__()
+        self.max_len = max_len
+        self.emb = nn.Embedding(vocab_size, dim)
+        self.pos = nn.Embedding(max_len, dim)
+        self.blocks = nn.ModuleList(_Block(dim, n_heads) for _ in range(n_layers))
+        self.ln = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, vocab_size)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                **kwargs: Any) -> CausalLMOutput:
+        """``input_ids`` ``(batch, seq)`` -> logits ``(batch, seq, vocab)``. ``attention_mask``
+        is accepted for the Hugging Face convention; every position is attended (no padding)."""
+        seq = input_ids.size(1)
+        if seq > self.max_len:
+            raise ValueError(f"input_ids has {seq} tokens, the model's context is {self.max_len}")
+        positions = torch.arange(seq, device=input_ids.device)
+        x = self.emb(input_ids) + self.pos(positions)                # (batch, seq, dim)
+        for block in self.blocks:
+            x = block(x)
+        return CausalLMOutput(logits=self.head(self.ln(x)))
+
+    @torch.no_grad()
+    def generate(self, input_ids: Tensor, max_new_tokens: int = 25,
+                 eos_token_id: int | None = None, **kwargs: Any) -> Tensor:
+        """Greedy decoding: ``(batch, seq)`` -> ``(batch, seq + n_new)``, at most
+        ``max_new_tokens`` new tokens and no more than the context holds; stops once every row
+        has produced ``eos_token_id`` (sampling arguments such as ``do_sample`` are ignored)."""
+        ids = input_ids
+        done = torch.zeros(ids.size(0), dtype=torch.bool, device=ids.device)
+        for _ in range(max(0, min(max_new_tokens, self.max_len - ids.size(1)))):
+            nxt = self(ids).logits[:, -1].argmax(-1)                 # (batch,)
+            ids = torch.cat([ids, nxt[:, None]], dim=1)
+            if eos_token_id is not None:
+                done |= nxt == eos_token_id
+                if bool(done.all()):
+                    break
+        return ids

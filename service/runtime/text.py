@@ -1,0 +1,368 @@
+"""Serving a text model (``input.kind: text``): why did the causal LM give this answer.
+
+``TextExecutor`` answers requests carrying ``inputs.text`` (the prompt's words are the
+features) or ``inputs.template`` (a ``{name}`` template: its slots are the features). The answer
+explained is ``target_text``, or the model's own greedy generation (at most ``max_new_tokens``
+tokens, stopping after the spec's stop token). Perturbation methods run under the engine's
+``LLMAttribution``, layer-gradient methods under ``LLMGradientAttribution`` on the spec's
+embedding layer (over the prompt's words; a template is filled in first). Each request runs on
+its own (no fusion); one bad request fails alone, with an error naming its field.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import pathlib
+import string
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from service import attribution as A
+
+from .algorithms import AlgorithmTable, text_table
+from .algorithms.text import TextAlgorithm, TextFamily
+from .cache import BaselineCache
+from .errors import DeadlineExceeded, ExplainError, InvalidInput, LimitExceeded, ModelError, shown
+from .heatmap import heatmap_png
+from .limits import Limits
+from .request import (
+    BaselineKind,
+    Prediction,
+    Request,
+    Response,
+    TargetKind,
+    TemplatePayload,
+    TextExplanation,
+    TextPayload,
+    Timings,
+)
+from .run import seeded
+from .spec import ModelSpec, SpecError
+from .work import Outcome, check_deadline, expires_at, ms, unexpected
+
+PER_EVAL = 16  # perturbed prompts per forward pass
+
+
+@dataclass
+class Prompt:
+    """A validated prompt: the text, and the template it was built from (if any)."""
+
+    text: str
+    field: str                                  # "inputs.text" | "inputs.template"
+    template: TemplatePayload | None = None
+
+
+class _Expired(Exception):
+    """Raised from the deadline hook inside an engine call."""
+
+
+class TextExecutor:
+    """Predictions (greedy generations) and explanations for one causal LM; transport-free.
+    Same interface as ``Executor``: ``run(requests) -> outcomes``, ``spec``, ``limits``,
+    ``table``, ``cache``."""
+
+    def __init__(self, model: nn.Module, spec: ModelSpec, model_dir: str | pathlib.Path = ".",
+                 limits: Limits | None = None, device: torch.device | str | None = None,
+                 table: AlgorithmTable | None = None) -> None:
+        from service.nets import WordTokenizer
+
+        if spec.text is None:
+            raise SpecError("spec.yaml: `input.text` is required for a text model")
+        self.spec, self.text = spec, spec.text
+        self.limits = limits or Limits.build(spec)
+        self.table = table if table is not None else text_table()
+        self.layers: dict[str, Any] = {}   # no nameable layers (GetModelSpec lists none)
+        self.table.check_spec(spec, self.limits)
+        self.cache = BaselineCache(0)    # the handler's metrics read it; text has no baselines
+        first = next(model.parameters(), None)
+        self.device = torch.device(device) if device is not None else (
+            first.device if first is not None else torch.device("cpu"))
+        self.model = model.to(self.device).eval()
+        path = pathlib.Path(model_dir) / self.text.tokenizer
+        if not path.is_file():
+            raise SpecError(f"spec.yaml: `input.text.tokenizer`: {path} does not exist")
+        self.tokenizer = WordTokenizer.load(path)
+        for key in ("stop_token", "baseline_token"):
+            token = getattr(self.text, key)
+            if token and token not in self.tokenizer.ids:
+                raise SpecError(f"spec.yaml: `input.text.{key}` {token!r} is not in the "
+                                "tokenizer's vocabulary")
+        try:
+            self.embedding = self.model.get_submodule(self.text.embedding_layer)
+        except AttributeError as e:
+            raise SpecError(f"spec.yaml: `input.text.embedding_layer` "
+                            f"{self.text.embedding_layer!r} is not a module of the model") from e
+        self.stop_id = (self.tokenizer.convert_tokens_to_ids(self.text.stop_token)
+                        if self.text.stop_token else None)
+
+    # ---- the batch
+
+    def run(self, requests: Sequence[Request | ExplainError]) -> list[Outcome]:
+        """One outcome per request, in order; never raises."""
+        outcomes: list[Outcome] = []
+        for req in requests:
+            if isinstance(req, ExplainError):
+                outcomes.append(req)
+                continue
+            try:
+                outcomes.append(self.answer(req))
+            except Exception as e:
+                outcomes.append(unexpected(e, req, "text"))
+        return outcomes
+
+    def answer(self, req: Request) -> Response:
+        t_start = time.perf_counter()
+        timings = Timings()
+        check_deadline(req, self.limits)
+        prompt = self.prompt(req)
+        prompt_ids = self.tokenizer.encode(prompt.text, return_tensors="pt").to(self.device)
+        self._check_prompt_length(prompt, prompt_ids.size(1))
+        entry, params = (self._algorithm(req) if req.explain else (None, {}))
+        target_ids = self._target(req, prompt, prompt_ids.size(1)) if req.explain else None
+        timings.preprocess_ms = ms(t_start)
+
+        t0 = time.perf_counter()
+        with self._deadline(req):
+            n_new = self._n_new(req, prompt, prompt_ids.size(1))
+            generated = self.generate(prompt_ids, n_new)                    # (n_generated,)
+            prediction = self._prediction(prompt_ids, generated)
+        timings.predict_ms = ms(t0)
+        response = Response(model=self.spec.name, model_version=self.spec.version,
+                            request_id=req.request_id, algorithm="", prediction=prediction,
+                            timings=timings)
+        if req.explain:
+            assert isinstance(entry, TextAlgorithm)
+            target = generated if target_ids is None else target_ids
+            if target.numel() == 0:
+                raise InvalidInput("max_new_tokens", "the model generated no token to explain "
+                                   "(the context is full); give target_text")
+            t0 = time.perf_counter()
+            response.algorithm = entry.name
+            response.text = self._explain(req, prompt, entry, params, target)
+            timings.explain_ms = ms(t0)
+            timings.fused_group_size = 1
+        timings.total_ms = ms(t_start)
+        return response
+
+    # ---- validation
+
+    def prompt(self, req: Request) -> Prompt:
+        """The request's prompt, validated (errors name ``inputs.text`` / ``inputs.template``)."""
+        p = req.inputs
+        if isinstance(p, TextPayload):
+            if not p.text.strip():
+                raise InvalidInput("inputs.text", "is empty; send a prompt")
+            return Prompt(p.text, "inputs.text")
+        if isinstance(p, TemplatePayload):
+            slots = template_slots(p.template)
+            missing = [s for s in slots if s not in p.values]
+            if missing:
+                raise InvalidInput("inputs.template.values",
+                                   f"no value for the placeholder {shown(missing[0])}", slots)
+            for key in p.values:
+                if key not in slots:
+                    raise InvalidInput(f"inputs.template.values.{key}",
+                                       f"{shown(key)} is not a placeholder of the template",
+                                       slots)
+            for key in p.baselines:
+                if key not in slots:
+                    raise InvalidInput(f"inputs.template.baselines.{key}",
+                                       f"{shown(key)} is not a feature of the template", slots)
+            text = p.template.format(**p.values)
+            if not text.strip():
+                raise InvalidInput("inputs.template", "the filled template is empty")
+            # the features in the template's order (a protobuf map has none of its own)
+            ordered = TemplatePayload(p.template, {s: p.values[s] for s in slots},
+                                      {s: p.baselines[s] for s in slots if s in p.baselines})
+            return Prompt(text, "inputs.template", ordered)
+        raise InvalidInput("inputs", f"model {self.spec.name!r} takes a prompt: inputs.text or "
+                           "inputs.template", ("text", "template"))
+
+    def _check_prompt_length(self, prompt: Prompt, n_tokens: int) -> None:
+        """The prompt (and, for a template, the prompt with every slot at the longer of its
+        value and its baseline) within ``max_prompt_tokens`` and the model's context."""
+        longest = n_tokens
+        if prompt.template is not None:
+            t = prompt.template
+            widest = {k: max(v, t.baselines.get(k, ""), key=lambda s: len(s.split()))
+                      for k, v in t.values.items()}
+            longest = max(n_tokens, len(self.tokenizer.encode(t.template.format(**widest))))
+        if longest > self.limits.max_prompt_tokens:
+            raise LimitExceeded(prompt.field, f"{longest} tokens is above the limit "
+                                f"{self.limits.max_prompt_tokens} (max_prompt_tokens)")
+        if longest >= self.text.context_length:
+            raise LimitExceeded(prompt.field, f"{longest} tokens leave no room for an answer in "
+                                f"the model's context of {self.text.context_length} tokens")
+
+    def _algorithm(self, req: Request) -> tuple[TextAlgorithm, dict[str, Any]]:
+        if req.target.kind not in (TargetKind.DEFAULT, TargetKind.PREDICTED):
+            raise InvalidInput("target", "a text model explains an answer: give target_text "
+                               "(or nothing, for the model's own generation)")
+        if req.baseline.kind is not BaselineKind.DEFAULT:
+            raise InvalidInput("baseline", "a text model takes baselines per template slot "
+                               "(inputs.template.baselines); a removed word of inputs.text "
+                               f"becomes {self.text.baseline_token!r}")
+        name = req.algorithm or self.spec.default_algorithm
+        entry = self.table.lookup(name, self.spec.algorithms)
+        assert isinstance(entry, TextAlgorithm)
+        defaults = entry.defaults(self.spec.input_kind.value,
+                                  self.spec.default_params.get(name, {}))
+        return entry, entry.resolve_params(req.params, defaults, self.limits)
+
+    def _target(self, req: Request, prompt: Prompt, n_prompt: int) -> Tensor | None:
+        """``target_text``'s token ids ``(n_target,)``, or None (explain the generation)."""
+        if not req.target_text:
+            return None
+        ids = self.tokenizer.encode(req.target_text, add_special_tokens=False)
+        if not ids:
+            raise InvalidInput("target_text", "has no tokens")
+        if len(ids) > self.limits.max_target_tokens:
+            raise LimitExceeded("target_text", f"{len(ids)} tokens is above the limit "
+                                f"{self.limits.max_target_tokens} (max_target_tokens)")
+        if n_prompt + len(ids) > self.text.context_length:
+            raise LimitExceeded("target_text", f"the prompt's {n_prompt} and the answer's "
+                                f"{len(ids)} tokens exceed the model's context of "
+                                f"{self.text.context_length}")
+        return torch.tensor(ids, dtype=torch.long, device=self.device)
+
+    def _n_new(self, req: Request, prompt: Prompt, n_prompt: int) -> int:
+        """Tokens to generate: ``max_new_tokens`` (0: the limit), within the context."""
+        cap = self.limits.max_new_tokens
+        if req.max_new_tokens > cap:
+            raise LimitExceeded("max_new_tokens", f"{req.max_new_tokens} is above the limit "
+                                f"{cap} (max_new_tokens)")
+        return min(req.max_new_tokens or cap, self.text.context_length - n_prompt)
+
+    # ---- the model
+
+    @torch.no_grad()
+    def generate(self, prompt_ids: Tensor, n_new: int) -> Tensor:
+        """Greedy continuation ``(n_generated,)`` of ``prompt_ids`` ``(1, n_prompt)``,
+        stopping after the stop token."""
+        generate: Any = self.model.generate     # Hugging Face's convention (duck-typed)
+        out = generate(prompt_ids, max_new_tokens=n_new, eos_token_id=self.stop_id,
+                       do_sample=False)
+        return out[0, prompt_ids.size(1):]
+
+    @torch.no_grad()
+    def _prediction(self, prompt_ids: Tensor, generated: Tensor) -> Prediction:
+        """The generation as a prediction: ``label`` its text, ``probability`` the product of
+        its tokens' probabilities, ``output`` their log-probabilities ``(n_generated,)``."""
+        ids = torch.cat([prompt_ids[0], generated])[None]                   # (1, n_all)
+        logits = self.model(input_ids=ids).logits[0]                        # (n_all, vocab)
+        n = prompt_ids.size(1)
+        log_probs = torch.log_softmax(logits[n - 1:-1].double(), dim=-1)    # (n_generated, V)
+        token_lp = log_probs.gather(1, generated[:, None]).reshape(-1)
+        total = float(token_lp.sum())
+        return Prediction(index=0, label=self.tokenizer.decode(generated),
+                          probability=math.exp(total), top=[],
+                          output=token_lp.cpu().numpy())
+
+    @contextlib.contextmanager
+    def _deadline(self, req: Request) -> Iterator[None]:
+        """Before every forward pass inside the block: DeadlineExceeded once the request's
+        deadline has passed."""
+        until = expires_at(req, self.limits)
+
+        def check(module: nn.Module, args: object) -> None:
+            if time.monotonic() > until:
+                raise _Expired()
+
+        handle = self.model.register_forward_pre_hook(check)
+        try:
+            yield
+        except _Expired:
+            raise DeadlineExceeded("deadline_ms", "passed while computing") from None
+        finally:
+            handle.remove()
+
+    # ---- the explanation
+
+    def interpretable_input(self, prompt: Prompt, entry: TextAlgorithm) -> A.InterpretableInput:
+        """Template slots for a perturbation method given a template, else the prompt's words
+        (removed words become the spec's baseline token; the skip tokens are not features)."""
+        if entry.text_family is TextFamily.PERTURBATION and prompt.template is not None:
+            t = prompt.template
+            return A.TextTemplateInput(t.template, values=dict(t.values),
+                                       baselines={k: t.baselines.get(k, "") for k in t.values})
+        return A.TextTokenInput(prompt.text, self.tokenizer, baselines=self.text.baseline_token,
+                                skip_tokens=list(self.text.skip_tokens) or None)
+
+    def _explain(self, req: Request, prompt: Prompt, entry: TextAlgorithm,
+                 params: dict[str, Any], target: Tensor) -> TextExplanation:
+        inp = self.interpretable_input(prompt, entry)
+        method_params = {k: v for k, v in params.items() if k != "seed"}
+        if entry.text_family is TextFamily.PERTURBATION:
+            assert entry.perturbations is not None and entry.engine is not None
+            count = entry.perturbations(inp.n_itp_features, params)
+            if count > self.limits.max_perturbations:
+                where = "params.n_samples" if "n_samples" in params else prompt.field
+                raise LimitExceeded(where, f"{count} perturbed prompts is above the limit "
+                                    f"{self.limits.max_perturbations} (max_perturbations)")
+            llm: Any = A.LLMAttribution(entry.engine(self.model), self.tokenizer)
+            kwargs = {**method_params, "perturbations_per_eval": PER_EVAL,
+                      "forward_in_tokens": False, "use_cached_outputs": False}
+        else:
+            assert entry.engine is not None
+            llm = A.LLMGradientAttribution(entry.engine(self.model, self.embedding),
+                                           self.tokenizer)
+            kwargs = dict(method_params)
+            if entry.name == "LayerGradientShap":   # the all-baseline-token prompt
+                kwargs["baselines"] = torch.zeros_like(inp.to_tensor(), dtype=torch.float32)
+        try:
+            with self._deadline(req), seeded(params.get("seed") if entry.stochastic else None,
+                                            self.device):
+                result = llm.attribute(inp, target=target, **kwargs)
+        except ValueError as e:
+            if isinstance(e, ExplainError):
+                raise
+            raise InvalidInput("params", f"{entry.name} refused these parameters: {e}") from e
+        seq = result.seq_attr.detach().double().cpu().numpy()              # (n_features,)
+        tok = (result.token_attr.detach().double().cpu().numpy()           # (n_out, n_features)
+               if result.token_attr is not None else None)
+        if not np.isfinite(seq).all() or (tok is not None and not np.isfinite(tok).all()):
+            raise InvalidInput("inputs", "the attributions are not finite numbers")
+        if tok is not None and tok.shape != (target.numel(), seq.shape[0]):
+            raise ModelError("algorithm", f"{entry.name} returned token attributions of shape "
+                             f"{tok.shape}")
+        png = (heatmap_png(tok if tok is not None else seq[None]) if req.outputs.heatmap
+               else None)
+        return TextExplanation(
+            generated=self.tokenizer.decode(target), output_tokens=list(result.output_tokens),
+            input_features=[str(v) for v in result.input_tokens], seq_attr=seq,
+            token_attr=tok if req.outputs.attributions else None, heatmap_png=png)
+
+
+def template_slots(template: str) -> list[str]:
+    """The ``{name}`` placeholders of a template, in order of first use; a malformed template,
+    a positional ``{}`` or an indexed ``{a[0]}`` is refused naming ``inputs.template.template``."""
+    where = "inputs.template.template"
+    if not template.strip():
+        raise InvalidInput(where, "is empty")
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as e:
+        raise InvalidInput(where, f"is not a valid template: {e}") from e
+    slots: list[str] = []
+    for _, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if not name.isidentifier() or spec or conversion:
+            raise InvalidInput(where, f"placeholder {{{shown(name, 40)[1:-1]}}} must be a plain "
+                               "name such as {country}")
+        if name not in slots:
+            slots.append(name)
+    if not slots:
+        raise InvalidInput(where, "has no {name} placeholder; send inputs.text to attribute to "
+                           "the prompt's words")
+    return slots
+
+
+__all__ = ["TextExecutor", "template_slots"]
