@@ -39,7 +39,7 @@ TARGETS: tuple[tuple[str, str], ...] = (
     ("encode: JSON dumps", "service.wire.rows:response_to_json"),
     ("encode: response to proto", "service.wire.convert:response_to_proto"),
     ("encode: protobuf-JSON mapping", "google.protobuf.json_format:MessageToDict"),
-    ("encode: protobuf-JSON mapping", "service.wire.jsonmap:message_to_dict"),
+    ("encode: protobuf-JSON mapping", "service.wire.convert:message_to_dict"),
     ("encode: protobuf binary", "service.wire.rows:reply_to_bytes"),
 )
 

@@ -31,7 +31,7 @@ from service.runtime import (
 )
 from service.runtime.errors import internal
 from service.runtime.loader import load_model
-from service.wire.rows import SpecAsked, decode_row, encode_outcome
+from service.wire.rows import Row, SpecAsked, decode_row, encode_outcome
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +81,10 @@ class ExplainHandler:
     def _handle(self, data: list[dict], context) -> list:
         ex = self.executor
         assert ex is not None, "initialize() was not called"
-        rows = []
-        for idx, row in enumerate(data):
+        rows: list[Row] = []
+        for idx, body in enumerate(data):
             explain, request_id, content_type, accept = self._meta(context, idx)
-            rows.append(decode_row(row, explain, request_id, ex.limits, content_type, accept))
+            rows.append(decode_row(body, explain, request_id, ex.limits, content_type, accept))
         work: list[tuple[int, Request | ExplainError]] = [
             (idx, r.item) for idx, r in enumerate(rows) if not isinstance(r.item, SpecAsked)]
         outcomes: list = [r.item for r in rows]
@@ -106,7 +106,7 @@ class ExplainHandler:
         """The request's ``explain`` header, TorchServe request id, Content-Type and Accept
         headers ("" when unreadable; HTTP header names in any case)."""
         try:
-            headers = getattr(context, "get_all_request_header", lambda i: {})(idx) or {}
+            headers: dict = getattr(context, "get_all_request_header", lambda i: {})(idx) or {}
             http = {str(k).lower(): v for k, v in headers.items() if isinstance(v, str)}
             return (context.get_request_header(idx, "explain"), context.request_ids.get(idx, ""),
                     http.get("content-type", ""), http.get("accept", ""))

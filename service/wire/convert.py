@@ -38,6 +38,7 @@ from service.runtime.spec import ModelSpec
 
 from .errors import error_to_proto
 from .jsonmap import message_to_dict
+from .jsonparse import parse_dict
 
 _DTYPES: dict[pb.DType, np.dtype[Any]] = {
     pb.DTYPE_UNSPECIFIED: np.dtype("<f4"), pb.FLOAT32: np.dtype("<f4"),
@@ -263,6 +264,9 @@ def request_from_dict(body: Mapping[str, Any], explain: bool,
         raise InvalidInput("body", "a JSON body must be an object (an ExplainRequest), got "
                            f"{type(body).__name__}")
     _check_json(body, limits)
+    m = pb.ExplainRequest()
+    if parse_dict(body, m):  # the plain form, read fast; anything else as json_format reads it
+        return request_from_proto(m, explain, limits)
     _check_types(body, pb.ExplainRequest.DESCRIPTOR, "")
     m = pb.ExplainRequest()
     try:
