@@ -28,6 +28,7 @@ TARGETS: tuple[tuple[str, str], ...] = (
     ("decode: JSON checks", "service.wire.convert:_check_types"),
     ("decode: protobuf-JSON mapping", "google.protobuf.json_format:ParseDict"),
     ("decode: protobuf binary", "service.wire.rows:request_from_serialized"),
+    ("decode: protobuf-JSON mapping", "service.wire.convert:parse_dict"),
     ("decode: proto to request", "service.wire.convert:request_from_proto"),
     ("validate: other", "service.runtime.validate:Validator.prepare"),
     ("validate: tensor/PNG decode", "service.runtime.validate:decode"),
