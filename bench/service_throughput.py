@@ -1,6 +1,6 @@
 """Service throughput under the same locust load, side by side in one run:
 ``python -m bench.service_throughput [--models breast_cancer,digits,recommender] [--users 16]
-[--seconds 10] [--rounds 3] [--n-steps 32] [--configs a,c,ap,cp,ax] [--threads N]``.
+[--seconds 8] [--rounds 3] [--n-steps 32] [--configs a,ax,c,ap,cp] [--threads 1]``.
 
 For each model one TorchServe on this machine serves these endpoints, and the configs below
 alternate back to back, round after round (identical runs drift by 10-15%):
@@ -170,7 +170,7 @@ class InProcess:
         self._decode = lambda: [request_from_body(text, True, limits=ex.limits)
                                 for _ in range(batch)]
 
-    def executor_rate(self, seconds: float = 2.0) -> float:
+    def executor_rate(self, seconds: float = 1.5) -> float:
         """Requests/s of the executor alone (decoded requests in, Responses out)."""
         self.executor.run(self._decode())  # warm
         n, spent, t0 = 0, 0.0, time.perf_counter()
@@ -182,7 +182,7 @@ class InProcess:
             n += self.batch
         return n / spent
 
-    def handler_rate(self, seconds: float = 2.0) -> float:
+    def handler_rate(self, seconds: float = 1.5) -> float:
         """Requests/s of the whole handler (TorchServe's parsed JSON bodies in, JSON out)."""
         ctx = _Context(BUILD, self.batch)
         parsed = json.loads(self.text)
@@ -262,13 +262,14 @@ def main() -> None:
     ap.add_argument("--configs", default="a,ax,c,ap,cp",
                     help=f"comma-separated, of {','.join(c for c in CONFIGS if c != 'p')}")
     ap.add_argument("--users", type=int, default=16)
-    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--seconds", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--n-steps", type=int, default=32)
     ap.add_argument("--overhead-calls", type=int, default=60)
-    ap.add_argument("--threads", type=int, default=0,
-                    help="torch threads of every worker and of the in-process measurement "
-                         "(OMP_NUM_THREADS; 0: torch's default)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads of every worker, ours and stock alike, and of the "
+                         "in-process measurement (OMP_NUM_THREADS; 0: torch's default, one per "
+                         "core)")
     ap.add_argument("--no-profile", action="store_true")
     opts = ap.parse_args()
     models = [m for m in opts.models.split(",") if m]
@@ -368,6 +369,8 @@ def main() -> None:
         print("\n| model | gRPC via gateway p50 | REST direct p50 | ratio |\n|---|---|---|---|")
         for m, o in overhead.items():
             print(f"| {m} | {o['grpc']:.1f} ms | {o['rest']:.1f} ms | {o['grpc'] / o['rest']:.2f} |")
+    print()
+    print(targets(results, inproc, overhead))
 
 
 def _window(server: launcher.Server, run_dir: pathlib.Path, config: str,
@@ -428,6 +431,38 @@ def table(results: dict, inproc: dict, opts: argparse.Namespace, threads: int) -
                    if c in per else float("nan")) for c in ("a", "ax")}
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {p99} | {e:.0f} req/s | "
                      f"{h:.0f} req/s | {eff['a']:.2f} | {eff['ax']:.2f} |")
+    return "\n".join(lines)
+
+
+# issue #13's targets: (name, model -> threshold or None, higher is better)
+A_OVER_C = {"digits": 2.0, "resnet18": 1.0}
+EFFICIENCY = {"digits": 0.8, "resnet18": 0.8}
+
+
+def targets(results: dict, inproc: dict, overhead: dict) -> str:
+    """One line per target the run measured: the value and met / MISSED."""
+    lines = ["Targets (medians over rounds of per-round ratios):"]
+
+    def line(what: str, value: float, ok: bool) -> None:
+        lines.append(f"- {what}: {value:.2f} {'met' if ok else 'MISSED'}")
+
+    for m, per in results.items():
+        if "a" in per and "c" in per:
+            want = A_OVER_C.get(m, 3.0)
+            line(f"{m} fused / stock captum >= {want}x", _ratios(per["a"], per["c"]),
+                 _ratios(per["a"], per["c"]) >= want)
+            a99, c99 = _median(per["a"], "p99"), _median(per["c"], "p99")
+            line(f"{m} p99 fused / stock <= 1", a99 / c99, a99 <= c99)
+        if "a" in per and inproc[m]["executor"]:
+            want = EFFICIENCY.get(m, 0.5)
+            eff = statistics.median(r["rps"] / x for r, x in zip(per["a"], inproc[m]["executor"]))
+            line(f"{m} serving efficiency (JSON) >= {want}", eff, eff >= want)
+        if "ap" in per and "cp" in per:
+            r = _ratios(per["ap"], per["cp"])
+            line(f"{m} predictions ours / stock >= 0.9", r, r >= 0.9)
+    for m, o in overhead.items():
+        r = o["grpc"] / o["rest"]
+        line(f"{m} gRPC via gateway / REST direct p50 <= 1.10", r, r <= 1.10)
     return "\n".join(lines)
 
 
