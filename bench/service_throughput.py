@@ -1,6 +1,6 @@
 """Service throughput under the same locust load, side by side in one run:
 ``python -m bench.service_throughput [--models breast_cancer,digits,recommender] [--users 16]
-[--seconds 8] [--rounds 3] [--n-steps 32] [--configs a,ax,c,ap,cp] [--threads 1]``.
+[--seconds 8] [--rounds 3] [--n-steps 32] [--configs a,ax,c,ap,cp] [--threads 0]``.
 
 For each model one TorchServe on this machine serves these endpoints, and the configs below
 alternate back to back, round after round (identical runs drift by 10-15%):
@@ -266,7 +266,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--n-steps", type=int, default=32)
     ap.add_argument("--overhead-calls", type=int, default=60)
-    ap.add_argument("--threads", type=int, default=1,
+    ap.add_argument("--threads", type=int, default=0,
                     help="torch threads of every worker, ours and stock alike, and of the "
                          "in-process measurement (OMP_NUM_THREADS; 0: torch's default, one per "
                          "core)")
