@@ -1,17 +1,26 @@
 """Service throughput under the same locust load, side by side in one run:
-``python -m bench.service_throughput [--models breast_cancer,digits,resnet18] [--users 16]
-[--seconds 20] [--rounds 2] [--n-steps 32]``.
+``python -m bench.service_throughput [--models breast_cancer,digits,recommender] [--users 16]
+[--seconds 8] [--rounds 3] [--n-steps 32] [--configs a,ax,c,ap,cp] [--threads 0]``.
 
-For each model it serves three endpoints from one TorchServe on this machine and alternates
-them back to back (identical runs drift by 10-15%):
-  (a) our handler, batch size 8, requests fused into shared engine calls;
-  (b) our handler, batch size 1;
-  (c) a stock-style handler (bench/stock_handler.py): captum's IntegratedGradients once per
-      request, as TorchServe's own handlers do, batch size 8.
-Load: N locust users sending IntegratedGradients explanations (n_steps) of one fixed input.
+For each model one TorchServe on this machine serves these endpoints, and the configs below
+alternate back to back, round after round (identical runs drift by 10-15%):
+  (a)  our handler, batch size 8, requests fused into shared engine calls, JSON in and out;
+  (ax) the same endpoint, the same request as a serialized ExplainRequest (application/x-protobuf
+       in and out);
+  (b)  our handler, batch size 1 (not run by default);
+  (c)  a stock-style handler (bench/stock_handler.py): captum's IntegratedGradients once per
+       request, as TorchServe's own handlers do, batch size 8;
+  (ap) predictions (no explanation) through our handler (a's endpoint);
+  (cp) predictions through the stock handler (BaseHandler's batched forward, c's endpoint).
+Load: N locust users sending one fixed request (IntegratedGradients, n_steps) of one input.
+After each round it measures in-process, with the server idle, the rate of the same fused
+engine calls on the same requests (the executor on decoded batches of 8: what the handler would
+reach if the transport cost nothing) and of the handler itself (decode + executor + encode):
+serving efficiency = served rps / in-process executor rps. After the rounds, one window (p) on
+a profiled copy of (a) (bench/profiled_handler.py) gives the share of a batch's time per stage.
 It prints throughput, p50/p95/p99 latency, failures, the load generator's own CPU share and the
-machine's load from other processes during each round (bench/machine_load.py), the ratios a/b
-and a/c, and the gateway overhead (gRPC Explain via the gateway vs REST direct, p50,
+machine's load from other processes during each round (bench/machine_load.py), the ratios, the
+profile, and the gateway overhead (gRPC Explain via the gateway vs REST direct, p50,
 sequential calls). Targets only 127.0.0.1; every locust run stops by itself (-t).
 """
 
@@ -36,6 +45,7 @@ import numpy as np
 import yaml
 
 from bench.machine_load import LoadMeter
+from bench.stages import shares
 from model_store.archive import pack_dir
 from service import launcher
 
@@ -43,8 +53,18 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 BUILD = ROOT / "model_store" / "build"
 HANDLER = ROOT / "handlers" / "explain_handler.py"
 STOCK = ROOT / "bench" / "stock_handler.py"
-CONFIGS = ("a", "b", "c")
-LABEL = {"a": "ours, batch 8, fused", "b": "ours, batch 1", "c": "stock captum, batch 8"}
+PROFILED = ROOT / "bench" / "profiled_handler.py"
+PROTOBUF = "application/x-protobuf"
+# config -> (endpoint kind, path, body kind)
+CONFIGS = {"a": ("fused", "explanations", "json"), "ax": ("fused", "explanations", "protobuf"),
+           "b": ("b1", "explanations", "json"), "c": ("stock", "explanations", "json"),
+           "ap": ("fused", "predictions", "predict"), "cp": ("stock", "predictions", "predict"),
+           "p": ("profiled", "explanations", "json")}
+LABEL = {"a": "ours, batch 8, fused", "ax": "ours, batch 8, fused, protobuf body",
+         "b": "ours, batch 1", "c": "stock captum, batch 8", "ap": "ours, predictions",
+         "cp": "stock BaseHandler, predictions", "p": "ours, profiled"}
+ENDPOINTS = {"fused": (8, HANDLER), "b1": (1, HANDLER), "stock": (8, STOCK),
+             "profiled": (8, PROFILED)}
 MIN_COMPLETIONS = 20
 MAX_WINDOW_S = 300
 
@@ -71,21 +91,39 @@ def variant(model: str, suffix: str, batch: int, handler: pathlib.Path,
     return name
 
 
+def _input(model: str) -> np.ndarray:
+    spec = yaml.safe_load((BUILD / model / "spec.yaml").read_text())
+    return np.random.default_rng(0).random(tuple(spec["input"]["shape"]), dtype=np.float32)
+
+
 def body(model: str, n_steps: int) -> str:
     """An IntegratedGradients request for one fixed input of the model's shape."""
-    spec = yaml.safe_load((BUILD / model / "spec.yaml").read_text())
-    shape = tuple(spec["input"]["shape"])
-    x = np.random.default_rng(0).random(shape, dtype=np.float32)
+    x = _input(model)
     return json.dumps({
-        "inputs": {"tensor": {"shape": list(shape), "dtype": "FLOAT32",
+        "inputs": {"tensor": {"shape": list(x.shape), "dtype": "FLOAT32",
                               "data": base64.b64encode(x.astype("<f4").tobytes()).decode()}},
         "algorithm": "IntegratedGradients", "params": {"n_steps": n_steps},
         "outputs": {"top_features": 5}})
 
 
-def locust_run(server: launcher.Server, endpoint: str, body_file: pathlib.Path, users: int,
-               seconds: int, out: pathlib.Path) -> dict:
-    env = dict(os.environ, EXPLAIN_BENCH_MODEL=endpoint, EXPLAIN_BENCH_BODY_FILE=str(body_file))
+def bodies(model: str, n_steps: int) -> dict[str, bytes]:
+    """The request of each body kind: JSON, the same as a serialized ExplainRequest, and a
+    prediction (the input alone)."""
+    from google.protobuf import json_format
+
+    from service._proto.explain.v1 import explain_pb2 as pb
+
+    text = body(model, n_steps)
+    m = json_format.Parse(text, pb.ExplainRequest())
+    predict = {"inputs": json.loads(text)["inputs"]}
+    return {"json": text.encode(), "protobuf": m.SerializeToString(),
+            "predict": json.dumps(predict).encode()}
+
+
+def locust_run(server: launcher.Server, endpoint: str, path: str, body_file: pathlib.Path,
+               content_type: str, users: int, seconds: int, out: pathlib.Path) -> dict:
+    env = dict(os.environ, EXPLAIN_BENCH_MODEL=endpoint, EXPLAIN_BENCH_BODY_FILE=str(body_file),
+               EXPLAIN_BENCH_PATH=path, EXPLAIN_BENCH_CONTENT_TYPE=content_type)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     proc = subprocess.run(
@@ -115,26 +153,104 @@ def locust_run(server: launcher.Server, endpoint: str, body_file: pathlib.Path, 
             "locust_cpu": locust_cpu}
 
 
+class InProcess:
+    """The model's handler in this process (same archive, same torch threads as the workers),
+    timed on batches of ``batch`` copies of the bench request while the server is idle."""
+
+    def __init__(self, model: str, text: bytes, batch: int = 8) -> None:
+        from handlers.explain_handler import ExplainHandler
+        from service.wire import request_from_body
+
+        self.batch, self.text = batch, text
+        self.handler = ExplainHandler()
+        self.handler.initialize(_Context(BUILD / model, batch))
+        ex = self.handler.executor
+        assert ex is not None
+        self.executor = ex
+        self._decode = lambda: [request_from_body(text, True, limits=ex.limits)
+                                for _ in range(batch)]
+
+    def executor_rate(self, seconds: float = 1.5) -> float:
+        """Requests/s of the executor alone (decoded requests in, Responses out)."""
+        self.executor.run(self._decode())  # warm
+        n, spent, t0 = 0, 0.0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            reqs = self._decode()  # fresh requests: their received_at drives deadlines
+            t = time.perf_counter()
+            self.executor.run(reqs)
+            spent += time.perf_counter() - t
+            n += self.batch
+        return n / spent
+
+    def handler_rate(self, seconds: float = 1.5) -> float:
+        """Requests/s of the whole handler (TorchServe's parsed JSON bodies in, JSON out)."""
+        ctx = _Context(BUILD, self.batch)
+        parsed = json.loads(self.text)
+        self.handler.handle([dict(body=parsed)], ctx)  # warm
+        n, spent, t0 = 0, 0.0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            rows = [{"body": json.loads(self.text)} for _ in range(self.batch)]
+            t = time.perf_counter()
+            self.handler.handle(rows, ctx)
+            spent += time.perf_counter() - t
+            n += self.batch
+        return n / spent
+
+
+class _Context:
+    """The parts of TorchServe's context the handler reads."""
+
+    def __init__(self, model_dir: pathlib.Path, batch: int) -> None:
+        self.system_properties = {"model_dir": str(model_dir), "gpu_id": None}
+        self.request_ids = {i: f"r{i}" for i in range(batch)}
+        self.metrics = None
+
+    def get_request_header(self, idx: int, key: str) -> str | None:
+        return "true" if key == "explain" else None
+
+    def set_response_status(self, code: int, phrase: str, idx: int) -> None:
+        pass
+
+    def set_response_content_type(self, idx: int, value: str) -> None:
+        pass
+
+
+def read_profile(profile_dir: pathlib.Path, endpoint: str) -> dict:
+    """The profiled worker's totals so far (bench/profiled_handler.py), {} if none yet."""
+    for f in profile_dir.glob(f"{endpoint}-*.json"):
+        try:
+            return json.loads(f.read_text())
+        except (OSError, ValueError):
+            return {}
+    return {}
+
+
+def profile_delta(before: dict, after: dict) -> dict:
+    t0, t1 = before.get("totals_s", {}), after.get("totals_s", {})
+    return {"batches": after.get("batches", 0) - before.get("batches", 0),
+            "requests": after.get("requests", 0) - before.get("requests", 0),
+            "totals_s": {k: v - t0.get(k, 0.0) for k, v in t1.items()},
+            "waited_s": after.get("waited_s", 0.0) - before.get("waited_s", 0.0),
+            "missing": after.get("missing", [])}
+
+
 def gateway_overhead(server: launcher.Server, model: str, endpoint: str, n_steps: int,
                      calls: int) -> dict:
     """p50 of sequential Explain calls via the gateway vs the same request over REST."""
     from service.client import ExplainClient
 
-    x = np.random.default_rng(0).random(
-        tuple(yaml.safe_load((BUILD / model / "spec.yaml").read_text())["input"]["shape"]),
-        dtype=np.float32)
-    model = endpoint
+    x = _input(model)
     grpc_c = ExplainClient(f"127.0.0.1:{server.ports['gateway']}")
     rest_c = ExplainClient(mode="rest", rest_url=server.inference_url)
     kw = dict(tensor=x, algorithm="IntegratedGradients", params={"n_steps": n_steps})
     for c in (grpc_c, rest_c):
-        c.explain(model, **kw)  # warm-up
+        c.explain(endpoint, **kw)  # warm-up
     times: dict[str, list[float]] = {"grpc": [], "rest": []}
     for i in range(calls):
         for name, c in ((("grpc", grpc_c), ("rest", rest_c)) if i % 2 == 0
                         else (("rest", rest_c), ("grpc", grpc_c))):
             t0 = time.perf_counter()
-            c.explain(model, **kw)
+            c.explain(endpoint, **kw)
             times[name].append((time.perf_counter() - t0) * 1000)
     grpc_c.close()
     return {k: statistics.median(v) for k, v in times.items()}
@@ -142,97 +258,240 @@ def gateway_overhead(server: launcher.Server, model: str, endpoint: str, n_steps
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--models", default="breast_cancer,digits,resnet18")
+    ap.add_argument("--models", default="breast_cancer,digits,recommender")
+    ap.add_argument("--configs", default="a,ax,c,ap,cp",
+                    help=f"comma-separated, of {','.join(c for c in CONFIGS if c != 'p')}")
     ap.add_argument("--users", type=int, default=16)
-    ap.add_argument("--seconds", type=int, default=20)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--seconds", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--n-steps", type=int, default=32)
     ap.add_argument("--overhead-calls", type=int, default=60)
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch threads of every worker, ours and stock alike, and of the "
+                         "in-process measurement (OMP_NUM_THREADS; 0: torch's default, one per "
+                         "core)")
+    ap.add_argument("--no-profile", action="store_true")
     opts = ap.parse_args()
     models = [m for m in opts.models.split(",") if m]
+    configs = [c for c in opts.configs.split(",") if c]
+    unknown = [c for c in configs if c not in CONFIGS or c == "p"]
+    if unknown:
+        raise SystemExit(f"unknown configs {unknown}")
     missing = [m for m in models if not (BUILD / m).is_dir()]
     if missing:
         raise SystemExit(f"run `make models` first (missing {missing})")
+    if opts.threads:
+        os.environ["OMP_NUM_THREADS"] = str(opts.threads)
+    import torch
+
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    threads = torch.get_num_threads()
+    # The workers import this checkout's packages (service, handlers, bench), whatever the venv
+    # was installed from.
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="throughput-", dir=ROOT / "run"
                                         if (ROOT / "run").is_dir() else None))
+    profile_dir = tmp / "profile"
+    profile_dir.mkdir()
+    os.environ["EXPLAIN_PROFILE_DIR"] = str(profile_dir)
     store = tmp / "store"
     store.mkdir()
-    endpoints: dict[str, dict[str, str]] = {}
-    for m in models:
-        endpoints[m] = {"a": variant(m, "fused", 8, HANDLER, store),
-                        "b": variant(m, "b1", 1, HANDLER, store),
-                        "c": variant(m, "stock", 8, STOCK, store)}
+    kinds = {CONFIGS[c][0] for c in configs} | (set() if opts.no_profile else {"profiled"})
+    endpoints = {m: {k: variant(m, k, *ENDPOINTS[k], store) for k in sorted(kinds)}
+                 for m in models}
     run_dir = tmp / "run"
+    t_start = time.monotonic()
     server = launcher.start(store, run_dir, auth=False, timeout=600)
-    results: dict[str, dict[str, list[dict]]] = {m: {c: [] for c in CONFIGS} for m in models}
+    print(f"server ready in {time.monotonic() - t_start:.0f} s; torch threads {threads}",
+          flush=True)
+    results: dict[str, dict[str, list[dict]]] = {m: {c: [] for c in configs} for m in models}
+    inproc: dict[str, dict[str, list[float]]] = {m: {"executor": [], "handler": []}
+                                                 for m in models}
+    profiles: dict[str, dict] = {}
     overhead = {}
     try:
         for m in models:
-            body_file = tmp / f"{m}.json"
-            body_file.write_text(body(m, opts.n_steps))
+            files = {}
+            for kind, data in bodies(m, opts.n_steps).items():
+                files[kind] = tmp / f"{m}.{kind}"
+                files[kind].write_bytes(data)
             latency = 0.0
-            for ep in endpoints[m].values():  # warm every worker before measuring
-                req = urllib.request.Request(f"{server.inference_url}/explanations/{ep}",
-                                             data=body_file.read_bytes(),
-                                             headers={"Content-Type": "application/json"})
-                urllib.request.urlopen(req, timeout=300).read()
+            for c in configs + ([] if opts.no_profile else ["p"]):
+                kind, path, body_kind = CONFIGS[c]
+                ctype = PROTOBUF if body_kind == "protobuf" else "application/json"
+                req = urllib.request.Request(
+                    f"{server.inference_url}/{path}/{endpoints[m][kind]}",
+                    data=files[body_kind].read_bytes(),
+                    headers={"Content-Type": ctype, "Accept": ctype})
+                urllib.request.urlopen(req, timeout=300).read()  # warm every worker
                 t0 = time.perf_counter()  # the second call is warm: it sizes the window
                 urllib.request.urlopen(req, timeout=300).read()
                 latency = max(latency, time.perf_counter() - t0)
             seconds = window_seconds(opts.seconds, latency)
+            local = InProcess(m, files["json"].read_bytes())
             for r in range(opts.rounds):
-                order = CONFIGS if r % 2 == 0 else CONFIGS[::-1]
+                order = configs if r % 2 == 0 else configs[::-1]
                 for c in order:
-                    meter = LoadMeter(run_dir)
-                    meter.start()
-                    res = locust_run(server, endpoints[m][c], body_file, opts.users,
-                                     seconds, tmp / f"{m}_{c}_{r}")
-                    load = meter.stop()
-                    res["other_cpu"] = load.other
+                    res = _window(server, run_dir, c, endpoints[m], files, opts.users, seconds,
+                                  tmp / f"{m}_{c}_{r}")
                     results[m][c].append(res)
                     print(f"{m} ({c}) round {r}: {res['rps']:.1f} rps, p50 {res['p50']:.0f} ms, "
                           f"p99 {res['p99']:.0f} ms, failures {res['failures']}, "
                           f"locust CPU {100 * res['locust_cpu']:.0f}%, {seconds} s window; "
-                          f"{load.describe()}" + (f"; NOTE {res['note']}" if "note" in res
-                                                  else ""), flush=True)
-            if m != "resnet18":
-                overhead[m] = gateway_overhead(server, m, endpoints[m]["a"], opts.n_steps,
+                          f"{res['load']}" + (f"; NOTE {res['note']}" if "note" in res
+                                              else ""), flush=True)
+                e_rate, h_rate = local.executor_rate(), local.handler_rate()
+                inproc[m]["executor"].append(e_rate)
+                inproc[m]["handler"].append(h_rate)
+                print(f"{m} in-process round {r}: executor {e_rate:.1f} req/s, handler "
+                      f"{h_rate:.1f} req/s", flush=True)
+            if not opts.no_profile:
+                before = read_profile(profile_dir, endpoints[m]["profiled"])
+                res = _window(server, run_dir, "p", endpoints[m], files, opts.users, seconds,
+                              tmp / f"{m}_p")
+                time.sleep(1.5)  # the worker writes its totals every second
+                profiles[m] = {**profile_delta(before, read_profile(
+                    profile_dir, endpoints[m]["profiled"])), "rps": res["rps"]}
+                print(f"{m} (p) profiled: {res['rps']:.1f} rps; {res['load']}", flush=True)
+            if "fused" in endpoints[m]:
+                overhead[m] = gateway_overhead(server, m, endpoints[m]["fused"], opts.n_steps,
                                                opts.overhead_calls)
     finally:
         launcher.stop(run_dir)
-    print()
-    print(table(results, opts))
+    print(f"\n(total {time.monotonic() - t_start:.0f} s)\n")
+    print(table(results, inproc, opts, threads))
+    if profiles:
+        print()
+        print(profile_table(profiles))
     if overhead:
         print("\n| model | gRPC via gateway p50 | REST direct p50 | ratio |\n|---|---|---|---|")
         for m, o in overhead.items():
             print(f"| {m} | {o['grpc']:.1f} ms | {o['rest']:.1f} ms | {o['grpc'] / o['rest']:.2f} |")
+    print()
+    print(targets(results, inproc, overhead))
+
+
+def _window(server: launcher.Server, run_dir: pathlib.Path, config: str,
+            endpoints: dict[str, str], files: dict[str, pathlib.Path], users: int,
+            seconds: int, out: pathlib.Path) -> dict:
+    kind, path, body_kind = CONFIGS[config]
+    ctype = PROTOBUF if body_kind == "protobuf" else "application/json"
+    meter = LoadMeter(run_dir)
+    meter.start()
+    res = locust_run(server, endpoints[kind], path, files[body_kind], ctype, users, seconds,
+                     out)
+    load = meter.stop()
+    res["other_cpu"] = load.other
+    res["load"] = load.describe()
+    return res
 
 
 def _median(rows: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in rows)
 
 
-def table(results: dict, opts: argparse.Namespace) -> str:
+def _ratios(rows_x: list[dict], rows_y: list[dict]) -> float:
+    """The median over rounds of the per-round throughput ratio x/y (0 when y is 0)."""
+    return statistics.median(x["rps"] / y["rps"] if y["rps"] else 0.0
+                             for x, y in zip(rows_x, rows_y))
+
+
+def table(results: dict, inproc: dict, opts: argparse.Namespace, threads: int) -> str:
+    rounds = opts.rounds
     lines = [f"IntegratedGradients n_steps={opts.n_steps}, {opts.users} users, "
-             f"{opts.rounds} x {opts.seconds} s per config (medians over rounds)", "",
+             f"{rounds} x {opts.seconds} s per config (medians over rounds), "
+             f"torch threads {threads}", "",
              "| model | config | rps | p50 ms | p95 ms | p99 ms | failures | locust CPU "
              "| other CPU (max) |", "|---|---|---|---|---|---|---|---|---|"]
     for m, per in results.items():
-        for c in CONFIGS:
-            rows = per[c]
+        for c, rows in per.items():
             lines.append(f"| {m} | ({c}) {LABEL[c]} | {_median(rows, 'rps'):.1f} | "
                          f"{_median(rows, 'p50'):.0f} | {_median(rows, 'p95'):.0f} | "
                          f"{_median(rows, 'p99'):.0f} | {sum(r['failures'] for r in rows)} | "
                          f"{100 * _median(rows, 'locust_cpu'):.0f}% | "
                          f"{100 * max(r.get('other_cpu', 0.0) for r in rows):.0f}% |")
-    lines += ["", "| model | a/b throughput | a/c throughput | p99 a vs c |", "|---|---|---|---|"]
+    pairs = [(x, y) for x, y in (("a", "c"), ("ax", "c"), ("a", "b"), ("ap", "cp"),
+                                 ("ax", "a")) if x in next(iter(results.values()))
+             and y in next(iter(results.values()))]
+    lines += ["", "Ratios: medians over rounds of the per-round ratio (configs of a round run "
+              "back to back).", "",
+              "| model | " + " | ".join(f"{x}/{y} rps" for x, y in pairs)
+              + " | p99 a vs c | in-process executor | in-process handler | efficiency a "
+              "| efficiency ax |",
+              "|---|" + "---|" * (len(pairs) + 5)]
     for m, per in results.items():
-        a, b, c = (_median(per[k], "rps") for k in CONFIGS)
-        if not (b and c):
-            lines.append(f"| {m} | n/a | n/a | a window completed no request (see the notes) |")
-            continue
-        lines.append(f"| {m} | {a / b:.2f}x | {a / c:.2f}x | "
-                     f"{_median(per['a'], 'p99'):.0f} vs {_median(per['c'], 'p99'):.0f} ms |")
+        cells = [f"{_ratios(per[x], per[y]):.2f}x" for x, y in pairs]
+        p99 = (f"{_median(per['a'], 'p99'):.0f} vs {_median(per['c'], 'p99'):.0f} ms"
+               if "a" in per and "c" in per else "")
+        e = statistics.median(inproc[m]["executor"]) if inproc[m]["executor"] else float("nan")
+        h = statistics.median(inproc[m]["handler"]) if inproc[m]["handler"] else float("nan")
+        eff = {c: (statistics.median(r["rps"] / x for r, x in zip(per[c], inproc[m]["executor"]))
+                   if c in per else float("nan")) for c in ("a", "ax")}
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {p99} | {e:.0f} req/s | "
+                     f"{h:.0f} req/s | {eff['a']:.2f} | {eff['ax']:.2f} |")
+    return "\n".join(lines)
+
+
+# issue #13's targets: (name, model -> threshold or None, higher is better)
+A_OVER_C = {"digits": 2.0, "resnet18": 1.0}
+EFFICIENCY = {"digits": 0.8, "resnet18": 0.8}
+
+
+def targets(results: dict, inproc: dict, overhead: dict) -> str:
+    """One line per target the run measured: the value and met / MISSED."""
+    lines = ["Targets (medians over rounds of per-round ratios):"]
+
+    def line(what: str, value: float, ok: bool) -> None:
+        lines.append(f"- {what}: {value:.2f} {'met' if ok else 'MISSED'}")
+
+    for m, per in results.items():
+        if "a" in per and "c" in per:
+            want = A_OVER_C.get(m, 3.0)
+            line(f"{m} fused / stock captum >= {want}x", _ratios(per["a"], per["c"]),
+                 _ratios(per["a"], per["c"]) >= want)
+            a99, c99 = _median(per["a"], "p99"), _median(per["c"], "p99")
+            line(f"{m} p99 fused / stock <= 1", a99 / c99, a99 <= c99)
+        if "a" in per and inproc[m]["executor"]:
+            want = EFFICIENCY.get(m, 0.5)
+            eff = statistics.median(r["rps"] / x for r, x in zip(per["a"], inproc[m]["executor"]))
+            line(f"{m} serving efficiency (JSON) >= {want}", eff, eff >= want)
+        if "ap" in per and "cp" in per:
+            r = _ratios(per["ap"], per["cp"])
+            line(f"{m} predictions ours / stock >= 0.9", r, r >= 0.9)
+    for m, o in overhead.items():
+        r = o["grpc"] / o["rest"]
+        line(f"{m} gRPC via gateway / REST direct p50 <= 1.10", r, r <= 1.10)
+    return "\n".join(lines)
+
+
+def profile_table(profiles: dict) -> str:
+    """Share of the profiled worker's busy time per stage (handler stages plus TorchServe's
+    worker-side IPC), per model."""
+    models = list(profiles)
+    stages: list[str] = []
+    for p in profiles.values():
+        stages += [s for s, _, _ in shares(p["totals_s"]) if s not in stages]
+    lines = ["Profile of one worker under the same load (config p: our handler with stage "
+             "timers), share of the worker's busy time", "",
+             "| stage | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+    share = {m: {s: f for s, _, f in shares(profiles[m]["totals_s"])} for m in models}
+    for s in stages:
+        lines.append(f"| {s} | " + " | ".join(f"{100 * share[m].get(s, 0.0):.1f}%"
+                                              for m in models) + " |")
+    rows = {"busy ms per request": lambda p: 1e3 * sum(p["totals_s"].values())
+            / max(p["requests"], 1),
+            "waiting for the next batch, ms per request": lambda p: 1e3 * p["waited_s"]
+            / max(p["requests"], 1),
+            "requests per batch": lambda p: p["requests"] / max(p["batches"], 1),
+            "served rps while profiled": lambda p: p["rps"]}
+    for name, f in rows.items():
+        lines.append(f"| {name} | " + " | ".join(f"{f(profiles[m]):.2f}" for m in models) + " |")
+    missing = sorted({t for p in profiles.values() for t in p.get("missing", [])})
+    if missing:
+        lines.append(f"\n(stage timers not installed, their time is in the caller's stage: "
+                     f"{', '.join(missing)})")
     return "\n".join(lines)
 
 

@@ -1,9 +1,12 @@
 """A stock-style TorchServe explain handler, the baseline of bench/service_throughput.py.
 
 It does what TorchServe's own handlers do for explanations: one captum IntegratedGradients call
-per request, one request after another, with JSON in and out. It reads the same archives as our
-handler (spec.yaml, model.py, weights.pt) and the same protobuf-JSON request body (tensor or
-tabular input, ``params.n_steps``, ``target.index``). For benchmarking only.
+per request, one request after another, with JSON in and out. Predictions (/predictions) are
+BaseHandler's: one batched forward pass, the softmax probabilities as a JSON list per request.
+Like BaseHandler, it reads the kind of the batch from request 0's ``explain`` header. It reads
+the same archives as our handler (spec.yaml, model.py, weights.pt) and the same protobuf-JSON
+request body (tensor or tabular input, ``params.n_steps``, ``target.index``). For benchmarking
+only.
 """
 
 from __future__ import annotations
@@ -50,11 +53,20 @@ class StockCaptumHandler(BaseHandler):
         values = inputs["tabular"]["features"]
         return torch.tensor([[float(values.get(n, 0.0)) for n in self.features]])
 
+    @staticmethod
+    def _body(row) -> dict:
+        raw = row.get("body") or row.get("data")
+        return json.loads(raw) if isinstance(raw, (bytes, bytearray, str)) else raw
+
     def handle(self, data, context):
+        if str(context.get_request_header(0, "explain")).lower() != "true":
+            x = torch.cat([self._tensor(self._body(row)) for row in data]).to(self.device)
+            with torch.no_grad():
+                probs = torch.softmax(self.model(x), dim=1)
+            return [{"probabilities": p} for p in probs.tolist()]
         out = []
         for row in data:
-            raw = row.get("body") or row.get("data")
-            body = json.loads(raw) if isinstance(raw, (bytes, bytearray, str)) else raw
+            body = self._body(row)
             x = self._tensor(body).to(self.device)
             n_steps = int((body.get("params") or {}).get("n_steps", 50))
             target = (body.get("target") or {}).get("index")

@@ -33,7 +33,7 @@ from service.runtime.errors import internal
 from service.runtime.loader import load_model
 from service.runtime.spec import InputKind
 from service.runtime.text import TextExecutor
-from service.wire.rows import SpecAsked, decode_row, encode_outcome
+from service.wire.rows import Row, SpecAsked, decode_row, encode_outcome
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,10 @@ class ExplainHandler:
     def _handle(self, data: list[dict], context) -> list:
         ex = self.executor
         assert ex is not None, "initialize() was not called"
-        rows = [decode_row(row, *self._meta(context, idx), ex.limits)
-                for idx, row in enumerate(data)]
+        rows: list[Row] = []
+        for idx, body in enumerate(data):
+            explain, request_id, content_type, accept = self._meta(context, idx)
+            rows.append(decode_row(body, explain, request_id, ex.limits, content_type, accept))
         work: list[tuple[int, Request | ExplainError]] = [
             (idx, r.item) for idx, r in enumerate(rows) if not isinstance(r.item, SpecAsked)]
         outcomes: list = [r.item for r in rows]
@@ -96,7 +98,7 @@ class ExplainHandler:
         replies: list = []
         for idx, (outcome, row) in enumerate(zip(outcomes, rows)):
             context.set_response_content_type(idx, row.content_type)
-            payload, error = encode_outcome(outcome, row.binary, ex.spec, ex.limits, ex.table,
+            payload, error = encode_outcome(outcome, row.answer, ex.spec, ex.limits, ex.table,
                                             ex.layers)
             if error is not None:
                 context.set_response_status(wire.http_status(error), wire.status_phrase(error),
@@ -106,13 +108,17 @@ class ExplainHandler:
         return replies
 
     @staticmethod
-    def _meta(context, idx: int) -> tuple[object, object]:
-        """The request's ``explain`` header and TorchServe request id ("" when unreadable)."""
+    def _meta(context, idx: int) -> tuple[object, object, str, str]:
+        """The request's ``explain`` header, TorchServe request id, Content-Type and Accept
+        headers ("" when unreadable; HTTP header names in any case)."""
         try:
-            return context.get_request_header(idx, "explain"), context.request_ids.get(idx, "")
+            headers: dict = getattr(context, "get_all_request_header", lambda i: {})(idx) or {}
+            http = {str(k).lower(): v for k, v in headers.items() if isinstance(v, str)}
+            return (context.get_request_header(idx, "explain"), context.request_ids.get(idx, ""),
+                    http.get("content-type", ""), http.get("accept", ""))
         except Exception:
             log.warning("request %d: unreadable headers", idx, exc_info=True)
-            return "", ""
+            return "", "", "", ""
 
     def _metrics(self, context, outcomes: list) -> None:
         """Per-algorithm latency, fused group sizes and the baseline cache hit rate."""

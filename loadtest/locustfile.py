@@ -7,7 +7,8 @@ Headless run (what `make loadtest` does)::
 
 Settings (environment): EXPLAIN_GRPC_TARGET (gateway host:port), EXPLAIN_TOKEN (inference key,
 when token auth is on), EXPLAIN_MODELS (comma-separated; default digits,breast_cancer,recommender),
-EXPLAIN_BENCH_MODEL / EXPLAIN_BENCH_N_STEPS (BenchUser: IntegratedGradients on one model only).
+EXPLAIN_BENCH_MODEL / EXPLAIN_BENCH_BODY_FILE / EXPLAIN_BENCH_PATH / EXPLAIN_BENCH_CONTENT_TYPE
+(BenchUser: one fixed body to one endpoint).
 Every target is a loopback address given by the caller; runs are bounded by -t.
 """
 
@@ -139,20 +140,23 @@ class GrpcUser(User):
 
 
 class BenchUser(FastHttpUser):
-    """bench/service_throughput.py: IntegratedGradients on one endpoint, nothing else."""
+    """bench/service_throughput.py: one fixed body to one endpoint, nothing else
+    (EXPLAIN_BENCH_PATH: explanations or predictions; EXPLAIN_BENCH_CONTENT_TYPE: the body's)."""
 
     wait_time = between(0.0, 0.0)
     abstract = not os.environ.get("EXPLAIN_BENCH_MODEL")
 
     def on_start(self) -> None:
         self.model = os.environ["EXPLAIN_BENCH_MODEL"]
-        with open(os.environ["EXPLAIN_BENCH_BODY_FILE"]) as f:
+        self.path = os.environ.get("EXPLAIN_BENCH_PATH", "explanations")
+        with open(os.environ["EXPLAIN_BENCH_BODY_FILE"], "rb") as f:
             self.body = f.read()
-        self.headers = {"Content-Type": "application/json"}
+        content_type = os.environ.get("EXPLAIN_BENCH_CONTENT_TYPE", "application/json")
+        self.headers = {"Content-Type": content_type, "Accept": content_type}
         if TOKEN:
             self.headers["Authorization"] = f"Bearer {TOKEN}"
 
     @task
     def explain(self) -> None:
-        self.client.post(f"/explanations/{self.model}", data=self.body, headers=self.headers,
-                         name=f"IG {self.model}")
+        self.client.post(f"/{self.path}/{self.model}", data=self.body, headers=self.headers,
+                         name=f"{self.path} {self.model}")

@@ -15,8 +15,9 @@ from .spec import ModelSpec
 from .work import Outcomes, WorkItem, ms, unexpected
 
 
-def targets(spec: ModelSpec, req: Request, output: Tensor) -> list[int]:
-    """The class indices to explain, given the model's output ``(n_outputs,)``."""
+def targets(spec: ModelSpec, req: Request, output: Tensor, best: int | None = None) -> list[int]:
+    """The class indices to explain, given the model's output ``(n_outputs,)`` (and its argmax
+    ``best`` when the caller has it already)."""
     t = req.target
     kind = t.kind
     if kind is TargetKind.DEFAULT:
@@ -28,7 +29,7 @@ def targets(spec: ModelSpec, req: Request, output: Tensor) -> list[int]:
             return [named]
         kind = TargetKind.PREDICTED
     if kind is TargetKind.PREDICTED:
-        return [int(output.argmax())]
+        return [best if best is not None else int(output.argmax())]
     if kind is TargetKind.INDEX:
         return [t.index]
     if kind is TargetKind.LABEL:
@@ -62,14 +63,24 @@ def predict(items: list[WorkItem], outcomes: Outcomes, forward: Callable[[Tensor
                 i.timings.predict_ms = ms(t1)
             except Exception as e:
                 outcomes[i.pos] = unexpected(e, i.req, "predict")
-    for i in items:
-        if outcomes[i.pos] is not None or i.output is None:
-            continue
+    alive = [i for i in items if outcomes[i.pos] is None and i.output is not None]
+    finite: list[bool] = []
+    best: list[int] = []
+    try:  # one check and one argmax for the batch: (alive, n_outputs)
+        with torch.no_grad():
+            stacked = torch.stack([i.output for i in alive])  # type: ignore[misc]
+            finite = torch.isfinite(stacked).all(dim=1).tolist()
+            best = stacked.argmax(dim=1).tolist()
+    except Exception:  # outputs of different sizes (a model's per-request fallback): one by one
+        finite = [bool(torch.isfinite(i.output).all()) for i in alive]  # type: ignore[arg-type]
+        best = [-1] * len(alive)
+    for i, ok, top in zip(alive, finite, best):
         try:
-            if not bool(torch.isfinite(i.output).all()):
+            if not ok:
                 raise InvalidInput("inputs", "the model's output on this input is not "
                                    "finite (values too large?)")
-            i.targets = targets(spec, i.req, i.output)
+            i.targets = targets(spec, i.req, i.output,  # type: ignore[arg-type]
+                                top if top >= 0 else None)
         except Exception as e:
             outcomes[i.pos] = unexpected(e, i.req, "predict")
     return [i for i in items if outcomes[i.pos] is None]

@@ -37,10 +37,11 @@ class Responder:
         else:
             probs = torch.zeros_like(logits)
         order = logits.topk(min(5, logits.shape[0])).indices.tolist()
+        p, z = probs.tolist(), logits.tolist()  # one conversion each, not one per class
         best = order[0]
         return Prediction(
-            index=best, label=self.label(best), probability=float(probs[best]),
-            top=[ClassScore(k, self.label(k), float(probs[k]), float(logits[k])) for k in order],
+            index=best, label=self.label(best), probability=p[best],
+            top=[ClassScore(k, self.label(k), p[k], z[k]) for k in order],
             output=out.detach().cpu().float().numpy())
 
     def explanations(self, i: WorkItem, logits: Tensor) -> list[TargetExplanation]:

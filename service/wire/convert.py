@@ -40,6 +40,8 @@ from service.runtime.spec import ModelSpec
 
 from . import text as text_wire
 from .errors import error_to_proto
+from .jsonmap import message_to_dict
+from .jsonparse import parse_dict
 
 if TYPE_CHECKING:
     from service.runtime.layers import LayerInfo
@@ -288,6 +290,9 @@ def request_from_dict(body: Mapping[str, Any], explain: bool,
         raise InvalidInput("body", "a JSON body must be an object (an ExplainRequest), got "
                            f"{type(body).__name__}")
     _check_json(body, limits)
+    m = pb.ExplainRequest()
+    if parse_dict(body, m):  # the plain form, read fast; anything else as json_format reads it
+        return request_from_proto(m, explain, limits)
     _check_types(body, pb.ExplainRequest.DESCRIPTOR, "")
     m = pb.ExplainRequest()
     try:
@@ -345,19 +350,21 @@ def request_from_body(body: bytes | bytearray | str | Mapping | None, explain: b
 
 def request_from_serialized(data: bytes | bytearray, explain: bool,
                             max_body_bytes: int | None = None, *,
-                            limits: Limits | None = None) -> Request:
-    """A serialized ExplainRequest (the gRPC gateway's path): no JSON round trip."""
+                            limits: Limits | None = None,
+                            field: str = "explain_request") -> Request:
+    """A serialized ExplainRequest (the gRPC gateway's path, and REST bodies sent as
+    application/x-protobuf, ``field`` "body"): no JSON round trip."""
     limits = _limits(max_body_bytes, limits)
     if not isinstance(data, (bytes, bytearray)):
-        raise InvalidInput("explain_request", "must be bytes")
+        raise InvalidInput(field, "must be bytes")
     if len(data) > limits.max_body_bytes:
-        raise LimitExceeded("explain_request", f"{len(data)} bytes is above the limit "
+        raise LimitExceeded(field, f"{len(data)} bytes is above the limit "
                             f"{limits.max_body_bytes} (max_body_bytes)")
     m = pb.ExplainRequest()
     try:
         m.ParseFromString(bytes(data))
     except Exception as e:
-        raise InvalidInput("explain_request", f"not a serialized ExplainRequest: {e}") from e
+        raise InvalidInput(field, f"not a serialized ExplainRequest: {e}") from e
     return request_from_proto(m, explain, limits)
 
 
@@ -407,6 +414,14 @@ def reply_to_bytes(outcome: Response | ExplainError | ModelSpec,
     return pb.ExplainReply(response=response_to_proto(outcome)).SerializeToString()
 
 
+def response_to_bytes(outcome: Response | ExplainError) -> bytes:
+    """A serialized ExplainResponse, for REST answers in application/x-protobuf: the response,
+    or an ExplainResponse whose ``error`` is set (the HTTP status says which)."""
+    if isinstance(outcome, ExplainError):
+        return pb.ExplainResponse(error=error_to_proto(outcome)).SerializeToString()
+    return response_to_proto(outcome).SerializeToString()
+
+
 def response_from_proto(m: pb.ExplainResponse) -> Response:
     """The runtime Response a client reads back from an ExplainResponse (arrays as numpy)."""
     p = m.prediction
@@ -446,7 +461,7 @@ def response_to_json(r: Response) -> str:
     """The protobuf-JSON answer. Fields at their default (index 0, ...) are printed too: still
     the canonical mapping, and clearer to read than an absent field; but a prediction answer
     carries no explanation fields, and an explanation no empty note."""
-    d = json_format.MessageToDict(response_to_proto(r), always_print_fields_with_no_presence=True)
+    d = message_to_dict(response_to_proto(r))
     if not r.explanations and not r.algorithm:
         d.pop("text", None)
         for k in _EXPLAIN_ONLY:

@@ -48,3 +48,34 @@ def test_instance_pids_find_processes_naming_the_run_dir(tmp_path: pathlib.Path)
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_stage_clock_charges_nested_time_once() -> None:
+    import sys
+    import types
+
+    from bench.stages import StageClock
+
+    mod = types.ModuleType("stage_clock_probe")
+
+    def inner() -> None:
+        time.sleep(0.05)
+
+    def outer() -> None:
+        time.sleep(0.01)
+        mod.inner()
+
+    mod.inner, mod.outer = inner, outer
+    sys.modules[mod.__name__] = mod
+    try:
+        clock = StageClock((("outer", "stage_clock_probe:outer"), ("inner", "stage_clock_probe:inner"),
+                            ("gone", "stage_clock_probe:nothing"))).install()
+        mod.outer()
+        clock.remove()
+        mod.outer()  # removed: not counted
+    finally:
+        del sys.modules[mod.__name__]
+    t = clock.snapshot()
+    # outer's own 10 ms, not its 60 ms with inner's 50 ms counted again
+    assert t["inner"] >= 0.05 and 0.01 <= t["outer"] < 0.045
+    assert clock.missing == ["stage_clock_probe:nothing"] and mod.outer is outer

@@ -101,3 +101,40 @@ def test_serialized_request_with_explain_marker(handler):
     err = pb.ExplainReply.FromString(out[1]).error
     assert ctx.status[1][0] == 400 and err.field == "explain_request"
     assert (err.http_status, err.grpc_code) == (400, "INVALID_ARGUMENT")
+
+
+class HttpContext(Context):
+    """TorchServe's context with the HTTP headers of each request (names in any case)."""
+
+    def get_all_request_header(self, idx):
+        return self.headers[idx]
+
+
+def test_rest_protobuf_bodies_and_answers_are_negotiated(handler):
+    h, d = handler
+    m = json_format.ParseDict(body(4, target={"index": 1}), pb.ExplainRequest())
+    raw = m.SerializeToString()
+    rows = [{"body": bytearray(raw)}, {"body": raw}, {"body": body(4, target={"index": 1})},
+            {"body": b"\xff\xff\xff"}, {"body": body(5, algorithm="Nope")}]
+    proto, as_json = {"Content-Type": "application/x-protobuf"}, {"Content-Type": "application/json"}
+    ctx = HttpContext(d, [{"explain": "True", **proto},
+                          {"explain": "True", **proto, "accept": "application/json"},
+                          {"explain": "True", **as_json, "Accept": "application/x-protobuf"},
+                          {"explain": "True", "content-type": "application/x-protobuf"},
+                          {"explain": "True", **as_json, "Accept": "application/x-protobuf"}])
+    out = h.handle(rows, ctx)
+    binary = pb.ExplainResponse.FromString(out[0])
+    same = json_format.Parse(out[1], pb.ExplainResponse())
+    from_json = pb.ExplainResponse.FromString(out[2])
+    assert [ctx.content_types[i] for i in range(5)] == [
+        "application/x-protobuf", "application/json", "application/x-protobuf",
+        "application/x-protobuf", "application/x-protobuf"]
+    assert not binary.HasField("error") and binary.explanations[0].target == 1
+    for other in (same, from_json):  # one request, three encodings: the same attributions
+        assert other.explanations[0].attributions.data == binary.explanations[0].attributions.data
+        assert other.prediction.output == binary.prediction.output
+    bad = pb.ExplainResponse.FromString(out[3])
+    assert ctx.status[3][0] == 400 and bad.error.field == "body"
+    unknown = pb.ExplainResponse.FromString(out[4])
+    assert ctx.status[4][0] == 400 and unknown.error.code == "UNKNOWN_ALGORITHM"
+    assert set(ctx.status) == {3, 4}
