@@ -230,6 +230,31 @@ def test_baselines_and_cache(ex, image_dir):
     assert ex.cache.stats().hits == after.hits + 1
 
 
+@pytest.mark.parametrize("sigma", [0.5, 1.0, 2.5, 6.0, 40.0])
+def test_blur_is_the_edge_repeating_weighted_average(sigma):
+    """Every blurred pixel is the normalised Gaussian average of the input with its edge
+    pixels repeated outward, written out here pixel by pixel; also for kernels wider than
+    the image (the blur once cut such kernels at the image's size without renormalising:
+    a constant image came out darker, and wide-blur baselines were wrong)."""
+    from service.runtime.baselines import gaussian_blur
+
+    x = torch.rand(2, 3, 5, 7, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    r = max(1, int(np.ceil(3 * sigma)))
+    w = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    w /= w.sum()
+    a = x.numpy()
+    want = np.zeros_like(a)
+    for i in range(5):
+        for j in range(7):
+            for di, wi in zip(range(-r, r + 1), w):
+                for dj, wj in zip(range(-r, r + 1), w):
+                    want[..., i, j] += wi * wj * a[..., min(max(i + di, 0), 4),
+                                                   min(max(j + dj, 0), 6)]
+    np.testing.assert_allclose(gaussian_blur(x, sigma).numpy(), want, rtol=1e-10, atol=1e-12)
+    flat = torch.full((1, 1, 5, 7), 0.7, dtype=torch.float64)
+    torch.testing.assert_close(gaussian_blur(flat, sigma), flat, rtol=0, atol=1e-12)
+
+
 def test_baseline_errors(ex):
     x = xs(1)[0]
     out = ex.run([req(x, baseline=BaselineSpec(BaselineKind.NAMED, name="nope")),
