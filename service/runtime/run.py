@@ -1,7 +1,7 @@
-"""Running fused groups: one engine call per group for every (request, target) row, seeded for
-stochastic methods, sliced to the rows-per-pass budget, under a forward pre-hook that stops the
-call once the earliest deadline of the group passed. A failing group is retried so that only
-the request at fault fails, with its own error."""
+"""Running fused groups: one engine call per group for every (request, target) row (a seeded
+method: one call per row, each from the request's seed), sliced to the rows-per-pass budget,
+under a forward pre-hook that stops the call once the earliest deadline of the group passed.
+A failing group is retried so that only the request at fault fails, with its own error."""
 
 from __future__ import annotations
 
@@ -126,19 +126,24 @@ class GroupRunner:
         seed = params.get("seed") if entry.stochastic else None
         budget = self.budget.chunk_rows(group[0])
         # Methods that do not chunk themselves run in slices that keep each pass within the
-        # rows budget (a reference set of K rows costs K rows per example).
+        # rows budget (a reference set of K rows costs K rows per example). A seeded method
+        # runs one row per call, each from the request's seed: its random draws are made per
+        # call, so a row's answer then depends on its input, target, baseline, params and
+        # seed alone, not on the request's other topK targets nor on the rows budget.
         per_example = (baselines.shape[0] if baselines is not None
                        and mode is BaselineMode.REFERENCE_SET else 1)
-        step = len(rows) if entry.chunk_param else max(1, budget // max(1, per_example))
+        step = (1 if seed is not None else len(rows) if entry.chunk_param
+                else max(1, budget // max(1, per_example)))
         parts = []
-        with seeded(seed, self.device):
-            engine = entry.make(ctx, params)
-            for s in range(0, len(rows), step):
-                b = (baselines[s:s + step] if baselines is not None
-                     and mode is BaselineMode.PER_EXAMPLE else baselines)
-                part = entry.execute(engine, inputs[s:s + step], b, targets[s:s + step],
+        engine = entry.make(ctx, params) if seed is None else None
+        for s in range(0, len(rows), step):
+            b = (baselines[s:s + step] if baselines is not None
+                 and mode is BaselineMode.PER_EXAMPLE else baselines)
+            with seeded(seed, self.device):
+                call = engine if engine is not None else entry.make(ctx, params)
+                part = entry.execute(call, inputs[s:s + step], b, targets[s:s + step],
                                      params, budget)
-                parts.append(part[0] if isinstance(part, tuple) else part)
+            parts.append(part[0] if isinstance(part, tuple) else part)
         attr = parts[0] if len(parts) == 1 else torch.cat(parts)
         if not isinstance(attr, Tensor) or attr.shape[0] != len(rows):
             raise ModelError("algorithm", f"{entry.name} returned an unexpected result")
