@@ -9,15 +9,13 @@ the model-space input (``decode``), the baseline (``Archive.baseline``), the fea
 occlusion window (``patches``, ``window``), the random state of a seeded request (``seeded``)
 and, per algorithm, the engine call (``METHODS``).
 
-Cases come from the served model's own spec (GetModelSpec): ``cases()`` runs every case
-generator of ``FAMILIES`` over it, so an algorithm a spec enables later is a case without
-editing this file, and fails loudly until ``METHODS`` knows how to compute it (or
-``NOT_COMPARED`` says why it cannot be compared).
+The cases come from the served model's own spec (tests/e2e/cases.py), so an algorithm a
+spec enables later is a case without editing either file, and fails loudly until ``METHODS``
+knows how to compute it (or ``NOT_COMPARED`` says why it cannot be compared).
 """
 
 from __future__ import annotations
 
-import ast
 import base64
 import contextlib
 import io
@@ -373,14 +371,21 @@ class Call:
 
 @dataclass(frozen=True)
 class Method:
-    """How the oracle computes one algorithm: the engine call, the baseline it takes
-    (``takes(params)``: none | per_example | reference_set) and its sum rule, if any:
-    ``complete`` (the attributions sum to f(x) - f(x')), ``groups`` (they do so counting
-    each feature group once)."""
+    """How the oracle computes one algorithm: ``make`` builds the engine object,
+    ``kwargs`` gives its ``attribute()`` arguments besides the input and the target (the
+    baseline included), ``post`` turns the engine's (1, ...) answer into the served one.
+    ``takes(params)`` is the baseline it gets (none | per_example | reference_set);
+    ``sum_rule`` its sum rule, if any: ``complete`` (the attributions sum to f(x) - f(x')),
+    ``groups`` (they do so counting each feature group once)."""
 
-    run: Callable[[Call], Tensor]
+    make: Callable[[Call], Any]
+    kwargs: Callable[[Call], dict[str, Any]] = lambda c: {}
     takes: Callable[[Mapping[str, Any]], str] = lambda p: "none"
     sum_rule: str | None = None
+    post: Callable[[Call, Tensor], Tensor] = lambda c, a: a
+
+    def run(self, c: Call) -> Tensor:
+        return self.post(c, self.make(c).attribute(c.x, target=c.target, **self.kwargs(c)))
 
 
 def _per_example(p: Mapping[str, Any]) -> str:
@@ -391,75 +396,84 @@ def _reference_set(p: Mapping[str, Any]) -> str:
     return "reference_set"
 
 
-def _nt(c: Call) -> Tensor:
-    base = c.params["base"]
-    kw: dict[str, Any] = {"nt_type": c.params["nt_type"], "nt_samples": c.params["nt_samples"],
-                          "stdevs": c.params["stdevs"]}
-    if base == "IntegratedGradients":
-        kw["n_steps"] = c.params["base_n_steps"]
-    if c.baseline is not None:
-        kw["baselines"] = c.baseline
-    return A.NoiseTunnel(getattr(A, base)(c.model)).attribute(c.x, target=c.target, **kw)
+def _on_model(engine: type) -> Callable[[Call], Any]:
+    return lambda c: engine(c.model)
 
 
-def _grad_cam(c: Call) -> Tensor:
-    """The layer's map, bilinearly resized to the input's H x W and repeated over channels."""
-    cam = A.LayerGradCam(c.model, c.layer).attribute(
-        c.x, target=c.target, relu_attributions=c.params["relu_attributions"])  # (1, 1, h, w)
-    up = F.interpolate(cam, size=tuple(c.x.shape[2:]), mode="bilinear", align_corners=False)
-    return up.expand(-1, c.x.shape[1], -1, -1)
+def _on_layer(engine: type) -> Callable[[Call], Any]:
+    return lambda c: engine(c.model, c.layer)
 
 
-def _masked(engine: type, sampled: bool) -> Callable[[Call], Tensor]:
-    def run(c: Call) -> Tensor:
-        kw = {"n_samples": c.params["n_samples"]} if sampled else {}
-        return engine(c.model).attribute(
-            c.x, baselines=c.baseline, target=c.target,
-            feature_mask=patches(tuple(c.x.shape[1:]), c.params["superpixel"]),
-            perturbations_per_eval=c.params["perturbations_per_eval"], **kw)
-    return run
+def _baselines(c: Call, **more: Any) -> dict[str, Any]:
+    return {"baselines": c.baseline, **more}
 
 
-def _occlusion(c: Call) -> Tensor:
-    shapes, strides = window(tuple(c.x.shape[1:]), c.params["window"], c.params["stride"])
-    return A.Occlusion(c.model).attribute(
-        c.x, baselines=c.baseline, target=c.target, sliding_window_shapes=shapes,
-        strides=strides, perturbations_per_eval=c.params["perturbations_per_eval"])
+def _params(*names: str) -> Callable[[Call], dict[str, Any]]:
+    """The baseline (when the method takes one) and the named params, under their names."""
+    def kwargs(c: Call) -> dict[str, Any]:
+        kw = {n: c.params[n] for n in names}
+        return _baselines(c, **kw) if c.baseline is not None else kw
+    return kwargs
 
 
 # Bases of NoiseTunnel that take a baseline.
 _NT_WITH_BASELINE = ("IntegratedGradients", "DeepLift")
 
+
+def _nt_kwargs(c: Call) -> dict[str, Any]:
+    kw: dict[str, Any] = {"nt_type": c.params["nt_type"], "nt_samples": c.params["nt_samples"],
+                          "stdevs": c.params["stdevs"]}
+    if c.params["base"] == "IntegratedGradients":
+        kw["n_steps"] = c.params["base_n_steps"]
+    return _baselines(c, **kw) if c.baseline is not None else kw
+
+
+def _upsampled(c: Call, cam: Tensor) -> Tensor:
+    """Grad-CAM's (1, 1, h, w) layer map, bilinearly resized to the input's H x W and
+    repeated over its channels."""
+    up = F.interpolate(cam, size=tuple(c.x.shape[2:]), mode="bilinear", align_corners=False)
+    return up.expand(-1, c.x.shape[1], -1, -1)
+
+
+def _masked(sampled: bool) -> Callable[[Call], dict[str, Any]]:
+    def kwargs(c: Call) -> dict[str, Any]:
+        kw = {"n_samples": c.params["n_samples"]} if sampled else {}
+        return _baselines(c, feature_mask=patches(tuple(c.x.shape[1:]), c.params["superpixel"]),
+                          perturbations_per_eval=c.params["perturbations_per_eval"], **kw)
+    return kwargs
+
+
+def _occlusion(c: Call) -> dict[str, Any]:
+    shapes, strides = window(tuple(c.x.shape[1:]), c.params["window"], c.params["stride"])
+    return _baselines(c, sliding_window_shapes=shapes, strides=strides,
+                      perturbations_per_eval=c.params["perturbations_per_eval"])
+
+
 METHODS: dict[str, Method] = {
-    "IntegratedGradients": Method(
-        lambda c: A.IntegratedGradients(c.model).attribute(
-            c.x, baselines=c.baseline, target=c.target, n_steps=c.params["n_steps"],
-            method=c.params["method"]), _per_example, "complete"),
-    "Saliency": Method(lambda c: A.Saliency(c.model).attribute(c.x, target=c.target,
-                                                               abs=c.params["abs"])),
-    "InputXGradient": Method(lambda c: A.InputXGradient(c.model).attribute(c.x, target=c.target)),
-    "GuidedBackprop": Method(lambda c: A.GuidedBackprop(c.model).attribute(c.x, target=c.target)),
-    "Deconvolution": Method(lambda c: A.Deconvolution(c.model).attribute(c.x, target=c.target)),
-    "DeepLift": Method(lambda c: A.DeepLift(c.model).attribute(
-        c.x, baselines=c.baseline, target=c.target), _per_example, "complete"),
-    "DeepLiftShap": Method(lambda c: A.DeepLiftShap(c.model).attribute(
-        c.x, baselines=c.baseline, target=c.target), _reference_set, "complete"),
-    "GradientShap": Method(lambda c: A.GradientShap(c.model).attribute(
-        c.x, baselines=c.baseline, target=c.target, n_samples=c.params["n_samples"],
-        stdevs=c.params["stdevs"]), _reference_set, "complete"),
-    "InputBaselineXGradient": Method(lambda c: A.InputBaselineXGradient(c.model).attribute(
-        c.x, baselines=c.baseline, target=c.target), _per_example),
-    "NoiseTunnel": Method(_nt, lambda p: "per_example" if p["base"] in _NT_WITH_BASELINE
-                          else "none"),
-    "LayerGradCam": Method(_grad_cam),
-    "GuidedGradCam": Method(lambda c: A.GuidedGradCam(c.model, c.layer).attribute(
-        c.x, target=c.target)),
-    "FeatureAblation": Method(_masked(A.FeatureAblation, sampled=False), _per_example),
-    "Occlusion": Method(_occlusion, _per_example),
-    "ShapleyValueSampling": Method(_masked(A.ShapleyValueSampling, sampled=True), _per_example,
-                                   "groups"),
-    "KernelShap": Method(_masked(A.KernelShap, sampled=True), _per_example, "groups"),
-    "Lime": Method(_masked(A.Lime, sampled=True), _per_example),
+    "IntegratedGradients": Method(_on_model(A.IntegratedGradients),
+                                  _params("n_steps", "method"), _per_example, "complete"),
+    "Saliency": Method(_on_model(A.Saliency), _params("abs")),
+    "InputXGradient": Method(_on_model(A.InputXGradient)),
+    "GuidedBackprop": Method(_on_model(A.GuidedBackprop)),
+    "Deconvolution": Method(_on_model(A.Deconvolution)),
+    "DeepLift": Method(_on_model(A.DeepLift), _params(), _per_example, "complete"),
+    "DeepLiftShap": Method(_on_model(A.DeepLiftShap), _params(), _reference_set, "complete"),
+    "GradientShap": Method(_on_model(A.GradientShap), _params("n_samples", "stdevs"),
+                           _reference_set, "complete"),
+    "InputBaselineXGradient": Method(_on_model(A.InputBaselineXGradient), _params(),
+                                     _per_example),
+    "NoiseTunnel": Method(lambda c: A.NoiseTunnel(getattr(A, c.params["base"])(c.model)),
+                          _nt_kwargs,
+                          lambda p: "per_example" if p["base"] in _NT_WITH_BASELINE else "none"),
+    "LayerGradCam": Method(_on_layer(A.LayerGradCam), _params("relu_attributions"),
+                           post=_upsampled),
+    "GuidedGradCam": Method(_on_layer(A.GuidedGradCam)),
+    "FeatureAblation": Method(_on_model(A.FeatureAblation), _masked(False), _per_example),
+    "Occlusion": Method(_on_model(A.Occlusion), _occlusion, _per_example),
+    "ShapleyValueSampling": Method(_on_model(A.ShapleyValueSampling), _masked(True),
+                                   _per_example, "groups"),
+    "KernelShap": Method(_on_model(A.KernelShap), _masked(True), _per_example, "groups"),
+    "Lime": Method(_on_model(A.Lime), _masked(True), _per_example),
 }
 
 
@@ -541,171 +555,3 @@ def compare(served: Answer, want: Answer, tol: Tol, logits_tol: float = 1e-4) ->
                 bad.append(f"{where}: approximation_error served {s.approximation_error:.6g}, "
                            f"engine {w.approximation_error:.6g}")
     return bad
-
-
-# -- cases from the served spec -------------------------------------------------------------------
-
-def param_value(p: pb.ParamInfo) -> Any:
-    """A ParamInfo's default, in its type."""
-    v = p.default_value
-    if p.type == "int":
-        return int(float(v))
-    if p.type == "float":
-        return float(v)
-    if p.type == "bool":
-        return v == "True"
-    if p.type == "tuple":
-        return tuple(ast.literal_eval(v))
-    return v
-
-
-def param_choices(p: pb.ParamInfo) -> list[Any]:
-    """The values a parameter offers besides its default: its choices, or the other boolean."""
-    if p.type == "bool":
-        return [not param_value(p)]
-    default = param_value(p)
-    return [c for c in p.choices if c != default]
-
-
-@dataclass(frozen=True)
-class Context:
-    """What the case generators read: the served spec, the archive, the inputs to send and
-    the model's budget (parameter values that keep an expensive model's cases cheap)."""
-
-    spec: pb.ModelSpec
-    archive: Archive
-    inputs: tuple[np.ndarray, ...]                 # model-space (*shape) float32 inputs
-    cheap: Mapping[str, Any] = field(default_factory=dict)   # parameter name -> value
-    expensive: bool = False                        # one case per variant kind, not per method
-    # the baseline sent to reference-set methods instead of the spec's reference set
-    reference_baseline: Mapping[str, Any] | None = None
-
-    def params(self, algo: pb.AlgorithmInfo, **override: Any) -> dict[str, Any]:
-        """Every parameter at the served default, lowered by the budget, then ``override``."""
-        out = {}
-        for p in algo.params:
-            v = self.cheap.get(p.name, param_value(p))
-            if p.maximum:
-                v = min(v, type(v)(p.maximum))
-            out[p.name] = v
-        out.update(override)
-        return out
-
-    def case(self, algo: pb.AlgorithmInfo, variant: str, *, x: int = 0,
-             inputs: Mapping[str, Any] | None = None, **kw: Any) -> Case:
-        params = kw.pop("params", None) or self.params(algo)
-        if kw.get("baseline") is None and algo.baselines == "reference_set":
-            kw["baseline"] = self.reference_baseline
-        return Case(name=f"{self.spec.name}/{algo.name}/{variant}", model=self.spec.name,
-                    algorithm=algo.name, params=params,
-                    inputs=inputs or {"tensor": tensor_json(self.inputs[x])}, **kw)
-
-    def by_takes(self, takes: str) -> list[pb.AlgorithmInfo]:
-        return [a for a in self.spec.algorithms if a.baselines == takes]
-
-    def stochastic(self) -> list[pb.AlgorithmInfo]:
-        return [a for a in self.spec.algorithms if any(p.name == "seed" for p in a.params)]
-
-
-CaseGen = Callable[[Context], Iterator[Case]]
-
-
-def each_algorithm(ctx: Context) -> Iterator[Case]:
-    """Every algorithm the spec enables, at its served defaults (within the budget)."""
-    for a in ctx.spec.algorithms:
-        yield ctx.case(a, "defaults")
-
-
-def each_choice(ctx: Context) -> Iterator[Case]:
-    """Every other value of every parameter with a closed set of values (choices, booleans),
-    one at a time; on an expensive model none."""
-    if ctx.expensive:
-        return
-    for a in ctx.spec.algorithms:
-        for p in a.params:
-            for v in param_choices(p):
-                yield ctx.case(a, f"{p.name}={v}", x=1, params=ctx.params(a, **{p.name: v}))
-
-
-def each_baseline(ctx: Context) -> Iterator[Case]:
-    """The spec's other named baselines on every method taking one per example, every
-    request-level baseline kind on the first, and the spec's reference sets and an explicit
-    one on every reference-set method. On an expensive model: the other named baselines and
-    the default blur on the first per-example method only."""
-    arch = ctx.archive
-    per_example = ctx.by_takes("per_example")
-    one_row = [n for n in arch.named_of_kind("zeros", "constant", "tensor")
-               if n != arch.default_baseline and arch.definition(n).shape[0] == 1]
-    for a in per_example[:1] if ctx.expensive else per_example:
-        for n in one_row:
-            yield ctx.case(a, f"named={n}", baseline={"named": n})
-    if per_example:
-        a = per_example[0]
-        kinds: list[tuple[str, dict[str, Any]]] = []
-        if len(arch.shape) == 3:  # the default sigma, and a kernel wider than the image
-            wide = min(max(arch.shape[-2:]) / 2, ctx.spec.limits["max_blur_sigma"])
-            kinds += [("blur", {"blur": {"sigma": 0}})]
-            kinds += [] if ctx.expensive else [("blur_wide", {"blur": {"sigma": wide}})]
-        if not ctx.expensive:
-            kinds += [("zeros", {"zeros": True}), ("constant", {"constant": 0.25}),
-                      ("uniform", {"uniform": {"low": -1.0, "high": 1.0, "seed": 5}}),
-                      ("tensor", {"tensor": tensor_json(ctx.inputs[1] * 0.5)})]
-            if any(d["kind"] == "tensor" for n, d in arch.definitions.items()
-                   if n in ("mean", "dataset_mean")):
-                kinds.append(("datasetMean", {"datasetMean": True}))
-        for label, b in kinds:
-            yield ctx.case(a, f"baseline={label}", baseline=b)
-    if ctx.expensive:  # its reference-set methods get ctx.reference_baseline anyway
-        return
-    for a in ctx.by_takes("reference_set"):
-        for n in arch.named_of_kind("reference_set"):
-            yield ctx.case(a, f"referenceSet={n}", baseline={"referenceSet": n})
-        rows = np.stack([ctx.inputs[1] * 0.5, ctx.inputs[2] * 0.25, ctx.inputs[0] * 0.0])
-        yield ctx.case(a, "baseline=tensor3", baseline={"tensor": tensor_json(rows)})
-
-
-def each_target(ctx: Context) -> Iterator[Case]:
-    """topK on the default algorithm and on the first seeded one (another seed than the
-    default); a class index and a class label on the default algorithm."""
-    n = len(ctx.spec.class_names)
-    default = next(a for a in ctx.spec.algorithms if a.name == ctx.spec.default_algorithm)
-    k = min(2 if ctx.expensive else 3, n)
-    yield ctx.case(default, f"topK={k}", x=2, target={"topK": k})
-    for a in ctx.stochastic()[:1]:
-        yield ctx.case(a, f"topK={k},seed=7", x=2, target={"topK": k},
-                       params=ctx.params(a, seed=7))
-    if n > 1 and not ctx.expensive:
-        yield ctx.case(default, f"index={n - 1}", target={"index": n - 1})
-        yield ctx.case(default, "label", x=1, target={"label": ctx.spec.class_names[1]})
-
-
-def each_input(ctx: Context) -> Iterator[Case]:
-    """The input kinds other than a tensor, on the default algorithm: the archive's first
-    bundled example (a PNG or named features), else a generated one."""
-    default = next(a for a in ctx.spec.algorithms if a.name == ctx.spec.default_algorithm)
-    arch = ctx.archive
-    if arch.examples:
-        yield ctx.case(default, "example", inputs=arch.examples[0]["inputs"])
-    elif arch.raw["input"]["kind"] == "image":
-        g = np.random.default_rng(3)
-        c, h, w = arch.shape
-        pixels = g.integers(0, 256, (h, w) if c == 1 else (h, w, c))
-        yield ctx.case(default, "png", inputs=png_json(pixels))
-    elif arch.raw["input"]["kind"] == "tabular":
-        names = arch.raw["input"]["feature_names"]
-        yield ctx.case(default, "features",
-                       inputs={"tabular": {"features": {names[0]: 1.0, names[-1]: 35.0}}})
-
-
-# The case families. A family is a function of the Context that yields cases; the layer and
-# neuron family (spec `explain.layers`, request `layer`) and NoiseTunnel options
-# (`noiseTunnel`) join as functions here, with their Methods in METHODS.
-FAMILIES: tuple[CaseGen, ...] = (each_algorithm, each_choice, each_baseline, each_target,
-                                 each_input)
-
-
-def cases(ctx: Context) -> list[Case]:
-    out = [c for family in FAMILIES for c in family(ctx)]
-    names = [c.name for c in out]
-    assert len(set(names)) == len(names), f"case names repeat: {names}"
-    return out
