@@ -22,17 +22,19 @@ FIELD = "baseline"
 
 
 def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian blur over the last two dims of (N, C, H, W), reflect-padded."""
+    """Separable Gaussian blur over the last two dims of (N, C, H, W): the normalised kernel of
+    radius max(1, ceil(3 sigma)), with the edge pixels repeated outward (replicate padding by
+    the whole radius, also when it is wider than the image), so that every output pixel is a
+    weighted average of the input's and a constant image stays constant."""
     radius = max(1, int(math.ceil(3 * sigma)))
     t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
+    k = k / k.sum()                                      # (2 * radius + 1,)
     n, c, h, w = x.shape
     y = x.reshape(n * c, 1, h, w)
-    pad_h, pad_w = min(radius, h - 1), min(radius, w - 1)
-    y = F.pad(y, (pad_w, pad_w, pad_h, pad_h), mode="replicate")
-    y = F.conv2d(y, k[radius - pad_h: radius + pad_h + 1].view(1, 1, -1, 1))
-    y = F.conv2d(y, k[radius - pad_w: radius + pad_w + 1].view(1, 1, 1, -1))
+    y = F.pad(y, (radius, radius, radius, radius), mode="replicate")  # (n*c, 1, h+2r, w+2r)
+    y = F.conv2d(y, k.view(1, 1, -1, 1))
+    y = F.conv2d(y, k.view(1, 1, 1, -1))
     return y.reshape(n, c, h, w)
 
 

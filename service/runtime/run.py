@@ -1,9 +1,10 @@
-"""Running fused groups: one engine call per group for every (request, target) row, seeded for
-stochastic methods, sliced to the rows-per-pass budget, under a forward pre-hook that stops the
-call once the earliest deadline of the group passed. A failing group is retried so that only
-the request at fault fails, with its own error. A request's noise tunnel wraps its engine object
-in the one ``attribute`` path; the metrics a request asks for run after the fused calls, per
-request, under the same deadline hook."""
+"""Running fused groups: one engine call per group for every (request, target) row (a seeded
+method or a noise tunnel: one call per row, each from the request's seed), sliced to the
+rows-per-pass budget, under a forward pre-hook that stops the call once the earliest deadline of
+the group passed. A failing group is retried so that only the request at fault fails, with its
+own error. A request's noise tunnel wraps its engine object in the one ``attribute`` path; the
+metrics a request asks for run after the fused calls, per request, under the same deadline
+hook."""
 
 from __future__ import annotations
 
@@ -160,10 +161,22 @@ class GroupRunner:
         noise = group[0].noise  # a request with a noise tunnel is alone in its group
         seed = noise.seed if noise is not None else (params.get("seed") if entry.stochastic
                                                      else None)
-        with seeded(seed, self.device):
-            engine = entry.make(ctx, params)
-            attr = attribute(entry, engine, inputs, baselines, mode, targets, params,
-                             self.budget.chunk_rows(group[0]), noise)
+        budget = self.budget.chunk_rows(group[0])
+        if seed is None:
+            attr = attribute(entry, entry.make(ctx, params), inputs, baselines, mode, targets,
+                             params, budget)
+        else:
+            # One row per call, each from the request's seed: the random draws are made per
+            # call, so a row's answer depends on its input, target, baseline, params and seed
+            # alone, not on the request's other topK targets nor on the rows budget.
+            parts = []
+            for r in range(len(rows)):
+                b = (baselines[r:r + 1] if baselines is not None
+                     and mode is BaselineMode.PER_EXAMPLE else baselines)
+                with seeded(seed, self.device):
+                    parts.append(attribute(entry, entry.make(ctx, params), inputs[r:r + 1], b,
+                                           mode, targets[r:r + 1], params, budget, noise))
+            attr = torch.cat(parts)
         if not isinstance(attr, Tensor) or attr.shape[0] != len(rows):
             raise ModelError("algorithm", f"{entry.name} returned an unexpected result")
         took = ms(t0)

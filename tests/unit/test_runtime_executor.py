@@ -231,6 +231,31 @@ def test_baselines_and_cache(ex, image_dir):
     assert ex.cache.stats().hits == after.hits + 1
 
 
+@pytest.mark.parametrize("sigma", [0.5, 1.0, 2.5, 6.0, 40.0])
+def test_blur_is_the_edge_repeating_weighted_average(sigma):
+    """Every blurred pixel is the normalised Gaussian average of the input with its edge
+    pixels repeated outward, written out here pixel by pixel; also for kernels wider than
+    the image (the blur once cut such kernels at the image's size without renormalising:
+    a constant image came out darker, and wide-blur baselines were wrong)."""
+    from service.runtime.baselines import gaussian_blur
+
+    x = torch.rand(2, 3, 5, 7, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    r = max(1, int(np.ceil(3 * sigma)))
+    w = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    w /= w.sum()
+    a = x.numpy()
+    want = np.zeros_like(a)
+    for i in range(5):
+        for j in range(7):
+            for di, wi in zip(range(-r, r + 1), w):
+                for dj, wj in zip(range(-r, r + 1), w):
+                    want[..., i, j] += wi * wj * a[..., min(max(i + di, 0), 4),
+                                                   min(max(j + dj, 0), 6)]
+    np.testing.assert_allclose(gaussian_blur(x, sigma).numpy(), want, rtol=1e-10, atol=1e-12)
+    flat = torch.full((1, 1, 5, 7), 0.7, dtype=torch.float64)
+    torch.testing.assert_close(gaussian_blur(flat, sigma), flat, rtol=0, atol=1e-12)
+
+
 def test_baseline_errors(ex):
     x = xs(1)[0]
     out = ex.run([req(x, baseline=BaselineSpec(BaselineKind.NAMED, name="nope")),
@@ -266,6 +291,45 @@ def test_reference_set_methods(ex, image_dir):
     base = ex.model(refs)[:, 1].mean().detach()
     assert e.baseline_output == pytest.approx(float(base), rel=1e-5)
     assert abs(e.approximation_error) < 1e-3  # DeepLiftShap is complete w.r.t. the mean
+
+
+SEEDED = sorted(n for n, e in default_table().items() if e.stochastic)
+
+
+@pytest.mark.parametrize("algorithm", SEEDED)
+def test_seeded_rows_do_not_depend_on_the_other_targets(ex, image_dir, algorithm):
+    """A seeded method's answer for a target is the one it gives for that target alone, from
+    the request's seed, whatever else the request asks (topK) and however its rows are sliced
+    (max_batch_rows): the seeds once applied to the call, so the random draws of a topK
+    request's rows were those of a batch of k, and differed from every single-target answer."""
+    x = xs(1, seed=5)[0]
+    params = {"seed": 7, **({"n_samples": 6} if algorithm in ("GradientShap",
+                                                               "ShapleyValueSampling",
+                                                               "KernelShap", "Lime") else {})}
+    if default_table()[algorithm].family.value == "neuron":
+        params["layer"] = LayerSelector(name="conv", neuron=(1, 2, 3))
+    layer = {"layer": params.pop("layer")} if "layer" in params else {}
+    top = ok(ex.run([req(x, algorithm=algorithm, params=params, **layer,
+                         target=TargetSpec(TargetKind.TOP_K, k=3))])[0])
+    sliced = ok(ex.run([req(x, algorithm=algorithm, params=params, max_batch_rows=1, **layer,
+                            target=TargetSpec(TargetKind.TOP_K, k=3))])[0])
+    assert [e.target for e in top.explanations] == [e.target for e in sliced.explanations]
+    for e, f in zip(top.explanations, sliced.explanations):
+        alone = ok(ex.run([req(x, algorithm=algorithm, params=params, **layer,
+                               target=TargetSpec(TargetKind.INDEX, index=e.target))])[0])
+        np.testing.assert_allclose(e.attributions, alone.explanations[0].attributions,
+                                   rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(f.attributions, alone.explanations[0].attributions,
+                                   rtol=1e-6, atol=1e-7)
+    if algorithm == "GradientShap":  # and that is the engine's, seeded with the request's seed
+        refs = torch.load(image_dir / "reference.pt")
+        for e in top.explanations:
+            torch.manual_seed(7)
+            np.random.seed(7)
+            want = GradientShap(ex.model).attribute(torch.from_numpy(x)[None], refs,
+                                                    n_samples=6, target=e.target)
+            np.testing.assert_allclose(e.attributions, want[0].detach().numpy(), rtol=1e-5,
+                                       atol=1e-6)
 
 
 def test_every_registered_algorithm_runs(ex):
