@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from . import procs
+from . import keys, procs
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TOKEN_EXPIRATION_MIN = 60.0  # TorchServe 0.12's default lifetime of the inference/management keys
@@ -271,6 +271,20 @@ def _get(url: str, headers: dict[str, str], timeout: float = 5.0) -> tuple[int, 
         return e.code, e.read()
 
 
+def _renew_management_key(server: Server) -> None:
+    """Before the supervisor runs (it starts once every model is READY), the management key
+    that wait_ready polls with can expire: a short ``token_expiration_min`` on a machine slow
+    to start the workers (seen: 30 s keys, workers READY after more than 30 s, every poll
+    refused until the timeout). Renewed here the way the supervisor renews it."""
+    try:
+        current = keys.read_keys(server.key_file).get("management")
+        if current is not None and keys.seconds_left(current) <= keys.renew_margin_s(
+                server.token_expiration_min * 60):
+            keys.renew(server.management_url, server.key_file, "management")
+    except (OSError, ValueError, RuntimeError):
+        pass  # not written yet or TorchServe not up: the next poll tries again
+
+
 def wait_ready(server: Server, timeout: float = 300.0) -> None:
     deadline = time.monotonic() + timeout
     pending = set(server.models)
@@ -278,6 +292,8 @@ def wait_ready(server: Server, timeout: float = 300.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"TorchServe models not ready after {timeout:.0f} s: "
                                f"{sorted(pending)}; see {server.run_dir / 'logs'}")
+        if server.auth:
+            _renew_management_key(server)
         for name in sorted(pending):
             try:
                 if server.auth and not server.key_file.is_file():
