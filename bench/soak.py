@@ -3,16 +3,19 @@
 Starts its own instance (service.launcher: own run directory under run/, free ports, token auth
 on, every bundled model, all traffic to 127.0.0.1), saturates it for a bounded time with mixed
 predictions and explanations over REST and gRPC (bench/load.py), and reports:
-resident memory (RSS) of the TorchServe frontend, each worker and the gateway at the start,
-after minute 1 and at the end (growth after minute 1, goal < 5 %), sampled every
-``--sample-s`` seconds, with each process's least-squares slope over the first and the second
-half after minute 1 (MB/min: a leak keeps its slope, a warm-up flattens out) and, for the
-frontend, the Java heap (committed and used, from ``jstat``); failures (goal 0); p50/p99
+resident memory (RSS) of the TorchServe frontend, each worker and the gateway, sampled every
+``--sample-s`` seconds: at the start, after minute 1 and at the end under load, and **at rest**
+(``--rest-s`` seconds without load, after minute 1 and after the run: what each process kept,
+without the batches in flight; the growth between the two is the goal, < 5 %), with each
+process's least-squares slope over the first and the second half after minute 1 (MB/min: a
+leak keeps its slope, a warm-up flattens out) and, for the frontend, the Java heap (committed
+and used, from ``jstat``; categories from ``jcmd VM.native_memory`` when the JVM runs with
+-XX:NativeMemoryTracking=summary, e.g. from JAVA_TOOL_OPTIONS); failures (goal 0); p50/p99
 latency per minute; the machine's load and how much of it was other processes'
-(bench/machine_load.py); worker pids at the start and the end (restarts). ``--no-memory-tuning``
-starts the instance without the launcher's allocator settings (torchserve.MEMORY_ENV), to
-measure the difference. Results also go to bench/results/soak-<stamp>.json. The instance is
-always stopped at the end.
+(bench/machine_load.py); worker pids at the start and the end (restarts).
+``--no-memory-tuning`` starts the instance without the launcher's malloc and JVM settings
+(torchserve.MEMORY_ENV, JAVA_OPTS), to measure the difference. Results also go to
+bench/results/soak-<stamp>.json. The instance is always stopped at the end.
 """
 
 from __future__ import annotations
