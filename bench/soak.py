@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--models", default=",".join(BUNDLED))
+    ap.add_argument("--grpc-share", type=float, default=0.5,
+                    help="share of the calls sent over gRPC (through the gateway)")
     ap.add_argument("--sample-s", type=float, default=10.0, help="seconds between RSS samples")
     ap.add_argument("--rest-s", type=float, default=15.0,
                     help="seconds without load after minute 1 and after the run, then a sample")
@@ -164,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         for seed, phase_s in ((1, min(60.0, duration)), (2, max(duration - 60.0, 0.0))):
             if phase_s <= 0:
                 continue
-            load = Load(server, models, a.concurrency, seed=seed)
+            load = Load(server, models, a.concurrency, grpc_share=a.grpc_share, seed=seed)
             loads.append(load)
             load.start(phase_s)
             while any(t.is_alive() for t in load._threads):
