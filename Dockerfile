@@ -38,9 +38,13 @@ RUN mkdir -p /usr/share/man/man1 \
  && apt-get install -y --no-install-recommends openjdk-17-jre-headless \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --create-home --uid 10001 --shell /usr/sbin/nologin explain
+# glibc malloc as service/launcher/torchserve.py's MEMORY_ENV sets it for `make serve`: two
+# arenas, a fixed mmap threshold (freed tensors go back to the system; bench/README.md, "Soak").
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    MALLOC_ARENA_MAX=2 \
+    MALLOC_MMAP_THRESHOLD_=131072
 COPY --from=deps /opt/venv /opt/venv
 WORKDIR /app
 COPY pyproject.toml README.md ./

@@ -5,8 +5,11 @@ on, all traffic to 127.0.0.1) and puts it under mixed REST + gRPC load (bench/lo
 it ``kill -9``s the victim model's TorchServe worker (its pid from the management API, checked
 to be a descendant of this instance's own frontend), then the gateway (its pid checked to be
 the child of this instance's supervisor). It reports requests failed (and which), seconds until
-the model answers again, seconds until the gateway serves again (restarted by the supervisor),
-and whether fixed probe requests answer identically before and after. Results also go to
+the model answers again, where the restart's time went (TorchServe spawning the new worker,
+the worker registered and READY, the CPU seconds it used to get there: wall time far above it
+means the machine's other load), seconds until the gateway serves again (restarted by the
+supervisor), whether fixed probe requests answer identically before and after, and the
+machine's load (bench/machine_load.py). Results also go to
 bench/results/chaos-<stamp>.json. Goals: only the killed worker's in-flight batch fails
 (the victim's batch size at most), the model answers again within 10 s, the gateway within 5 s.
 """
@@ -14,6 +17,7 @@ bench/results/chaos-<stamp>.json. Goals: only the killed worker's in-flight batc
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pathlib
@@ -22,11 +26,14 @@ import signal
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 
 from google.protobuf import json_format
 
 from bench.load import Keys, Load, Sender, request_for
+from bench.machine_load import LoadMeter
 from service import launcher
 from service._proto.explain.v1 import explain_pb2 as pb
 from service.gateway import process as gw_process
@@ -116,14 +123,62 @@ def kill_gateway(server: launcher.Server) -> tuple[int, float]:
     return pid, t
 
 
-def wait_new_worker(server: launcher.Server, victim: str, old: int, timeout: float = 60) -> float:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        pids = server.worker_pids().get(victim) or []
-        if pids and old not in pids:
-            return time.monotonic()
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def started_s_ago(pid: int) -> float:
+    """Seconds since ``pid`` started (its start time in /proc, exact whatever the polling)."""
+    boot_now = time.clock_gettime(time.CLOCK_BOOTTIME)
+    return boot_now - int(_stat(pid)[19]) / CLK
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds ``pid`` has used."""
+    fields = _stat(pid)
+    return (int(fields[11]) + int(fields[12])) / CLK
+
+
+def wait_new_worker(server: launcher.Server, victim: str, old: int, t_kill: float,
+                    timeout: float = 60) -> dict[str, float]:
+    """Where a restart's time goes, in seconds after the kill: ``spawned`` (TorchServe started
+    the new worker process), ``registered`` (the management API lists its pid), ``ready``
+    (READY: torch imported, the handler initialized), and the CPU seconds the new worker used
+    to get READY (wall time over CPU time is how much the machine's other load slowed it)."""
+    out: dict[str, float] = {}
+    while time.monotonic() - t_kill < timeout:
+        code, body = torchserve_get(server, f"/models/{victim}")
+        workers = json.loads(body)[0].get("workers", []) if code == 200 else []
+        new = [w for w in workers if w.get("pid") and int(w["pid"]) != old]
+        if new:
+            pid = int(new[0]["pid"])
+            now = time.monotonic()
+            out.setdefault("registered", now - t_kill)
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                out.setdefault("spawned", now - t_kill - started_s_ago(pid))
+            if new[0].get("status") == "READY":
+                out["ready"] = now - t_kill
+                with contextlib.suppress(OSError, IndexError, ValueError):
+                    out["worker_cpu_to_ready"] = cpu_s(pid)
+                return {k: round(v, 2) for k, v in out.items()}
         time.sleep(0.1)
-    raise TimeoutError(f"no new {victim} worker after {timeout:.0f} s")
+    raise TimeoutError(f"no new READY {victim} worker after {timeout:.0f} s")
+
+
+def torchserve_get(server: launcher.Server, path: str) -> tuple[int, bytes]:
+    req = urllib.request.Request(server.management_url + path,
+                                 headers=server.headers("management"))
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except OSError:
+        return 0, b""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = ROOT / "run" / f"chaos-{time.strftime('%Y%m%d-%H%M%S')}"
     server = launcher.start(pathlib.Path(a.store), run_dir, models, auth=True, timeout=600,
                             workers=a.workers)
+    meter = LoadMeter(run_dir)
     try:
+        meter.start()
         keys = Keys(server)
         checker = Sender(server, keys)
         reqs = probes(server, a.victim)
@@ -156,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(a.warmup)
         worker_pid, t_worker = kill_worker(server, a.victim)
         print(f"chaos: kill -9 {a.victim} worker pid {worker_pid}", flush=True)
-        t_new_worker = wait_new_worker(server, a.victim, worker_pid)
+        restart = wait_new_worker(server, a.victim, worker_pid, t_worker)
         time.sleep(a.settle)
         gw_pid, t_gw = kill_gateway(server)
         print(f"chaos: kill -9 gateway pid {gw_pid}", flush=True)
@@ -172,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         probe.join()
         after = answers(checker, reqs)
         new_gw = int(gw_process.pid_file(server.run_dir).read_text())
+        machine = meter.stop()
     finally:
         launcher.stop(run_dir)
     calls = load.snapshot()
@@ -190,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     recovery = probe.first_answer_after(t_worker)
     before_p50 = probe.median_latency_before(t_worker)
     report = {
+        "machine": vars(machine) | {"described": machine.describe()},
         "models": models, "victim": a.victim, "victim_batch_size": batch, "workers": a.workers,
         "concurrency": a.concurrency, "requests": len(calls), "failures": len(failures),
         "worker_kill": {"pid": worker_pid, "failed_in_flight": len(worker_fail),
@@ -199,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
                         # the same probe's latency under this load before the kill, for scale
                         "probe_p50_before_kill_s": None if before_p50 is None
                         else round(before_p50, 2),
-                        "new_worker_registered_s": round(t_new_worker - t_worker, 2)},
+                        # spawned / registered / ready seconds after the kill, worker CPU
+                        "restart": restart},
         "gateway_kill": {"pid": gw_pid, "new_pid": new_gw, "grpc_in_flight": grpc_in_flight,
                          "failed_during_outage": len(gw_fail),
                          "statuses": dict(Counter(c.status for c in gw_fail)),

@@ -6,20 +6,30 @@ gRPC (the gateway's ``Explainer`` service) by default; REST (TorchServe's
 arrays::
 
     from service.client import ExplainClient
-    with ExplainClient("127.0.0.1:50051", token=KEY) as c:
+    with ExplainClient("127.0.0.1:50051", key_file="run/default/key_file.json") as c:
         e = c.explain("digits", image=open("digit.png", "rb").read(), algorithm="Saliency")
         print(e.prediction.label, e.explanations[0].attributions.shape)
+
+The token is either fixed (``token=``) or TorchServe's inference key read from its
+``key_file.json`` (``key_file=``): the launcher's supervisor renews the keys before they expire
+and the replaced key is refused at once, so a client given the file re-reads it when the file
+changes and, when the service refuses its key (gRPC PERMISSION_DENIED / UNAUTHENTICATED, HTTP
+401/403 or TorchServe's 400 ``InvalidKeyException``), re-reads it and retries the call once if
+the key changed.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import pathlib
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
@@ -51,6 +61,8 @@ class ExplainClientError(Exception):
         self.status, self.message, self.field, self.code = status, message, field, code
         self.allowed = tuple(allowed)
 
+
+T = TypeVar("T")
 
 # The answer's parts are the runtime's own types (service.runtime.request), read back from the
 # wire by service.wire.response_from_proto.
@@ -159,6 +171,72 @@ def build_request(model: str, *, image: bytes | None = None, tensor: np.ndarray 
     return m
 
 
+_AUTH_CODES = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
+_AUTH_HTTP = (400, 401, 403)  # TorchServe answers a refused key with 400 InvalidKeyException
+
+
+class _Token:
+    """The bearer token: fixed, or the ``inference`` key of TorchServe's key_file.json, re-read
+    when the file's mtime or size changes and on ``refresh()``."""
+
+    def __init__(self, token: str | None, key_file: str | os.PathLike | None) -> None:
+        if token is not None and key_file is not None:
+            raise ValueError("pass token= or key_file=, not both")
+        self.key_file = pathlib.Path(key_file) if key_file is not None else None
+        self._token = token
+        self._stamp: tuple[int, int] | None = None
+        self._lock = threading.Lock()
+        if self.key_file is not None:
+            self.refresh()
+
+    def _read(self) -> None:
+        assert self.key_file is not None
+        st = os.stat(self.key_file)
+        entry = json.loads(self.key_file.read_text()).get("inference", {})
+        key = entry.get("key") if isinstance(entry, dict) else entry
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"{self.key_file} has no inference key")
+        self._token, self._stamp = key, (st.st_mtime_ns, st.st_size)
+
+    def refresh(self) -> bool:
+        """Re-reads the key file; True when it now holds another key. Raises OSError/ValueError
+        when it cannot be read at construction; later a file being rewritten keeps the old key."""
+        if self.key_file is None:
+            return False
+        with self._lock:
+            before = self._token
+            try:
+                self._read()
+            except (OSError, ValueError):
+                if before is None:
+                    raise
+                return False
+            return self._token != before
+
+    def current(self) -> str | None:
+        if self.key_file is not None:
+            try:
+                st = os.stat(self.key_file)
+                if (st.st_mtime_ns, st.st_size) != self._stamp:
+                    self.refresh()
+            except OSError:
+                pass
+        return self._token
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        token = self.current()
+        return (("authorization", f"Bearer {token}"),) if token else ()
+
+    def retry_after_grpc(self, e: grpc.RpcError) -> bool:
+        """A refused key and the key file now holds another one: worth one retry."""
+        return e.code() in _AUTH_CODES and self.refresh()
+
+    def retry_after_http(self, status: int, err: Mapping[str, Any]) -> bool:
+        refused = status in (401, 403) or (status == 400 and
+                                            err.get("type") == "InvalidKeyException")
+        return refused and self.refresh()
+
+
 def _grpc_error(e: grpc.RpcError) -> ExplainClientError:
     trailing = dict(e.trailing_metadata() or ())
     return ExplainClientError(e.code().name, e.details() or "",
@@ -173,9 +251,12 @@ def _channel_args(max_message_bytes: int) -> list[tuple[str, int]]:
 
 class ExplainClient:
     """Synchronous client. ``target`` is the gateway's host:port; with ``rest_url`` (e.g.
-    ``http://127.0.0.1:8080``) and ``mode="rest"`` it talks to TorchServe's REST API instead."""
+    ``http://127.0.0.1:8080``) and ``mode="rest"`` it talks to TorchServe's REST API instead.
+    ``token``: a fixed inference key; ``key_file``: TorchServe's key_file.json, re-read as the
+    keys rotate (see the module's docstring)."""
 
     def __init__(self, target: str = "127.0.0.1:50051", *, token: str | None = None,
+                 key_file: str | os.PathLike | None = None,
                  tls_root_certs: bytes | None = None, mode: str = "grpc",
                  rest_url: str | None = None, timeout: float | None = 60.0,
                  max_message_bytes: int = 64 * 2**20) -> None:
@@ -184,7 +265,7 @@ class ExplainClient:
         if mode == "rest" and not rest_url:
             raise ValueError("mode='rest' needs rest_url")
         self.mode, self.rest_url, self.timeout = mode, (rest_url or "").rstrip("/"), timeout
-        self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._token = _Token(token, key_file)
         self.channel = None
         if mode == "grpc":
             opts = _channel_args(max_message_bytes)
@@ -204,6 +285,11 @@ class ExplainClient:
         if self.channel is not None:
             self.channel.close()
 
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """The gRPC metadata sent with each call (the current key)."""
+        return self._token.metadata()
+
     # -- calls ------------------------------------------------------------------------------
 
     def explain(self, model: str, **kwargs: Any) -> Explanation:
@@ -214,30 +300,39 @@ class ExplainClient:
         return self._unary("Predict", build_request(model, **kwargs), explain=False)
 
     def explain_many(self, requests: Sequence[pb.ExplainRequest]) -> list[Explanation]:
-        """Over one ExplainStream (gRPC); answers in completion order, tagged by request_id."""
+        """Over one ExplainStream (gRPC); answers in completion order, tagged by request_id
+        (the gateway numbers requests without one from 1). Requests refused for their key are
+        sent once more, in a second stream, when the key file holds a new key."""
         self._need_grpc("explain_many")
-        try:
-            return [Explanation.from_proto(r) for r in
-                    self.stub.ExplainStream(iter(requests), metadata=self.metadata,
-                                            timeout=self.timeout)]
-        except grpc.RpcError as e:
-            raise _grpc_error(e) from None
+        requests = list(requests)
+        answers = self._call(lambda md: list(self.stub.ExplainStream(
+            iter(requests), metadata=md, timeout=self.timeout)))
+        refused = {r.request_id for r in answers
+                   if r.HasField("error") and r.error.code in ("PERMISSION_DENIED",
+                                                               "UNAUTHENTICATED")}
+        if refused and self._token.refresh():
+            again = []
+            for n, req in enumerate(requests, 1):
+                rid = req.request_id or str(n)
+                if rid in refused:
+                    copy = pb.ExplainRequest()
+                    copy.CopyFrom(req)
+                    copy.request_id = rid
+                    again.append(copy)
+            answers = [r for r in answers if r.request_id not in refused] + self._call(
+                lambda md: list(self.stub.ExplainStream(iter(again), metadata=md,
+                                                        timeout=self.timeout)))
+        return [Explanation.from_proto(r) for r in answers]
 
     def model_spec(self, model: str) -> pb.ModelSpec:
         self._need_grpc("model_spec")
-        try:
-            return self.stub.GetModelSpec(pb.GetModelSpecRequest(model=model),
-                                          metadata=self.metadata, timeout=self.timeout)
-        except grpc.RpcError as e:
-            raise _grpc_error(e) from None
+        return self._call(lambda md: self.stub.GetModelSpec(
+            pb.GetModelSpecRequest(model=model), metadata=md, timeout=self.timeout))
 
     def list_models(self) -> list[pb.ModelSpec]:
         self._need_grpc("list_models")
-        try:
-            return list(self.stub.ListModels(pb.ListModelsRequest(), metadata=self.metadata,
-                                             timeout=self.timeout).models)
-        except grpc.RpcError as e:
-            raise _grpc_error(e) from None
+        return list(self._call(lambda md: self.stub.ListModels(
+            pb.ListModelsRequest(), metadata=md, timeout=self.timeout)).models)
 
     # -- transport ----------------------------------------------------------------------------
 
@@ -245,51 +340,74 @@ class ExplainClient:
         if self.mode != "grpc":
             raise ExplainClientError("UNIMPLEMENTED", f"{what} needs the gRPC gateway")
 
+    def _call(self, rpc: Callable[[tuple[tuple[str, str], ...]], T]) -> T:
+        """``rpc(metadata)``, once more with the new key if the first was refused for its key
+        and the key file changed meanwhile."""
+        try:
+            try:
+                return rpc(self._token.metadata())
+            except grpc.RpcError as e:
+                if not self._token.retry_after_grpc(e):
+                    raise
+            return rpc(self._token.metadata())
+        except grpc.RpcError as e:
+            raise _grpc_error(e) from None
+
     def _unary(self, rpc: str, request: pb.ExplainRequest, explain: bool) -> Explanation:
         if self.mode == "rest":
             return self._rest(request, explain)
-        try:
-            reply = getattr(self.stub, rpc)(request, metadata=self.metadata, timeout=self.timeout)
-        except grpc.RpcError as e:
-            raise _grpc_error(e) from None
-        return Explanation.from_proto(reply)
+        stub = getattr(self.stub, rpc)
+        return Explanation.from_proto(self._call(
+            lambda md: stub(request, metadata=md, timeout=self.timeout)))
 
     def _rest(self, request: pb.ExplainRequest, explain: bool) -> Explanation:
         path = "explanations" if explain else "predictions"
         body = json_format.MessageToJson(request, indent=None).encode()
-        headers = {"Content-Type": "application/json", **dict(
-            (k.title(), v) for k, v in self.metadata)}
         url = f"{self.rest_url}/{path}/{request.model}"
         if request.model_version:
             url += f"/{request.model_version}"
-        req = urllib.request.Request(url, data=body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as r:
-                return Explanation.from_proto(wire.response_from_json(r.read()))
-        except urllib.error.HTTPError as e:
-            raw = e.read()
+        for attempt in (1, 2):
+            headers = {"Content-Type": "application/json",
+                       **{k.title(): v for k, v in self._token.metadata()}}
+            req = urllib.request.Request(url, data=body, headers=headers, method="POST")
             try:
-                err = json.loads(raw)
-            except ValueError:
-                err = {"message": raw.decode("utf-8", "replace")}
-            raise ExplainClientError(str(e.code), err.get("message", ""), err.get("field", ""),
-                                     err.get("code", ""), err.get("allowed", ())) from None
+                with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                    return Explanation.from_proto(wire.response_from_json(r.read()))
+            except urllib.error.HTTPError as e:
+                raw = e.read()
+                try:
+                    err = json.loads(raw)
+                except ValueError:
+                    err = {"message": raw.decode("utf-8", "replace")}
+                if not isinstance(err, dict):
+                    err = {"message": str(err)}
+                if attempt == 1 and self._token.retry_after_http(e.code, err):
+                    continue
+                raise ExplainClientError(str(e.code), err.get("message", ""),
+                                         err.get("field", ""), err.get("code", ""),
+                                         err.get("allowed", ())) from None
+        raise AssertionError("unreachable")  # the second attempt returns or raises
 
 
 class AsyncExplainClient:
     """asyncio client for the gateway (gRPC only)."""
 
     def __init__(self, target: str = "127.0.0.1:50051", *, token: str | None = None,
+                 key_file: str | os.PathLike | None = None,
                  tls_root_certs: bytes | None = None, timeout: float | None = 60.0,
                  max_message_bytes: int = 64 * 2**20) -> None:
+        self._token = _Token(token, key_file)
         opts = _channel_args(max_message_bytes)
         self.channel = (grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(tls_root_certs),
                                                 options=opts)
                         if tls_root_certs is not None else
                         grpc.aio.insecure_channel(target, options=opts))
         self.stub = pb_grpc.ExplainerStub(self.channel)
-        self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self.timeout = timeout
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return self._token.metadata()
 
     async def __aenter__(self) -> AsyncExplainClient:
         return self
@@ -301,9 +419,14 @@ class AsyncExplainClient:
         await self.channel.close()
 
     async def _call(self, rpc: str, request: Any) -> Any:
+        stub = getattr(self.stub, rpc)
         try:
-            return await getattr(self.stub, rpc)(request, metadata=self.metadata,
-                                                 timeout=self.timeout)
+            try:
+                return await stub(request, metadata=self._token.metadata(), timeout=self.timeout)
+            except grpc.aio.AioRpcError as e:
+                if not self._token.retry_after_grpc(e):
+                    raise
+            return await stub(request, metadata=self._token.metadata(), timeout=self.timeout)
         except grpc.aio.AioRpcError as e:
             raise _grpc_error(e) from None
 

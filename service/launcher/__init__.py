@@ -12,6 +12,7 @@ the benchmarks.
 
 from __future__ import annotations
 
+import os
 import pathlib
 import shutil
 import subprocess
@@ -28,6 +29,7 @@ from .torchserve import (
     choose_ports,
     free_ports,
     frontend_pid,
+    memory_env,
     read_spec,
     server_env,
     start_torchserve,
@@ -58,9 +60,11 @@ def supervise_command(server: Server, gateway: bool) -> list[str]:
 
 def _start_supervisor(server: Server, gateway: bool) -> int:
     run_dir = server.run_dir
+    env = memory_env(dict(os.environ)) if server.memory_tuning else None  # for the gateway
     with open(run_dir / "logs" / "supervisor.log", "ab") as log:
         proc = subprocess.Popen(supervise_command(server, gateway), stdout=log, stderr=log,
-                                stdin=subprocess.DEVNULL, cwd=ROOT, start_new_session=True)
+                                stdin=subprocess.DEVNULL, cwd=ROOT, start_new_session=True,
+                                env=env)
     supervisor.pid_file(run_dir).write_text(str(proc.pid))
     return proc.pid
 
@@ -69,11 +73,12 @@ def start(store: pathlib.Path, run_dir: pathlib.Path, models: list[str] | None =
           auth: bool = True, port_base: int | None = None, workers: int = 1,
           timeout: float = 300.0, gateway: bool = True,
           token_expiration_min: float = TOKEN_EXPIRATION_MIN, explorer: bool = False,
-          access_log: bool = False) -> Server:
+          access_log: bool = False, memory_tuning: bool = True) -> Server:
     """Start TorchServe with ``store``'s archives (all, or ``models``) and wait until ready;
     then the supervisor (with ``gateway``, it runs the gRPC Explainer gateway in front of
     TorchServe; with ``auth``, it renews the keys) and wait until the gateway serves; with
-    ``explorer`` (and the gateway), the explorer page on 127.0.0.1."""
+    ``explorer`` (and the gateway), the explorer page on 127.0.0.1. ``memory_tuning``: glibc
+    malloc settings (torchserve.MEMORY_ENV) for TorchServe and the gateway."""
     store, run_dir = store.resolve(), run_dir.resolve()
     if shutil.which("java") is None:
         raise RuntimeError("TorchServe needs Java 11+ (`java` is not on PATH)")
@@ -91,7 +96,7 @@ def start(store: pathlib.Path, run_dir: pathlib.Path, models: list[str] | None =
     if not mars:
         raise FileNotFoundError(f"no .mar archives in {store}; run `make models`")
     server = start_torchserve(store, run_dir, mars, auth, choose_ports(port_base), workers,
-                              token_expiration_min, access_log)
+                              token_expiration_min, access_log, memory_tuning)
     try:
         wait_ready(server, timeout)
         if gateway or auth:

@@ -5,6 +5,7 @@ instances with different run directories never share a port, a socket or a file.
 
 from __future__ import annotations
 
+import compileall
 import json
 import os
 import pathlib
@@ -19,13 +20,36 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from . import procs
+from . import keys, procs
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TOKEN_EXPIRATION_MIN = 60.0  # TorchServe 0.12's default lifetime of the inference/management keys
 # "worker" comes last: TorchServe numbers worker ports upwards from it.
 PORT_NAMES = ("inference", "management", "metrics", "grpc_inference", "grpc_management",
               "gateway", "explorer", "worker")  # worker last: TorchServe counts up from it
+
+# glibc malloc settings for TorchServe's processes (the Java frontend and the Python workers,
+# which inherit its environment) and the gateway; an operator's own values win. See
+# bench/README.md ("Soak") for what each one changed.
+MEMORY_ENV = {
+    # one arena per thread (up to 8 per core) keeps each thread's freed memory apart: torch's
+    # intra-op threads, the worker's and the JVM's threads each grow their own.
+    "MALLOC_ARENA_MAX": "2",
+    # a fixed threshold: tensors above 128 KiB are mmap'ed and returned to the system when
+    # freed; glibc's default raises the threshold (to 32 MiB) whenever a large block is freed,
+    # after which large tensors come from the heap and stay resident as fragments.
+    "MALLOC_MMAP_THRESHOLD_": str(128 * 1024),
+}
+# The frontend's JVM. Without -Xms the initial heap is 1/64 of the machine's RAM (376 MB on a
+# 24 GB machine) and its pages become resident only as they are first used, so the RSS creeps
+# up for as long as the young and old generations take to be filled once. TorchServe's old
+# generation holds 75-90 MB with the bundled models; the serial collector grows the heap after
+# a full collection leaves less than 40 % free (from 128 MB to 214 MB after 5 minutes, measured),
+# so the heap starts at 256 MB, made resident at once (AlwaysPreTouch): after the start the RSS
+# moves only when the heap must grow for more live data (see bench/README.md, "Soak").
+# EXPLAIN_JAVA_OPTS replaces these flags.
+JAVA_OPTS = "-Xms256m -Xmx512m -XX:+UseSerialGC -XX:+AlwaysPreTouch"
+JAVA_OPTS_UNTUNED = "-Xmx512m -XX:+UseSerialGC"  # before the soak work (memory_tuning=False)
 
 LOG4J2 = """<?xml version="1.0" encoding="UTF-8"?>
 <Configuration status="WARN">
@@ -65,6 +89,7 @@ class Server:
     models: dict[str, dict] = field(default_factory=dict)  # name -> spec.yaml mapping
     auth: bool = True
     token_expiration_min: float = TOKEN_EXPIRATION_MIN
+    memory_tuning: bool = True  # MEMORY_ENV in TorchServe's environment
 
     @property
     def inference_url(self) -> str:
@@ -95,7 +120,7 @@ class Server:
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     def env(self) -> dict[str, str]:
-        return server_env(self.run_dir)
+        return server_env(self.run_dir, self.memory_tuning)
 
     def frontend_pid(self) -> int | None:
         return frontend_pid(self.run_dir)
@@ -117,8 +142,13 @@ class Server:
         return out
 
 
-def server_env(run_dir: pathlib.Path) -> dict[str, str]:
-    env = dict(os.environ)
+def memory_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with MEMORY_ENV's settings where it has none of its own."""
+    return {**MEMORY_ENV, **env}
+
+
+def server_env(run_dir: pathlib.Path, memory_tuning: bool = True) -> dict[str, str]:
+    env = memory_env(dict(os.environ)) if memory_tuning else dict(os.environ)
     tmp = str(run_dir / "tmp")
     env.update(TMPDIR=tmp, TEMP=tmp, TMP=tmp, LOG_LOCATION=str(run_dir / "logs"),
                METRICS_LOCATION=str(run_dir / "logs"))
@@ -196,8 +226,10 @@ def models_properties(store: pathlib.Path, workers: int = 1) -> str:
 def write_config(run_dir: pathlib.Path, store: pathlib.Path, mars: list[pathlib.Path],
                  ports: dict[str, int], auth: bool, workers: int,
                  token_expiration_min: float = TOKEN_EXPIRATION_MIN,
-                 access_log: bool = False) -> dict[str, dict]:
+                 access_log: bool = False, memory_tuning: bool = True) -> dict[str, dict]:
     specs, models_cfg = models_config(mars, workers)
+    java_opts = os.environ.get("EXPLAIN_JAVA_OPTS") or (
+        JAVA_OPTS if memory_tuning else JAVA_OPTS_UNTUNED)
     logs = run_dir / "logs"
     (run_dir / "log4j2.xml").write_text(LOG4J2.format(logs=logs, access="info" if access_log else "off"))
     lines = {
@@ -222,7 +254,7 @@ def write_config(run_dir: pathlib.Path, store: pathlib.Path, mars: list[pathlib.
         "async_logging": "true",
         "max_request_size": 16 * 1024 * 1024,  # the runtime's max_body_bytes is the real limit
         "max_response_size": 64 * 1024 * 1024,
-        "vmargs": f"-Xmx512m -XX:+UseSerialGC -Dlog4j.configurationFile=file://{run_dir}/log4j2.xml",
+        "vmargs": f"{java_opts} -Dlog4j.configurationFile=file://{run_dir}/log4j2.xml",
     }
     text = "".join(f"{k}={v}\n" for k, v in lines.items())
     (run_dir / "config.properties").write_text(text)
@@ -239,6 +271,20 @@ def _get(url: str, headers: dict[str, str], timeout: float = 5.0) -> tuple[int, 
         return e.code, e.read()
 
 
+def _renew_management_key(server: Server) -> None:
+    """Before the supervisor runs (it starts once every model is READY), the management key
+    that wait_ready polls with can expire: a short ``token_expiration_min`` on a machine slow
+    to start the workers (seen: 30 s keys, workers READY after more than 30 s, every poll
+    refused until the timeout). Renewed here the way the supervisor renews it."""
+    try:
+        current = keys.read_keys(server.key_file).get("management")
+        if current is not None and keys.seconds_left(current) <= keys.renew_margin_s(
+                server.token_expiration_min * 60):
+            keys.renew(server.management_url, server.key_file, "management")
+    except (OSError, ValueError, RuntimeError):
+        pass  # not written yet or TorchServe not up: the next poll tries again
+
+
 def wait_ready(server: Server, timeout: float = 300.0) -> None:
     deadline = time.monotonic() + timeout
     pending = set(server.models)
@@ -246,6 +292,8 @@ def wait_ready(server: Server, timeout: float = 300.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"TorchServe models not ready after {timeout:.0f} s: "
                                f"{sorted(pending)}; see {server.run_dir / 'logs'}")
+        if server.auth:
+            _renew_management_key(server)
         for name in sorted(pending):
             try:
                 if server.auth and not server.key_file.is_file():
@@ -263,16 +311,27 @@ def wait_ready(server: Server, timeout: float = 300.0) -> None:
 
 
 
+def compile_sources() -> None:
+    """Writes the package's bytecode (``__pycache__``) if missing or stale. Environments with
+    PYTHONDONTWRITEBYTECODE=1 (this project's CI) otherwise recompile every module of the
+    package at each worker start: ~100 ms of the ~250 ms of CPU a worker spends importing it
+    (bench/README.md, "Chaos"). An unwritable tree is left as it is."""
+    if (ROOT / "service").is_dir():
+        compileall.compile_dir(ROOT / "service", quiet=2)
+
+
 def start_torchserve(store: pathlib.Path, run_dir: pathlib.Path, mars: list[pathlib.Path],
                      auth: bool, ports: dict[str, int], workers: int,
-                     token_expiration_min: float, access_log: bool = False) -> Server:
+                     token_expiration_min: float, access_log: bool = False,
+                     memory_tuning: bool = True) -> Server:
     """Writes the run directory's config and starts TorchServe detached (not yet ready)."""
     for sub in ("logs", "tmp", "examples"):
         (run_dir / sub).mkdir(parents=True, exist_ok=True)
+    compile_sources()
     (run_dir / "key_file.json").unlink(missing_ok=True)
     specs = write_config(run_dir, store, mars, ports, auth, workers, token_expiration_min,
-                         access_log)
-    server = Server(run_dir, ports, specs, auth, token_expiration_min)
+                         access_log, memory_tuning)
+    server = Server(run_dir, ports, specs, auth, token_expiration_min, memory_tuning)
     cmd = ["torchserve", "--start", "--ncs", "--model-store", str(store),
            "--ts-config", str(run_dir / "config.properties")]
     if not auth:

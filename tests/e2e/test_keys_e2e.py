@@ -1,6 +1,7 @@
 """Keys that do not expire into an outage: an instance whose keys live 30 s keeps answering for
 well over one lifetime, because the supervisor renews them through TorchServe's token API and
-rewrites key_file.json; the gateway's health stays SERVING; the replaced key is refused."""
+rewrites key_file.json; the gateway's health stays SERVING; the replaced key is refused; a
+long-lived service.client given the key file (gRPC and REST) follows the renewals."""
 
 from __future__ import annotations
 
@@ -35,8 +36,17 @@ def test_keys_are_renewed_before_they_expire(sources, tmp_path_factory):
         left = keys.seconds_left(keys.read_keys(srv.key_file)["inference"])
         assert 0 < left <= LIFETIME_MIN * 60 + 1
         seen, failures, retried, health = {first}, [], 0, []
+        # constructed once, before the first renewal: they must re-read the key file
+        long_lived = [ExplainClient(gateway, key_file=srv.key_file, timeout=60),
+                      ExplainClient(mode="rest", rest_url=srv.inference_url,
+                                    key_file=srv.key_file, timeout=60)]
         end = time.monotonic() + 2 * LIFETIME_MIN * 60 + 5   # two lifetimes and more
         while time.monotonic() < end:
+            for client in long_lived:
+                try:
+                    client.predict("tab", features={"age": 30.0})
+                except ExplainClientError as e:
+                    failures.append(f"long-lived {client.mode} {e.status} {e}")
             key = srv.key()
             seen.add(key)
             r = requests.post(f"{srv.inference_url}/predictions/tab", json=body, timeout=60,
@@ -54,6 +64,8 @@ def test_keys_are_renewed_before_they_expire(sources, tmp_path_factory):
                 failures.append(f"gRPC {e.status} {e}")
             health.append(health_status(gateway, timeout=2))
             time.sleep(0.5)
+        for client in long_lived:
+            client.close()
         assert not failures, failures
         assert len(seen) >= 3, "the inference key was not renewed twice in two lifetimes"
         assert set(health) == {1}, health   # SERVING throughout

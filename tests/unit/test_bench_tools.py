@@ -79,3 +79,13 @@ def test_stage_clock_charges_nested_time_once() -> None:
     # outer's own 10 ms, not its 60 ms with inner's 50 ms counted again
     assert t["inner"] >= 0.05 and 0.01 <= t["outer"] < 0.045
     assert clock.missing == ["stage_clock_probe:nothing"] and mod.outer is outer
+
+
+def test_soak_slope_is_the_least_squares_rate_per_minute() -> None:
+    from bench.soak import slope_mb_per_min
+
+    samples = [{"t_s": t, "rss_mb": {"p": 100.0 + 0.5 * t / 10}} for t in range(0, 300, 10)]
+    assert slope_mb_per_min(samples, "p", 60, 290) == 3.0   # 0.5 MB per 10 s
+    assert slope_mb_per_min(samples, "p", 60, 70) is None     # fewer than 3 points
+    flat = [{"t_s": t, "rss_mb": {"p": 50.0 + (t % 20 == 0)}} for t in range(0, 600, 10)]
+    assert abs(slope_mb_per_min(flat, "p", 0, 600)) <= 0.02   # a plateau with noise: ~0
