@@ -5,8 +5,8 @@ Needs ``make models`` (model_store/build/tinylm). For every row, both sides attr
 planted answer of the same probe prompts (tinylm's examples.json) with the same wrapped method
 and arguments (``use_cached_outputs=False``: tinylm has no Hugging Face generation helpers,
 without which captum's token-by-token scoring fails); runs are interleaved (ours, captum,
-ours, ...) after one warm-up each, and the table gives the median seconds per prompt and the ratio captum / ours (above 1: we are
-faster). Both answers are compared too (max |ours - captum| of seq_attr), so a fast wrong
+ours, ...) after one warm-up each, and the table gives the median seconds per prompt and the
+ratio captum / ours (above 1: we are faster). Both answers are compared too (max |ours - captum| of seq_attr), so a fast wrong
 answer shows.
 """
 
