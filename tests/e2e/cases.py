@@ -225,8 +225,9 @@ PERTURBATION_METHODS = ("FeatureAblation", "Occlusion", "ShapleyValueSampling", 
 def each_noise_tunnel(ctx: Context) -> Iterator[Case]:
     """A request-level ``noiseTunnel`` (2 noisy copies, smoothgrad and vargrad) around the
     default algorithm, the first perturbation method and the first layer method the spec
-    enables (seeded from the default seed 0; on the first seeded of them from seed 3 as
-    well). On an expensive model smoothgrad around the default algorithm and vargrad around the
+    enables (from the default seed 0); smoothgrad around the default algorithm with
+    ``params.seed`` 3 and two targets; vargrad around the first seeded reference-set method.
+    On an expensive model smoothgrad around the default algorithm and vargrad around the
     layer method only."""
     by_name = {a.name: a for a in ctx.spec.algorithms}
     picks = [by_name[ctx.spec.default_algorithm]]
@@ -238,11 +239,16 @@ def each_noise_tunnel(ctx: Context) -> Iterator[Case]:
                 continue
             nt = {"type": kind, "samples": 2, "stdevs": 0.1}
             yield ctx.case(a, f"nt={kind}", x=5, extra={"noiseTunnel": nt})
-    seeded = [a for a in picks if any(p.name == "seed" for p in a.params)][:1]
-    for a in seeded if not ctx.expensive else []:
-        yield ctx.case(a, "nt=smoothgrad,seed=3", x=6, params=ctx.params(a, seed=3),
-                       extra={"noiseTunnel": {"type": "smoothgrad", "samples": 3,
-                                              "stdevs": 0.2}})
+    if ctx.expensive:
+        return
+    # params.seed (which every algorithm takes under a tunnel) and one call per target
+    yield ctx.case(picks[0], "nt=smoothgrad,seed=3,topK=2", x=6,
+                   params={**ctx.params(picks[0]), "seed": 3}, target={"topK": 2},
+                   extra={"noiseTunnel": {"type": "smoothgrad", "samples": 3, "stdevs": 0.2}})
+    # a seeded reference-set method: one reference drawn per noisy copy
+    for a in [a for a in ctx.stochastic() if a.baselines == "reference_set"][:1]:
+        yield ctx.case(a, "nt=vargrad,seed=4", x=6, params=ctx.params(a, seed=4),
+                       extra={"noiseTunnel": {"type": "vargrad", "samples": 2, "stdevs": 0.1}})
 
 
 def each_metrics(ctx: Context) -> Iterator[Case]:
