@@ -64,12 +64,22 @@ class Context:
 
     def case(self, algo: pb.AlgorithmInfo, variant: str, *, x: int = 0,
              inputs: Mapping[str, Any] | None = None, **kw: Any) -> Case:
+        """One case of ``algo``; a neuron method without a ``layer`` in ``extra`` gets the
+        middle neuron of the default layer's output (it is served only with a neuron)."""
         params = kw.pop("params", None) or self.params(algo)
         if kw.get("baseline") is None and algo.baselines == "reference_set":
             kw["baseline"] = self.reference_baseline
+        if is_neuron(algo.name) and "layer" not in kw.get("extra", {}):
+            kw["extra"] = {**kw.get("extra", {}), "layer": {"neuron": self.neuron()}}
         return Case(name=f"{self.spec.name}/{algo.name}/{variant}", model=self.spec.name,
                     algorithm=algo.name, params=params,
                     inputs=inputs or {"tensor": tensor_json(self.inputs[x])}, **kw)
+
+    def neuron(self, layer: str | None = None, to_input: bool = False) -> list[int]:
+        """The middle neuron of a layer's per-example output (or input), as GetModelSpec
+        gives its shape (the default layer, listed first, when ``layer`` is None)."""
+        info = next(li for li in self.spec.layers if layer in (None, li.name))
+        return [int(d) // 2 for d in (info.input_shape if to_input else info.output_shape)]
 
     def by_takes(self, takes: str) -> list[pb.AlgorithmInfo]:
         return [a for a in self.spec.algorithms if a.baselines == takes]
@@ -79,6 +89,20 @@ class Context:
 
 
 CaseGen = Callable[[Context], Iterator[Case]]
+
+# The layer methods (attributions to a layer's units) and the neuron methods (of one neuron of
+# a layer, to the input); the CAM methods run on the default layer in every family.
+LAYER_METHODS = ("LayerIntegratedGradients", "LayerConductance", "InternalInfluence",
+                 "LayerGradientXActivation", "LayerActivation", "LayerDeepLift",
+                 "LayerDeepLiftShap", "LayerGradientShap", "LayerFeatureAblation")
+
+
+def is_neuron(algorithm: str) -> bool:
+    return algorithm.startswith("Neuron")
+
+
+def on_layer(algorithm: str) -> bool:
+    return algorithm in LAYER_METHODS or is_neuron(algorithm)
 
 
 def each_algorithm(ctx: Context) -> Iterator[Case]:
@@ -170,12 +194,80 @@ def each_input(ctx: Context) -> Iterator[Case]:
                        inputs={"tabular": {"features": {names[0]: 1.0, names[-1]: 35.0}}})
 
 
+def each_layer(ctx: Context) -> Iterator[Case]:
+    """Every layer and neuron method on every layer the spec lists, by name (a neuron method
+    on the middle neuron of the layer's output); the first layer method, and the first neuron
+    method, attributing to the default layer's input. On an expensive model only the latter
+    two (its default layer gets every method in each_algorithm)."""
+    algos = [a for a in ctx.spec.algorithms if on_layer(a.name)]
+    if not ctx.expensive:
+        for li in ctx.spec.layers:
+            for a in algos:
+                sel: dict[str, Any] = {"name": li.name}
+                if is_neuron(a.name):
+                    sel["neuron"] = ctx.neuron(li.name)
+                yield ctx.case(a, f"layer={li.name}", x=3, extra={"layer": sel})
+    layer = next((a for a in algos if not is_neuron(a.name)), None)
+    neuron = next((a for a in algos if is_neuron(a.name)), None)
+    if layer is not None:
+        yield ctx.case(layer, "layerInput", x=4,
+                       extra={"layer": {"attributeToLayerInput": True}})
+    if neuron is not None:
+        yield ctx.case(neuron, "layerInput", x=4,
+                       extra={"layer": {"attributeToLayerInput": True,
+                                        "neuron": ctx.neuron(to_input=True)}})
+
+
+PERTURBATION_METHODS = ("FeatureAblation", "Occlusion", "ShapleyValueSampling", "KernelShap",
+                        "Lime")
+
+
+def each_noise_tunnel(ctx: Context) -> Iterator[Case]:
+    """A request-level ``noiseTunnel`` (2 noisy copies, smoothgrad and vargrad) around the
+    default algorithm, the first perturbation method and the first layer method the spec
+    enables (from the default seed 0); smoothgrad around the default algorithm with
+    ``params.seed`` 3 and two targets; vargrad around the first seeded reference-set method.
+    On an expensive model smoothgrad around the default algorithm and vargrad around the
+    layer method only."""
+    by_name = {a.name: a for a in ctx.spec.algorithms}
+    picks = [by_name[ctx.spec.default_algorithm]]
+    picks += [by_name[n] for n in PERTURBATION_METHODS if n in by_name][:1]
+    picks += [a for a in ctx.spec.algorithms if a.name in LAYER_METHODS][:1]
+    for k, a in enumerate(picks):
+        for kind in ("smoothgrad", "vargrad"):
+            if ctx.expensive and (k == 1 or (k == 0) != (kind == "smoothgrad")):
+                continue
+            nt = {"type": kind, "samples": 2, "stdevs": 0.1}
+            yield ctx.case(a, f"nt={kind}", x=5, extra={"noiseTunnel": nt})
+    if ctx.expensive:
+        return
+    # params.seed (which every algorithm takes under a tunnel) and one call per target
+    yield ctx.case(picks[0], "nt=smoothgrad,seed=3,topK=2", x=6,
+                   params={**ctx.params(picks[0]), "seed": 3}, target={"topK": 2},
+                   extra={"noiseTunnel": {"type": "smoothgrad", "samples": 3, "stdevs": 0.2}})
+    # a seeded reference-set method: one reference drawn per noisy copy
+    for a in [a for a in ctx.stochastic() if a.baselines == "reference_set"][:1]:
+        yield ctx.case(a, "nt=vargrad,seed=4", x=6, params=ctx.params(a, seed=4),
+                       extra={"noiseTunnel": {"type": "vargrad", "samples": 2, "stdevs": 0.1}})
+
+
+def each_metrics(ctx: Context) -> Iterator[Case]:
+    """``outputs.metrics`` (infidelity and sensitivity, 4 samples) on the default algorithm;
+    on an expensive model none."""
+    if ctx.expensive:
+        return
+    default = next(a for a in ctx.spec.algorithms if a.name == ctx.spec.default_algorithm)
+    yield ctx.case(default, "metrics", x=7,
+                   extra={"outputs": {"metrics": ["infidelity", "sensitivity"],
+                                      "metricSamples": 4}})
+
+
 # The case families: each a function of the Context that yields cases. A new family (the
 # layer and neuron methods with the request's `layer`, the request's `noiseTunnel`, ...) is one
 # more function here, whose cases carry the new request fields in `Case.extra` (sent as they
 # are, and handed to the oracle as `Call.extra`), plus its Methods in METHODS.
 FAMILIES: tuple[CaseGen, ...] = (each_algorithm, each_choice, each_baseline, each_target,
-                                 each_input)
+                                 each_input, each_layer, each_noise_tunnel, each_metrics)
 
 
 def cases(ctx: Context) -> list[Case]:

@@ -33,6 +33,7 @@ import yaml
 from torch import Tensor, nn
 
 from service import attribution as A
+from service import metrics as M
 from service._proto.explain.v1 import explain_pb2 as pb
 from service.runtime.loader import load_model
 from service.runtime.spec import parse_spec
@@ -130,6 +131,7 @@ class TargetAnswer:
     instance_output: float
     baseline_output: float
     approximation_error: float | None
+    metrics: dict[str, float] = field(default_factory=dict)   # outputs.metrics, by name
 
 
 @dataclass
@@ -146,7 +148,8 @@ def answer_from_json(d: Mapping[str, Any]) -> Answer:
     p = d["prediction"]
     out = [TargetAnswer(int(e.get("target", 0)), tensor_from_json(e["attributions"]),
                         float(e.get("instanceOutput", 0.0)), float(e.get("baselineOutput", 0.0)),
-                        (float(e["approximationError"]) if "approximationError" in e else None))
+                        (float(e["approximationError"]) if "approximationError" in e else None),
+                        {k: float(v) for k, v in e.get("metrics", {}).items()})
            for e in d.get("explanations", [])]
     return Answer(int(p.get("index", 0)), tensor_from_json(p["output"]).reshape(-1), out,
                   d.get("algorithm", ""), int(d.get("timings", {}).get("fusedGroupSize", 0)))
@@ -201,6 +204,23 @@ def blur(x: Tensor, sigma: float) -> Tensor:
     return y.to(x.dtype)
 
 
+def _spec_layers(explain: Mapping[str, Any]) -> tuple[dict[str, str], str | None]:
+    """``explain.layers`` (friendly name -> module path) and the default layer's name, as the
+    spec documents them: ``explain.default_layer``, else the layer ``explain.cam_layer`` names
+    (a friendly name or a listed module path), else the first listed; a ``cam_layer`` without
+    ``layers`` is the one layer, named by its path."""
+    layers = dict(explain.get("layers") or {})
+    cam = explain.get("cam_layer")
+    if cam and not layers:
+        layers = {cam: cam}
+    default = explain.get("default_layer")
+    if default is None and cam:
+        default = cam if cam in layers else next(n for n, m in layers.items() if m == cam)
+    if default is None and layers:
+        default = next(iter(layers))
+    return layers, default
+
+
 class Archive:
     """A model directory (model_store/build/<model>/, or a test fixture's) read in process."""
 
@@ -216,9 +236,16 @@ class Archive:
         self.class_names = list((self.raw.get("output") or {}).get("class_names", []))
         explain = self.raw.get("explain") or {}
         self.cam_layer = explain.get("cam_layer")
+        self.layers, self.default_layer = _spec_layers(explain)
         self.default_target = str(explain.get("default_target", "predicted"))
         self.examples = (json.loads((self.dir / "examples.json").read_text())["examples"]
                          if (self.dir / "examples.json").is_file() else [])
+
+    def layer_module(self, extra: Mapping[str, Any]) -> nn.Module | None:
+        """The module a request's ``layer`` (``extra["layer"]``) names: ``layer.name``, else
+        the spec's default layer."""
+        name = (extra.get("layer") or {}).get("name") or self.default_layer
+        return self.model.get_submodule(self.layers[name]) if name else None
 
     # inputs -------------------------------------------------------------------------------
 
@@ -383,9 +410,24 @@ class Method:
     takes: Callable[[Mapping[str, Any]], str] = lambda p: "none"
     sum_rule: str | None = None
     post: Callable[[Call, Tensor], Tensor] = lambda c, a: a
+    targeted: bool = True     # attribute() takes the target (most neuron methods do not)
 
     def run(self, c: Call) -> Tensor:
-        return self.post(c, self.make(c).attribute(c.x, target=c.target, **self.kwargs(c)))
+        """The engine's (1, ...) answer; with the request's ``noiseTunnel``, the engine object
+        inside ``A.NoiseTunnel`` (a reference-set method drawing one reference per noisy copy;
+        the inner method's own ``stdevs`` stays 0)."""
+        kw = self.kwargs(c)
+        if self.targeted:
+            kw["target"] = c.target
+        engine = self.make(c)
+        nt = c.extra.get("noiseTunnel")
+        if nt is None:
+            return self.post(c, engine.attribute(c.x, **kw))
+        assert not kw.pop("stdevs", 0.0)
+        return self.post(c, A.NoiseTunnel(engine).attribute(
+            c.x, nt_type=nt.get("type") or "smoothgrad", nt_samples=nt.get("samples") or 5,
+            stdevs=nt.get("stdevs", 1.0),
+            draw_baseline_from_distrib=self.takes(c.params) == "reference_set", **kw))
 
 
 def _per_example(p: Mapping[str, Any]) -> str:
@@ -449,6 +491,72 @@ def _occlusion(c: Call) -> dict[str, Any]:
                       perturbations_per_eval=c.params["perturbations_per_eval"])
 
 
+def _to_input(c: Call) -> bool:
+    return bool((c.extra.get("layer") or {}).get("attributeToLayerInput", False))
+
+
+def _layer(*names: str) -> Callable[[Call], dict[str, Any]]:
+    """A layer method's kwargs: the named params, the baseline, ``attribute_to_layer_input``."""
+    inner = _params(*names)
+    return lambda c: {**inner(c), "attribute_to_layer_input": _to_input(c)}
+
+
+def _neuron(*names: str, masked: bool = False) -> Callable[[Call], dict[str, Any]]:
+    """A neuron method's kwargs: the request's neuron (an index into the layer's per-example
+    output, or input), the named params, the baseline; with ``masked`` FeatureAblation's
+    superpixel mask and perturbations per eval."""
+    inner = _params(*names)
+
+    def kwargs(c: Call) -> dict[str, Any]:
+        kw = {**inner(c), "neuron_selector": tuple(c.extra["layer"]["neuron"]),
+              "attribute_to_neuron_input": _to_input(c)}
+        if masked:
+            kw.update(feature_mask=patches(tuple(c.x.shape[1:]), c.params["superpixel"]),
+                      perturbations_per_eval=c.params["perturbations_per_eval"])
+        return kw
+    return kwargs
+
+
+def layer_shape(c: Call) -> tuple[int, ...]:
+    """The per-example shape of the layer tensor attributed to (its output, or its first
+    input), seen by a forward hook on the request's input."""
+    seen: list[Tensor] = []
+
+    def hook(m: nn.Module, args: tuple, out: Any) -> None:
+        t = args[0] if _to_input(c) else out
+        seen.append(t[0] if isinstance(t, (tuple, list)) else t)
+
+    assert c.layer is not None
+    h = c.layer.register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            c.model(c.x)
+    finally:
+        h.remove()
+    return tuple(seen[0].shape[1:])
+
+
+def units(shape: tuple[int, ...]) -> Tensor:
+    """(1, *shape) ids of a layer's units: one per channel (the first per-example dim,
+    shared over the rest) when the layer has two or more per-example dims, one per element
+    of a flat layer."""
+    if len(shape) >= 2:
+        ids = torch.arange(shape[0]).reshape(shape[0], *[1] * (len(shape) - 1))
+        return ids.expand(shape).clone()[None]
+    return torch.arange(math.prod(shape)).reshape(1, *shape)
+
+
+def _layer_ablation(c: Call) -> dict[str, Any]:
+    return {"layer_mask": units(layer_shape(c)), "attribute_to_layer_input": _to_input(c),
+            "perturbations_per_eval": c.params["perturbations_per_eval"]}
+
+
+def _neuron_method(engine: type, kwargs: Callable[[Call], dict[str, Any]],
+                   takes: Callable[[Mapping[str, Any]], str] = lambda p: "none",
+                   targeted: bool = False) -> Method:
+    return Method(_on_layer(engine), kwargs, takes, targeted=targeted)
+
+
 METHODS: dict[str, Method] = {
     "IntegratedGradients": Method(_on_model(A.IntegratedGradients),
                                   _params("n_steps", "method"), _per_example, "complete"),
@@ -474,6 +582,35 @@ METHODS: dict[str, Method] = {
                                    _per_example, "groups"),
     "KernelShap": Method(_on_model(A.KernelShap), _masked(True), _per_example, "groups"),
     "Lime": Method(_on_model(A.Lime), _masked(True), _per_example),
+    # layer methods: attributions in the layer's per-example shape
+    "LayerIntegratedGradients": Method(_on_layer(A.LayerIntegratedGradients),
+                                       _layer("n_steps", "method"), _per_example, "complete"),
+    "LayerConductance": Method(_on_layer(A.LayerConductance), _layer("n_steps", "method"),
+                               _per_example, "complete"),
+    "InternalInfluence": Method(_on_layer(A.InternalInfluence), _layer("n_steps", "method"),
+                                _per_example),
+    "LayerGradientXActivation": Method(_on_layer(A.LayerGradientXActivation), _layer()),
+    "LayerActivation": Method(_on_layer(A.LayerActivation), _layer(), targeted=False),
+    "LayerDeepLift": Method(_on_layer(A.LayerDeepLift), _layer(), _per_example, "complete"),
+    "LayerDeepLiftShap": Method(_on_layer(A.LayerDeepLiftShap), _layer(), _reference_set,
+                                "complete"),
+    "LayerGradientShap": Method(_on_layer(A.LayerGradientShap), _layer("n_samples", "stdevs"),
+                                _reference_set, "complete"),
+    "LayerFeatureAblation": Method(_on_layer(A.LayerFeatureAblation), _layer_ablation),
+    # neuron methods: attributions in the input's shape, of one neuron; no sum rule
+    "NeuronGradient": _neuron_method(A.NeuronGradient, _neuron()),
+    "NeuronIntegratedGradients": _neuron_method(A.NeuronIntegratedGradients,
+                                                _neuron("n_steps", "method"), _per_example),
+    "NeuronConductance": _neuron_method(A.NeuronConductance, _neuron("n_steps", "method"),
+                                        _per_example, targeted=True),
+    "NeuronDeepLift": _neuron_method(A.NeuronDeepLift, _neuron(), _per_example),
+    "NeuronDeepLiftShap": _neuron_method(A.NeuronDeepLiftShap, _neuron(), _reference_set),
+    "NeuronGradientShap": _neuron_method(A.NeuronGradientShap, _neuron("n_samples", "stdevs"),
+                                         _reference_set),
+    "NeuronGuidedBackprop": _neuron_method(A.NeuronGuidedBackprop, _neuron()),
+    "NeuronDeconvolution": _neuron_method(A.NeuronDeconvolution, _neuron()),
+    "NeuronFeatureAblation": _neuron_method(A.NeuronFeatureAblation,
+                                            _neuron(masked=True), _per_example),
 }
 
 
@@ -492,8 +629,9 @@ def expected(archive: Archive, case: Case, served_targets: list[int] | None = No
                                                                               logits)
     b = archive.baseline(case.baseline, method.takes(case.params), x)
     base_out = archive.outputs(b) if b is not None else None
-    layer = archive.model.get_submodule(archive.cam_layer) if archive.cam_layer else None
-    seed = case.params.get("seed")
+    layer = archive.layer_module(case.extra)
+    tunnel = "noiseTunnel" in case.extra  # seeded by params.seed, default 0; no sum rule
+    seed = case.params.get("seed", 0 if tunnel else None)
     out = []
     for t in targets:
         with seeded(seed):
@@ -502,14 +640,51 @@ def expected(archive: Archive, case: Case, served_targets: list[int] | None = No
         inst = float(logits[t])
         base = float(base_out[:, t].double().mean()) if base_out is not None else 0.0
         err = None
-        if b is not None and method.sum_rule == "complete":
+        if b is not None and not tunnel and method.sum_rule == "complete":
             err = float(a.double().sum()) - (inst - base)
-        elif b is not None and method.sum_rule == "groups":
+        elif b is not None and not tunnel and method.sum_rule == "groups":
             ids = patches(tuple(x.shape[1:]), case.params["superpixel"]).reshape(-1)
             sizes = torch.bincount(ids)[ids].double()
             err = float((a.double().reshape(-1) / sizes).sum()) - (inst - base)
-        out.append(TargetAnswer(t, a.numpy(), inst, base, err))
+        names = (case.extra.get("outputs") or {}).get("metrics", [])
+        n = int((case.extra.get("outputs") or {}).get("metricSamples") or 8)
+        measured = {name: measure(name, archive, method, Call(archive.model, layer, x, b, t,
+                                                               case.params, case.extra),
+                                  a[None], n, seed or 0) for name in names}
+        out.append(TargetAnswer(t, a.numpy(), inst, base, err, measured))
     return Answer(int(logits.argmax()), logits.numpy(), out, case.algorithm)
+
+
+def measure(name: str, archive: Archive, method: Method, c: Call, attr: Tensor, n: int,
+            seed: int) -> float:
+    """One target's ``outputs.metrics`` value as the proto documents it, from ``seed``. ``s``
+    is the standard deviation of the input's elements (1 when 0). infidelity: perturbations
+    I ~ N(0, (0.1 s)^2) per element, drawn by torch, perturbed inputs x - I. sensitivity:
+    the method (with the request's params, baseline and noise tunnel) re-run on the input
+    plus uniform noise of radius 0.02 s (sensitivity_max's own perturbation)."""
+    s = float(c.x.double().std())
+    s = s if math.isfinite(s) and s > 0 else 1.0
+
+    def perturb(inputs: Tensor) -> tuple[Tensor, Tensor]:
+        noise = 0.1 * s * torch.randn(inputs.shape, dtype=inputs.dtype)
+        return noise, inputs - noise
+
+    def explain(inputs: Tensor | tuple[Tensor, ...], target: list[int]) -> Tensor:
+        xs = inputs[0] if isinstance(inputs, tuple) else inputs        # (rows, *shape)
+        b = c.baseline
+        if b is not None and method.takes(c.params) == "per_example":
+            b = b.expand(xs.shape[0], *b.shape[1:])
+        rows = Call(c.model, c.layer, xs, b, target, c.params, c.extra)  # type: ignore[arg-type]
+        return method.run(rows)
+
+    with seeded(seed):
+        if name == "infidelity":
+            v = M.infidelity(archive.outputs, perturb, c.x, attr, target=[c.target],
+                             n_perturb_samples=n)
+        else:
+            v = M.sensitivity_max(explain, c.x, perturb_radius=0.02 * s, n_perturb_samples=n,
+                                  target=[c.target])
+    return float(v.reshape(-1)[0])
 
 
 # -- comparing ------------------------------------------------------------------------------------
@@ -554,4 +729,17 @@ def compare(served: Answer, want: Answer, tol: Tol, logits_tol: float = 1e-4) ->
             if abs(s.approximation_error - w.approximation_error) > tol.rtol * scale + tol.atol:
                 bad.append(f"{where}: approximation_error served {s.approximation_error:.6g}, "
                            f"engine {w.approximation_error:.6g}")
+        if set(s.metrics) != set(w.metrics):
+            bad.append(f"{where}: metrics {sorted(s.metrics)} != {sorted(w.metrics)}")
+        for name, wv in w.metrics.items():
+            sv = s.metrics.get(name)
+            if sv is None:
+                continue
+            if name == "infidelity":  # a mean squared residual of outputs: its root, in outputs
+                ok = abs(math.sqrt(max(sv, 0.0)) - math.sqrt(max(wv, 0.0))) <= (
+                    tol.atol * max(1.0, abs(w.instance_output)) + 10 * tol.rtol * math.sqrt(wv))
+            else:                     # a ratio of norms of attribution maps
+                ok = abs(sv - wv) <= 20 * tol.rtol * abs(wv) + tol.atol
+            if not ok:
+                bad.append(f"{where}: {name} served {sv:.7g}, engine {wv:.7g}")
     return bad
