@@ -4,10 +4,10 @@
 Needs ``make models`` (model_store/build/tinylm). For every row, both sides attribute the
 planted answer of the same probe prompts (tinylm's examples.json) with the same wrapped method
 and arguments (``use_cached_outputs=False``: tinylm has no Hugging Face generation helpers,
-without which captum's token-by-token scoring fails); runs are interleaved (ours, captum,
-ours, ...) after one warm-up each, and the table gives the median seconds per prompt and the
-ratio captum / ours (above 1: we are faster). Both answers are compared too (max |ours - captum| of seq_attr), so a fast wrong
-answer shows.
+without which captum's token-by-token scoring fails). Runs are interleaved (ours, captum,
+ours, ...) after one warm-up each; the table gives the median seconds per prompt, the ratio
+captum / ours (above 1: we are faster) and the largest difference of the two answers'
+seq_attr, so that a fast wrong answer shows.
 """
 
 from __future__ import annotations
