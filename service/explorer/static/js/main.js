@@ -140,7 +140,7 @@ class App {
     if (this.state.input?.features && spec.inputKind !== "image") {
       this.input = { kind: "tabular", features: this.state.input.features, exampleId: null, trueIndex: null };
     } else {
-      this.input = wanted ? inputFromExample(wanted) : null;
+      this.input = wanted ? inputFromExample(wanted, spec) : null;
     }
     const cfgs = (this.state.panels || []).filter((c) => (spec.algorithms || []).some((a) => a.name === c.a));
     this.panels = (cfgs.length ? cfgs : defaultPanels(spec)).slice(0, MAX_PANELS).map((c) => new Panel(this, c));
@@ -219,7 +219,8 @@ class App {
       shown++;
       const thumb = ex.inputs.image !== undefined
         ? h("img", { src: `data:image/png;base64,${ex.inputs.image}`, alt: ex.id })
-        : h("span", { class: "tab-thumb" }, ex.note ? "probe" : "#" + ex.id.split("-").at(-1));
+        : h("span", { class: "tab-thumb" }, ex.inputs.template ? "probe" : ex.inputs.text !== undefined
+          ? "prompt" : ex.note ? "probe" : "#" + ex.id.split("-").at(-1));
       g.append(h("button", { type: "button", class: `example${wrong ? " wrong" : ""}${this.input?.exampleId === ex.id ? " selected" : ""}`,
         dataset: { id: ex.id, pred: pred ?? "", true: ex.true_index ?? "" }, title: ex.note || ex.id,
         onclick: () => this.selectExample(ex) },
@@ -257,7 +258,7 @@ class App {
   }
 
   async selectExample(ex) {
-    this.input = inputFromExample(ex);
+    this.input = inputFromExample(ex, this.spec);
     this.state.example = ex.id;
     this.state.input = undefined;
     this.renderInput();
