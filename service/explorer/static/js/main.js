@@ -166,13 +166,15 @@ class App {
       h("p", { class: "desc" }, s.description),
       h("dl", { class: "facts" },
         h("dt", {}, "input"), h("dd", { id: "spec-input" }, `${s.inputKind} ${shape.join("×")}`),
-        h("dt", {}, "classes"), h("dd", {}, classes.length > 12
+        s.text ? [h("dt", {}, "tokens"), h("dd", {}, `context ${s.text.contextLength}, stop "${s.text.stopToken}",`
+          + ` removed word "${s.text.baselineToken}"`)] : null,
+        s.text ? null : h("dt", {}, "classes"), s.text ? null : h("dd", {}, classes.length > 12
           ? `${classes.length}: ${classes.slice(0, 3).join(", ")} … ${classes.at(-1)}` : classes.join(", ")),
         feats.length ? [h("dt", {}, "features"), h("dd", {}, h("details", {},
           h("summary", {}, `${feats.length} named features`),
           h("div", { class: "chips" }, feats.map((f) => h("span", { class: "chip" }, f)))))] : null,
-        h("dt", {}, "baselines"), h("dd", {}, (s.baselines || []).map((b) =>
-          b === s.defaultBaseline ? `${b} (default)` : b).join(", ")),
+        s.text ? null : [h("dt", {}, "baselines"), h("dd", {}, (s.baselines || []).map((b) =>
+          b === s.defaultBaseline ? `${b} (default)` : b).join(", "))],
         h("dt", {}, "batching"), h("dd", {}, `${s.batchSize} per batch, ${s.maxBatchDelayMs} ms delay`)),
       h("details", { class: "algos-spec" }, h("summary", {}, `${algos.length} algorithms allowed`),
         h("table", { class: "spec-table" }, h("tbody", {}, algos.map((a) => h("tr", {},
@@ -227,7 +229,7 @@ class App {
       thumb,
       h("span", { class: "labels" },
         h("span", { class: "t" }, ex.true_label ?? "–"),
-        h("span", { class: "p" }, p ? `→ ${classes[pred] ?? pred}` : "…"))));
+        h("span", { class: "p" }, p ? `→ ${classes[pred] ?? p.label ?? pred}` : "…"))));
     }
     if (!shown) g.append(h("div", { class: "empty" }, this.examples.length
       ? "No example matches the filter." : "This model ships no examples."));
