@@ -77,7 +77,8 @@ function layerJson(spec, info, cfg) {
 // tensor baseline (a template's slots carry their own).
 function textRequest(spec, cfg, input) {
   const info = algoInfo(spec, cfg.a);
-  const req = { inputs: requestInputs(input), algorithm: cfg.a, outputs: { heatmap: true } };
+  const req = { inputs: requestInputs(input), algorithm: cfg.a,
+    outputs: { attributions: true, heatmap: true } };
   if (input.targetText) req.targetText = input.targetText;
   const params = {};
   for (const p of info.params || []) {
@@ -337,7 +338,7 @@ function drawText(t, timings, roundTripMs) {
     out.push(h("p", { class: "reasons-note" }, "no token-by-token matrix: this method attributes the whole answer only"));
   }
   if (t.heatmapPng) {
-    out.push(h("figure", {}, h("img", { class: "heatmap", alt: "token heatmap",
+    out.push(h("figure", {}, h("img", { class: "heatmap token-heatmap", alt: "token heatmap",
       src: `data:image/png;base64,${t.heatmapPng}` }), h("figcaption", {}, "service heatmap")));
   }
   const dl = h("dl", { class: "numbers" });
