@@ -430,3 +430,62 @@ def test_faithfulness_metrics_are_shown_when_the_answer_has_them(page, explorer,
         cell = first.locator(f".metrics-box dd[data-metric={name}]")
         assert float(cell.inner_text()) == pytest.approx(value, rel=1e-2, abs=1e-5)
     expect(second.locator(".metrics-box")).to_have_count(0)
+
+
+def test_tinylm_probe_matrix_and_bars_match_the_api(page, explorer, server, tmp_path):
+    """A text model: a capital probe's answer, its sequence attribution as bars and its
+    token-by-token matrix as table cells are the API's answer to the same request, and the
+    planted cause (the country) has the largest bar; a bad prompt shows its field."""
+    connect(page, explorer, server.key())
+    open_model(page, "tinylm")
+    wait_panels(page)
+    examples = json.loads((BUNDLED_STORE / "tinylm" / "examples.json").read_text())["examples"]
+    probe = [e for e in examples if "country" in e["inputs"].get("template", {}).get("values", {})][-1]
+    template = probe["inputs"]["template"]
+    sent = rerun(page, lambda: page.click(f"#gallery .example[data-id={probe['id']}]"),
+                 lambda b: b["inputs"].get("template", {}).get("template") == template["template"])
+    assert sent["inputs"]["template"]["values"] == template["values"]
+    unk = server.models["tinylm"]["input"]["text"]["baseline_token"]   # the page's default
+    assert sent["inputs"]["template"]["baselines"] == {k: unk for k in template["values"]}
+    expect(page.locator("#input-title")).to_contain_text(probe["id"])
+    for i, algorithm in enumerate(panel_algorithms(page)):
+        answer = api_answer(server, "tinylm", sent_body(page, "tinylm", algorithm))
+        text = answer["text"]
+        panel = page.locator(".panel").nth(i)
+        assert panel.locator(".generated").inner_text() == text["generated"] == probe["true_label"]
+        bars = panel.locator("rect.bar")
+        expect(bars).to_have_count(len(text["inputFeatures"]))
+        drawn = dict(bars.evaluate_all(
+            "els => els.map(e => [Number(e.dataset.index), [e.dataset.feature, Number(e.dataset.value)]])"))
+        for j, (name, value) in enumerate(zip(text["inputFeatures"], text["seqAttr"], strict=True)):
+            assert drawn[j][0] == name, (algorithm, j)
+            assert drawn[j][1] == pytest.approx(value, rel=1e-6, abs=1e-9), (algorithm, name)
+        top = max(drawn.values(), key=lambda fv: fv[1])[0]
+        assert top == template["values"]["country"], (algorithm, drawn)
+        want = wire.tensor_from_proto(wire.response_from_json(json.dumps(answer)).text.token_attr,
+                                      "tokenAttr")
+        assert want.shape == (len(text["outputTokens"]), len(text["inputFeatures"]))
+        cells = panel.locator(".token-matrix td")
+        expect(cells).to_have_count(want.size)
+        got = cells.evaluate_all("els => els.map(e => [Number(e.dataset.row), Number(e.dataset.col),"
+                                 " Number(e.dataset.value), e.title.endsWith(': ' + e.dataset.value)])")
+        assert sorted((r, c) for r, c, _, _ in got) == [(r, c) for r in range(want.shape[0])
+                                                        for c in range(want.shape[1])]
+        for row, col, value, titled in got:
+            assert value == pytest.approx(float(want[row, col]), rel=1e-6, abs=1e-9)
+            assert titled, (row, col)
+        rows = panel.locator(".token-matrix tbody th").all_inner_texts()
+        assert rows == text["outputTokens"]
+        cols = panel.locator(".token-matrix thead th").all_inner_texts()[1:]
+        assert cols == text["inputFeatures"]
+        expect(panel.locator("img.heatmap")).to_be_visible()
+    shot(page, tmp_path, "tinylm")
+    # an empty free prompt is refused naming inputs.text, in every panel
+    prompt_ex = next(e for e in examples if "text" in e["inputs"])
+    rerun(page, lambda: page.click(f"#gallery .example[data-id={prompt_ex['id']}]"),
+          lambda b: b["inputs"].get("text") == prompt_ex["inputs"]["text"])
+    page.fill("#prompt", "")
+    page.locator("#prompt").dispatch_event("change")
+    err = page.locator(".prediction-card .error, .panel .error").first
+    expect(err).to_be_visible(timeout=SLOW)
+    assert err.get_attribute("data-field") == "inputs.text"

@@ -1,4 +1,5 @@
-// Drawings: signed attribution bars (SVG), class-probability bars, image overlays (canvas).
+// Drawings: signed attribution bars (SVG), class-probability bars, image overlays (canvas),
+// a text model's token-by-token matrix (a table heatmap).
 import { h, fmt } from "./dom.js";
 
 const POS = "#d9480f", NEG = "#1c7ed6";
@@ -26,13 +27,35 @@ export function signedBars(rows, { maxRows = Infinity } = {}) {
         short(r.name, 30)),
       h("rect", { class: `bar ${sign}`, x, y: y + 2, width: Math.max(len, 0.5), height: rowH - 5,
         fill: r.attribution >= 0 ? POS : NEG, rx: 2,
-        dataset: { feature: r.name, value: String(r.attribution) } }),
+        dataset: { feature: r.name, value: String(r.attribution),
+          ...(r.index === undefined ? {} : { index: String(r.index) }) } }),
       h("text", { class: "value", x: W - 2, y: y + rowH * 0.7, "text-anchor": "end" },
         fmt(r.attribution)),
     );
     svg.append(g);
   });
   return svg;
+}
+
+/** A text answer's (n_out, n_in) attribution matrix as a table: one row per answer token, one
+ *  column per input feature, each cell coloured by its signed value (red +, blue -, the
+ *  strength |v| / peak) with the value in its title and data-value. */
+export function tokenMatrix(outputTokens, inputFeatures, tensor) {
+  const n = inputFeatures.length;
+  const peak = Math.max(1e-12, ...Array.from(tensor.values, Math.abs));
+  return h("table", { class: "token-matrix" },
+    h("thead", {}, h("tr", {}, h("th", {}, ""), inputFeatures.map((f) => h("th", { scope: "col" }, f)))),
+    h("tbody", {}, outputTokens.map((tok, i) => h("tr", {}, h("th", { scope: "row" }, tok),
+      inputFeatures.map((f, j) => {
+        const v = tensor.values[i * n + j];
+        const a = Math.min(1, Math.abs(v) / peak);
+        const cell = h("td", { title: `${f} → ${tok}: ${v}`,
+          dataset: { row: String(i), col: String(j), value: String(v) } }, fmt(v, 2));
+        const [r, g, b] = v >= 0 ? [217, 72, 15] : [28, 126, 214];
+        cell.style.background = `rgba(${r}, ${g}, ${b}, ${(0.85 * a).toFixed(3)})`;
+        if (a > 0.55) cell.style.color = "#fff";
+        return cell;
+      })))));
 }
 
 /** Horizontal probability bars for the top classes; the true class is marked. */

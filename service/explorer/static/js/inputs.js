@@ -1,17 +1,37 @@
 // Input editors: an image (bundled example or upload), named tabular fields, and a recommender
 // user built by ticking watched titles. Each calls onChange(input) with the new input:
-// {kind: "image", image: base64, mime} or {kind: "tabular", features: {name: value}}.
+// {kind: "image", image: base64, mime}, {kind: "tabular", features: {name: value}}, or for a
+// text model {kind: "text", text, targetText} / {kind: "template", template, values,
+// baselines, targetText}.
 import { h } from "./dom.js";
 
 export function requestInputs(input) {
   if (input.kind === "image") return { image: input.image };
+  if (input.kind === "text") return { text: input.text };
+  if (input.kind === "template") {
+    const t = { template: input.template, values: { ...input.values } };
+    if (Object.keys(input.baselines || {}).length) t.baselines = { ...input.baselines };
+    return { template: t };
+  }
   return { tabular: { features: input.features } };
 }
 
-export function inputFromExample(ex) {
+// A template probe without baselines gets the model's baseline token for each slot (tinylm
+// was trained with unknown words, so a slot is measured against "that word unknown"; the
+// service's default, "" = left out, gives sentences the model never saw). Editable.
+export function inputFromExample(ex, spec) {
   const base = { exampleId: ex.id, trueIndex: ex.true_index ?? null };
   if (ex.inputs.image !== undefined) return { ...base, kind: "image", image: ex.inputs.image,
     mime: "image/png" };
+  if (ex.inputs.text !== undefined) return { ...base, kind: "text", text: ex.inputs.text, targetText: "" };
+  if (ex.inputs.template !== undefined) {
+    const t = ex.inputs.template;
+    const token = spec?.text?.baselineToken;
+    const baselines = t.baselines || (token
+      ? Object.fromEntries(Object.keys(t.values || {}).map((k) => [k, token])) : {});
+    return { ...base, kind: "template", template: t.template, values: { ...(t.values || {}) },
+      baselines: { ...baselines }, targetText: "" };
+  }
   return { ...base, kind: "tabular", features: { ...(ex.inputs.tabular?.features || {}) } };
 }
 
@@ -26,6 +46,7 @@ export function isRecommender(spec) {
 
 export function editor(spec, input, onChange) {
   if (spec.inputKind === "image") return imageEditor(spec, input, onChange);
+  if (spec.inputKind === "text") return textEditor(spec, input, onChange);
   if (isRecommender(spec)) return recommenderEditor(spec, input, onChange);
   return tabularEditor(spec, input, onChange);
 }
@@ -49,6 +70,44 @@ function imageEditor(spec, input, onChange) {
     h("div", { class: "hint" },
       `The model takes ${shape.join("×")}; other sizes are resized by the service.`),
     h("label", { class: "upload" }, "Upload a PNG or JPEG ", file));
+}
+
+// A text model's prompt: the words of a free prompt, or a template's slot values (each slot a
+// feature); and an optional answer to explain instead of the model's own (targetText).
+function textEditor(spec, input, onChange) {
+  let cur = input || { kind: "text", text: "", targetText: "" };
+  const emit = (patch) => {
+    cur = { ...cur, ...patch, exampleId: null, trueIndex: null };
+    onChange(cur);
+  };
+  const rows = [];
+  if (cur.kind === "template") {
+    rows.push(h("div", { class: "template" }, h("code", {}, cur.template)));
+    const grid = h("div", { class: "fields" });
+    for (const [slot, value] of Object.entries(cur.values || {})) {
+      const field = h("input", { type: "text", name: `slot:${slot}`, value, "aria-label": slot,
+        onchange: () => emit({ values: { ...cur.values, [slot]: field.value.trim() } }) });
+      const base = h("input", { type: "text", name: `baseline:${slot}`, value: cur.baselines?.[slot] ?? "",
+        placeholder: "left out", "aria-label": `baseline of ${slot}`, title: "what the slot becomes when removed",
+        onchange: () => emit({ baselines: { ...cur.baselines, [slot]: base.value.trim() } }) });
+      grid.append(h("label", { class: "field" }, h("span", {}, `{${slot}}`), field),
+        h("label", { class: "field" }, h("span", {}, `{${slot}} removed`), base));
+    }
+    rows.push(grid);
+  } else {
+    const prompt = h("textarea", { id: "prompt", rows: 3, "aria-label": "prompt",
+      onchange: () => emit({ text: prompt.value }) });
+    prompt.value = cur.text || "";
+    rows.push(h("label", { class: "prompt" }, h("span", {}, "prompt (its words are the features)"), prompt));
+  }
+  const target = h("input", { type: "text", id: "target-text", value: cur.targetText || "",
+    placeholder: "the model's own answer", "aria-label": "target text",
+    onchange: () => emit({ targetText: target.value.trim() }) });
+  rows.push(h("label", { class: "field target-text" }, h("span", {}, "answer to explain"), target));
+  return h("div", { class: "text-editor" },
+    h("div", { class: "hint" }, cur.kind === "template"
+      ? "A template probe: its slots are the features; edit their values."
+      : "A free prompt; pick a probe above for template slots."), rows);
 }
 
 function tabularEditor(spec, input, onChange) {

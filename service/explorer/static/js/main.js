@@ -140,7 +140,7 @@ class App {
     if (this.state.input?.features && spec.inputKind !== "image") {
       this.input = { kind: "tabular", features: this.state.input.features, exampleId: null, trueIndex: null };
     } else {
-      this.input = wanted ? inputFromExample(wanted) : null;
+      this.input = wanted ? inputFromExample(wanted, spec) : null;
     }
     const cfgs = (this.state.panels || []).filter((c) => (spec.algorithms || []).some((a) => a.name === c.a));
     this.panels = (cfgs.length ? cfgs : defaultPanels(spec)).slice(0, MAX_PANELS).map((c) => new Panel(this, c));
@@ -166,13 +166,15 @@ class App {
       h("p", { class: "desc" }, s.description),
       h("dl", { class: "facts" },
         h("dt", {}, "input"), h("dd", { id: "spec-input" }, `${s.inputKind} ${shape.join("×")}`),
-        h("dt", {}, "classes"), h("dd", {}, classes.length > 12
+        s.text ? [h("dt", {}, "tokens"), h("dd", {}, `context ${s.text.contextLength}, stop "${s.text.stopToken}",`
+          + ` removed word "${s.text.baselineToken}"`)] : null,
+        s.text ? null : h("dt", {}, "classes"), s.text ? null : h("dd", {}, classes.length > 12
           ? `${classes.length}: ${classes.slice(0, 3).join(", ")} … ${classes.at(-1)}` : classes.join(", ")),
         feats.length ? [h("dt", {}, "features"), h("dd", {}, h("details", {},
           h("summary", {}, `${feats.length} named features`),
           h("div", { class: "chips" }, feats.map((f) => h("span", { class: "chip" }, f)))))] : null,
-        h("dt", {}, "baselines"), h("dd", {}, (s.baselines || []).map((b) =>
-          b === s.defaultBaseline ? `${b} (default)` : b).join(", ")),
+        s.text ? null : [h("dt", {}, "baselines"), h("dd", {}, (s.baselines || []).map((b) =>
+          b === s.defaultBaseline ? `${b} (default)` : b).join(", "))],
         h("dt", {}, "batching"), h("dd", {}, `${s.batchSize} per batch, ${s.maxBatchDelayMs} ms delay`)),
       h("details", { class: "algos-spec" }, h("summary", {}, `${algos.length} algorithms allowed`),
         h("table", { class: "spec-table" }, h("tbody", {}, algos.map((a) => h("tr", {},
@@ -219,14 +221,15 @@ class App {
       shown++;
       const thumb = ex.inputs.image !== undefined
         ? h("img", { src: `data:image/png;base64,${ex.inputs.image}`, alt: ex.id })
-        : h("span", { class: "tab-thumb" }, ex.note ? "probe" : "#" + ex.id.split("-").at(-1));
+        : h("span", { class: "tab-thumb" }, ex.inputs.template ? "probe" : ex.inputs.text !== undefined
+          ? "prompt" : ex.note ? "probe" : "#" + ex.id.split("-").at(-1));
       g.append(h("button", { type: "button", class: `example${wrong ? " wrong" : ""}${this.input?.exampleId === ex.id ? " selected" : ""}`,
         dataset: { id: ex.id, pred: pred ?? "", true: ex.true_index ?? "" }, title: ex.note || ex.id,
         onclick: () => this.selectExample(ex) },
       thumb,
       h("span", { class: "labels" },
         h("span", { class: "t" }, ex.true_label ?? "–"),
-        h("span", { class: "p" }, p ? `→ ${classes[pred] ?? pred}` : "…"))));
+        h("span", { class: "p" }, p ? `→ ${classes[pred] ?? p.label ?? pred}` : "…"))));
     }
     if (!shown) g.append(h("div", { class: "empty" }, this.examples.length
       ? "No example matches the filter." : "This model ships no examples."));
@@ -257,7 +260,7 @@ class App {
   }
 
   async selectExample(ex) {
-    this.input = inputFromExample(ex);
+    this.input = inputFromExample(ex, this.spec);
     this.state.example = ex.id;
     this.state.input = undefined;
     this.renderInput();

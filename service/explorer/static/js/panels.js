@@ -1,7 +1,7 @@
 // One algorithm panel: its algorithm, parameters, target and baseline; Run; the result drawn
 // (overlay or signed bars, reasons, approximation error, metrics, times) or the API's error.
 import { api, decodeTensor } from "./api.js";
-import { classBars, overlay, signedBars } from "./charts.js";
+import { classBars, overlay, signedBars, tokenMatrix } from "./charts.js";
 import { clear, fmt, h } from "./dom.js";
 import { imageSrc, requestInputs } from "./inputs.js";
 
@@ -73,7 +73,23 @@ function layerJson(spec, info, cfg) {
   return out;
 }
 
+// A text model explains an answer (the model's own, or targetText): no class target, no
+// tensor baseline (a template's slots carry their own).
+function textRequest(spec, cfg, input) {
+  const info = algoInfo(spec, cfg.a);
+  const req = { inputs: requestInputs(input), algorithm: cfg.a,
+    outputs: { attributions: true, heatmap: true } };
+  if (input.targetText) req.targetText = input.targetText;
+  const params = {};
+  for (const p of info.params || []) {
+    if (cfg.p && cfg.p[p.name] !== undefined) params[p.name] = parseParam(p, cfg.p[p.name]);
+  }
+  if (Object.keys(params).length) req.params = params;
+  return req;
+}
+
 export function buildRequest(spec, cfg, input) {
+  if (spec.inputKind === "text") return textRequest(spec, cfg, input);
   const info = algoInfo(spec, cfg.a);
   const layer = layerInfo(spec, cfg.l);
   // a layer method's heatmap is its (C, H, W) map: asked only for such layers
@@ -136,10 +152,11 @@ export class Panel {
     h("option", { value: "predicted" }, "predicted class"),
     (spec.classNames || []).map((c, i) => h("option", { value: String(i) }, `${i}: ${c}`)));
     target.value = String(this.cfg.t ?? "predicted");
+    const text = spec.inputKind === "text";
     const rows = [
       h("div", { class: "head" }, algo, remove),
       params,
-      h("label", { class: "row" }, h("span", {}, "target"), target),
+      text ? null : h("label", { class: "row" }, h("span", {}, "target"), target),
     ];
     if (onLayer(info) && (spec.layers || []).length) {
       const layer = h("select", { class: "layer", "aria-label": "layer",
@@ -156,7 +173,7 @@ export class Panel {
         rows.push(h("label", { class: "row" }, h("span", {}, "neuron"), neuron));
       }
     }
-    if ((info.baselines || "none") !== "none") {
+    if (!text && (info.baselines || "none") !== "none") {
       const base = h("select", { class: "baseline", "aria-label": "baseline",
         onchange: () => { this.cfg.b = base.value; this.changed(); this.run(); } },
       baselineOptions(spec, info.baselines).map(([v, label]) => h("option", { value: v }, label)));
@@ -166,7 +183,7 @@ export class Panel {
     }
     const metrics = h("input", { type: "checkbox", class: "metrics-toggle", checked: !!this.cfg.m,
       onchange: () => { this.cfg.m = metrics.checked || undefined; this.changed(); this.run(); } });
-    rows.push(h("label", { class: "row check", title: "ask for infidelity and sensitivity (outputs.metrics): extra passes after the explanation" },
+    if (!text) rows.push(h("label", { class: "row check", title: "ask for infidelity and sensitivity (outputs.metrics): extra passes after the explanation" },
       metrics, h("span", {}, "faithfulness metrics (infidelity, sensitivity)")));
     rows.push(h("button", { class: "run", type: "button", onclick: () => this.run() }, "Run"));
     clear(this.form, rows);
@@ -257,6 +274,7 @@ export class Panel {
   async draw(answer, input, roundTripMs) {
     const spec = this.spec;
     const parts = [];
+    if (answer.text) parts.push(drawText(answer.text, answer.timings || {}, roundTripMs));
     for (const e of answer.explanations || []) {
       parts.push(h("div", { class: "explained" }, "explaining ",
         h("b", {}, e.label || `class ${e.target}`), ` (class ${e.target ?? 0})`));
@@ -301,6 +319,33 @@ export class Panel {
     if (answer.metrics && Object.keys(answer.metrics).length) parts.push(metricsTable(answer.metrics));
     clear(this.result, parts);
   }
+}
+
+// A text answer: the answer explained, its attribution to each input feature (seqAttr) as
+// signed bars, the token-by-token matrix (tokenAttr, rows: answer tokens) and the heatmap PNG.
+function drawText(t, timings, roundTripMs) {
+  const features = t.inputFeatures || [];
+  const tokens = t.outputTokens || [];
+  const seq = t.seqAttr || [];
+  const matrix = decodeTensor(t.tokenAttr);
+  const out = [h("div", { class: "explained" }, "explaining the answer ",
+    h("b", { class: "generated" }, t.generated ?? tokens.join(" ")))];
+  out.push(h("div", { class: "chart" }, signedBars(features.map((name, i) => ({
+    name, index: i, attribution: Number(seq[i]), value: undefined })))));
+  if (matrix && matrix.values.length === tokens.length * features.length) {
+    out.push(h("div", { class: "matrix-box" }, tokenMatrix(tokens, features, matrix)));
+  } else {
+    out.push(h("p", { class: "reasons-note" }, "no token-by-token matrix: this method attributes the whole answer only"));
+  }
+  if (t.heatmapPng) {
+    out.push(h("figure", {}, h("img", { class: "heatmap token-heatmap", alt: "token heatmap",
+      src: `data:image/png;base64,${t.heatmapPng}` }), h("figcaption", {}, "service heatmap")));
+  }
+  const dl = h("dl", { class: "numbers" });
+  dl.append(h("dt", {}, "time"), h("dd", { class: "time" },
+    `${fmt(Number(timings.explainMs || 0), 1)} ms explain · ${roundTripMs.toFixed(0)} ms total`));
+  out.push(dl);
+  return out;
 }
 
 function numbers(e, t, roundTripMs) {
