@@ -23,6 +23,7 @@ from torch import Tensor
 
 from service import metrics as M
 
+from .algorithms import AlgorithmEntry, Family
 from .errors import InvalidInput, LimitExceeded, shown
 from .limits import Limits
 from .request import OutputOptions
@@ -33,11 +34,18 @@ INFIDELITY_SCALE = 0.1
 SENSITIVITY_RADIUS = 0.02
 
 
-def check(outputs: OutputOptions, limits: Limits) -> None:
+def check(outputs: OutputOptions, limits: Limits, entry: AlgorithmEntry) -> None:
+    """The metrics a request asks of ``entry``'s answer: known names, samples within the
+    limit, and no infidelity for a layer method (it perturbs the input and needs attributions
+    of the input's shape)."""
     for k, name in enumerate(outputs.metrics):
         if name not in NAMES:
             raise InvalidInput("outputs.metrics", f"unknown metric {shown(name)} (at [{k}])",
                                NAMES)
+    if "infidelity" in outputs.metrics and entry.family is Family.LAYER:
+        raise InvalidInput("outputs.metrics", f"infidelity perturbs the input and needs "
+                           f"attributions of its shape; {entry.name} attributes to a layer",
+                           ["sensitivity"])
     if outputs.metric_samples > limits.max_metric_samples:
         raise LimitExceeded("outputs.metric_samples", f"{outputs.metric_samples} is above the "
                             f"limit {limits.max_metric_samples} (max_metric_samples)")

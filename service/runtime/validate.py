@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from . import metrics, noise
-from .algorithms import AlgorithmTable, BaselineMode, Family
+from .algorithms import AlgorithmTable, BaselineMode
 from .baselines import BaselineResolver
 from .errors import InvalidInput, LimitExceeded
 from .layers import LayerInfo, resolve
@@ -53,12 +53,8 @@ class Validator:
             limits)
         if item.noise is not None:
             item.noise = noise.seeded_by(item.noise, item.params)
-        metrics.check(req.outputs, limits)
+        metrics.check(req.outputs, limits, entry)
         item.layer = resolve(req.layer, entry, spec, self.layers, req.outputs.heatmap)
-        if "infidelity" in req.outputs.metrics and entry.family is Family.LAYER:
-            raise InvalidInput("outputs.metrics", f"infidelity perturbs the input and needs "
-                               f"attributions of its shape; {entry.name} attributes to a layer",
-                               ["sensitivity"])
         self._baseline(item)
         self.budget.check(item)
         return item
