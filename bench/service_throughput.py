@@ -268,8 +268,9 @@ def main() -> None:
     ap.add_argument("--overhead-calls", type=int, default=60)
     ap.add_argument("--threads", type=int, default=0,
                     help="torch threads of every worker, ours and stock alike, and of the "
-                         "in-process measurement (OMP_NUM_THREADS; 0: torch's default, one per "
-                         "core)")
+                         "in-process measurement (OMP_NUM_THREADS; 0: the launcher's default, "
+                         "the cores shared out among the workers; -1: torch's default, one "
+                         "per core)")
     ap.add_argument("--no-profile", action="store_true")
     opts = ap.parse_args()
     models = [m for m in opts.models.split(",") if m]
@@ -280,12 +281,16 @@ def main() -> None:
     missing = [m for m in models if not (BUILD / m).is_dir()]
     if missing:
         raise SystemExit(f"run `make models` first (missing {missing})")
-    if opts.threads:
-        os.environ["OMP_NUM_THREADS"] = str(opts.threads)
+    kinds = {CONFIGS[c][0] for c in configs} | (set() if opts.no_profile else {"profiled"})
+    # every worker, ours and stock alike, and the in-process measurement: the given threads, or
+    # what the launcher gives this many workers (cores shared out), or torch's default (-1)
+    threads = opts.threads or launcher.worker_threads(len(models) * len(kinds))
+    if threads > 0:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
     import torch
 
-    if opts.threads:
-        torch.set_num_threads(opts.threads)
+    if threads > 0:
+        torch.set_num_threads(threads)
     threads = torch.get_num_threads()
     # The workers import this checkout's packages (service, handlers, bench), whatever the venv
     # was installed from.
@@ -298,7 +303,6 @@ def main() -> None:
     os.environ["EXPLAIN_PROFILE_DIR"] = str(profile_dir)
     store = tmp / "store"
     store.mkdir()
-    kinds = {CONFIGS[c][0] for c in configs} | (set() if opts.no_profile else {"profiled"})
     endpoints = {m: {k: variant(m, k, *ENDPOINTS[k], store) for k in sorted(kinds)}
                  for m in models}
     run_dir = tmp / "run"

@@ -35,12 +35,13 @@ from .torchserve import (
     start_torchserve,
     stop_torchserve,
     wait_ready,
+    worker_threads,
     write_config,
 )
 
 __all__ = ["PORT_NAMES", "ROOT", "TOKEN_EXPIRATION_MIN", "Server", "choose_ports", "free_ports",
            "frontend_pid", "read_spec", "server_env", "start", "stop", "wait_ready",
-           "write_config", "supervise_command"]
+           "worker_threads", "write_config", "supervise_command"]
 
 
 def supervise_command(server: Server, gateway: bool) -> list[str]:

@@ -40,6 +40,20 @@ MEMORY_ENV = {
     # after which large tensors come from the heap and stay resident as fragments.
     "MALLOC_MMAP_THRESHOLD_": str(128 * 1024),
 }
+# Torch's intra-op threads per worker where the operator sets none (OMP_NUM_THREADS): the
+# machine's cores shared out among the instance's workers, at least one each. Torch's own
+# default is one thread per core in every worker; workers sharing cores with each other and the
+# frontend then spin for cores others hold (bench/README.md: 2 threads per worker cut the
+# served rate to 0.31-0.39 of the in-process rate on the 2-core machine).
+THREADS_ENV = "OMP_NUM_THREADS"
+
+
+def worker_threads(total_workers: int, cores: int | None = None) -> int:
+    """Intra-op threads per worker for ``total_workers`` workers on ``cores`` cores."""
+    cores = cores if cores is not None else len(os.sched_getaffinity(0))
+    return max(1, cores // max(1, total_workers))
+
+
 # The frontend's JVM. Without -Xms the initial heap is 1/64 of the machine's RAM (376 MB on a
 # 24 GB machine) and its pages become resident only as they are first used, so the RSS creeps
 # up for as long as the young and old generations take to be filled once. TorchServe's old
@@ -90,6 +104,7 @@ class Server:
     auth: bool = True
     token_expiration_min: float = TOKEN_EXPIRATION_MIN
     memory_tuning: bool = True  # MEMORY_ENV in TorchServe's environment
+    threads: int = 0  # OMP_NUM_THREADS for the workers where the environment sets none; 0: unset
 
     @property
     def inference_url(self) -> str:
@@ -120,7 +135,7 @@ class Server:
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     def env(self) -> dict[str, str]:
-        return server_env(self.run_dir, self.memory_tuning)
+        return server_env(self.run_dir, self.memory_tuning, self.threads)
 
     def frontend_pid(self) -> int | None:
         return frontend_pid(self.run_dir)
@@ -147,8 +162,14 @@ def memory_env(env: dict[str, str]) -> dict[str, str]:
     return {**MEMORY_ENV, **env}
 
 
-def server_env(run_dir: pathlib.Path, memory_tuning: bool = True) -> dict[str, str]:
+def server_env(run_dir: pathlib.Path, memory_tuning: bool = True,
+               threads: int = 0) -> dict[str, str]:
+    """TorchServe's environment: MEMORY_ENV (unless ``memory_tuning`` is off) and, when
+    ``threads``, OMP_NUM_THREADS, each where the caller's environment has none; the run
+    directory's temp and log locations."""
     env = memory_env(dict(os.environ)) if memory_tuning else dict(os.environ)
+    if threads and not env.get(THREADS_ENV):
+        env[THREADS_ENV] = str(threads)
     tmp = str(run_dir / "tmp")
     env.update(TMPDIR=tmp, TEMP=tmp, TMP=tmp, LOG_LOCATION=str(run_dir / "logs"),
                METRICS_LOCATION=str(run_dir / "logs"))
@@ -331,7 +352,8 @@ def start_torchserve(store: pathlib.Path, run_dir: pathlib.Path, mars: list[path
     (run_dir / "key_file.json").unlink(missing_ok=True)
     specs = write_config(run_dir, store, mars, ports, auth, workers, token_expiration_min,
                          access_log, memory_tuning)
-    server = Server(run_dir, ports, specs, auth, token_expiration_min, memory_tuning)
+    server = Server(run_dir, ports, specs, auth, token_expiration_min, memory_tuning,
+                    worker_threads(len(mars) * workers))
     cmd = ["torchserve", "--start", "--ncs", "--model-store", str(store),
            "--ts-config", str(run_dir / "config.properties")]
     if not auth:

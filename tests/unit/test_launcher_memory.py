@@ -45,3 +45,19 @@ def test_the_container_uses_the_same_settings() -> None:
     for key, value in ts.MEMORY_ENV.items():
         assert f"{key}={value}" in dockerfile
     assert _vmargs(ROOT / "docker").startswith(ts.JAVA_OPTS + " ")
+
+
+def test_worker_threads_share_the_cores_out() -> None:
+    assert ts.worker_threads(5, cores=2) == 1      # the bundled models on the 2-core machine
+    assert ts.worker_threads(4, cores=32) == 8
+    assert ts.worker_threads(3, cores=32) == 10    # rounded down: never more threads than cores
+    assert ts.worker_threads(0, cores=4) == 4
+    assert ts.worker_threads(1) >= 1
+
+
+def test_server_env_sets_threads_unless_the_operator_did(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert ts.server_env(tmp_path, threads=3)["OMP_NUM_THREADS"] == "3"
+    assert "OMP_NUM_THREADS" not in ts.server_env(tmp_path)  # 0: left to torch
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert ts.server_env(tmp_path, threads=3)["OMP_NUM_THREADS"] == "2"
