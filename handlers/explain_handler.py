@@ -38,6 +38,7 @@ from service.wire.rows import Row, SpecAsked, decode_row, encode_outcome
 log = logging.getLogger(__name__)
 
 CACHE_BYTES_ENV = "EXPLAIN_BASELINE_CACHE_BYTES"
+CHANNELS_LAST_ENV = "EXPLAIN_CHANNELS_LAST"  # 1 | 0 | unset: the executor decides
 
 
 class ExplainHandler:
@@ -60,8 +61,10 @@ class ExplainHandler:
         if spec.input_kind is InputKind.TEXT:
             self.executor = TextExecutor(model, spec, model_dir, limits=limits, device=device)
         else:
+            layout = os.environ.get(CHANNELS_LAST_ENV, "").strip()
             self.executor = Executor(model, spec, model_dir, limits=limits, device=device,
-                                     cache=cache, table=default_table())
+                                     cache=cache, table=default_table(),
+                                     channels_last=None if layout == "" else layout == "1")
         self.initialized = True
         log.info("model %s %s ready on %s (algorithms: %s)", spec.name, spec.version, device,
                  ", ".join(spec.algorithms))
