@@ -58,7 +58,7 @@ class Executor:
         if channels_last is None:
             channels_last = prefers_channels_last(self.model, spec)
         if channels_last:
-            self.model.to(memory_format=torch.channels_last)
+            self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # 4-D tensors only; not in the stubs
         self.channels_last = channels_last
         self.dtype = first.dtype if first is not None else torch.float32
         self.layers = measure(self.model, spec, self.device, self.dtype)  # name -> LayerInfo
