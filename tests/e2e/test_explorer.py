@@ -303,6 +303,36 @@ def test_filter_examples_by_predicted_and_true_class(page, explorer, server):
         expect(page.locator("#gallery .empty")).to_be_visible()
 
 
+def test_text_model_filters_by_input_kind_and_wrong_answers(page, explorer, server):
+    connect(page, explorer, server.key())
+    open_model(page, "tinylm")
+    examples = json.loads((BUNDLED_STORE / "tinylm" / "examples.json").read_text())["examples"]
+    gallery = page.locator("#gallery .example")
+    expect(gallery).to_have_count(len(examples))
+    expect(page.locator("#filter-pred")).to_have_count(0)   # no classes to filter by
+    expect(page.locator("#gallery .example .p", has_text="…")).to_have_count(0, timeout=SLOW)
+
+    def shown() -> list[str]:
+        return gallery.evaluate_all("els => els.map(e => e.dataset.id)")
+
+    page.select_option("#filter-kind", "template")
+    assert sorted(shown()) == sorted(e["id"] for e in examples if "template" in e["inputs"])
+    page.select_option("#filter-kind", "text")
+    assert sorted(shown()) == sorted(e["id"] for e in examples if "text" in e["inputs"])
+    page.select_option("#filter-kind", "any")
+    generated = {}
+    for ex in examples:
+        r = requests.post(f"{server.inference_url}/predictions/tinylm",
+                          json={"inputs": ex["inputs"]}, headers=server.headers(), timeout=60)
+        generated[ex["id"]] = r.json()["prediction"]["label"]
+    page.check("#filter-wrong")
+    wrong = sorted(i for i, g in generated.items()
+                   if not g.strip().startswith(next(e for e in examples if e["id"] == i)
+                                               ["true_label"].strip()))
+    assert sorted(shown()) == wrong
+    assert len(wrong) < len(examples)   # the bundled model answers its probes
+
+
 def test_view_is_shared_by_its_url(page, explorer, server, browser):
     connect(page, explorer, server.key())
     open_model(page, "breast_cancer")

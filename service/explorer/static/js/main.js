@@ -191,6 +191,7 @@ class App {
   // -- examples and filters (as Insights: by predicted and by true class) ---------------------
 
   renderFilters() {
+    if (this.spec.inputKind === "text") return this.renderTextFilters();
     const classes = this.spec.classNames || [];
     const select = (key, label) => {
       const s = h("select", { id: `filter-${key}`, "aria-label": label,
@@ -207,16 +208,35 @@ class App {
     $("truth").textContent = this.truth ? `true class: ${this.truth}` : "";
   }
 
+  // A text model has no classes: its examples are template probes and plain prompts, each with
+  // the planted answer (true_label); the model's answer is its greedy generation.
+  renderTextFilters() {
+    const s = h("select", { id: "filter-kind", "aria-label": "kind",
+      onchange: () => { this.state.kind = s.value === "any" ? undefined : s.value; this.saveState(); this.renderGallery(); } },
+    h("option", { value: "any" }, "input: any"), h("option", { value: "template" }, "input: template probes"),
+    h("option", { value: "text" }, "input: plain prompts"));
+    s.value = this.state.kind ?? "any";
+    const wrong = h("input", { type: "checkbox", id: "filter-wrong", checked: this.state.wrong === "1",
+      onchange: () => { this.state.wrong = wrong.checked ? "1" : undefined; this.saveState(); this.renderGallery(); } });
+    clear($("filters"), s, h("label", { class: "check" }, wrong, " wrong answers only"));
+    $("truth").textContent = this.truth ? `expected answer: ${this.truth}` : "";
+  }
+
   renderGallery() {
     const g = clear($("gallery"));
     const classes = this.spec.classNames || [];
+    const text = this.spec.inputKind === "text";
     let shown = 0;
     for (const ex of this.examples) {
       const p = this.predictions.get(ex.id);
       const pred = p ? Number(p.index ?? 0) : null;
-      if (this.state.pred !== undefined && pred !== Number(this.state.pred)) continue;
-      if (this.state.true !== undefined && ex.true_index !== Number(this.state.true)) continue;
-      const wrong = p && ex.true_index !== null && ex.true_index !== undefined && pred !== ex.true_index;
+      if (!text && this.state.pred !== undefined && pred !== Number(this.state.pred)) continue;
+      if (!text && this.state.true !== undefined && ex.true_index !== Number(this.state.true)) continue;
+      if (text && this.state.kind !== undefined && (ex.inputs.template ? "template" : "text") !== this.state.kind) continue;
+      // a text answer is wrong when the generation does not start with the planted answer
+      const wrong = text
+        ? Boolean(p && p.label !== undefined && ex.true_label && !String(p.label).trim().startsWith(String(ex.true_label).trim()))
+        : p && ex.true_index !== null && ex.true_index !== undefined && pred !== ex.true_index;
       if (this.state.wrong === "1" && !wrong) continue;
       shown++;
       const thumb = ex.inputs.image !== undefined
@@ -229,7 +249,7 @@ class App {
       thumb,
       h("span", { class: "labels" },
         h("span", { class: "t" }, ex.true_label ?? "–"),
-        h("span", { class: "p" }, p ? `→ ${classes[pred] ?? p.label ?? pred}` : "…"))));
+        h("span", { class: "p" }, p ? `→ ${text ? p.label ?? "" : classes[pred] ?? p.label ?? pred}` : "…"))));
     }
     if (!shown) g.append(h("div", { class: "empty" }, this.examples.length
       ? "No example matches the filter." : "This model ships no examples."));

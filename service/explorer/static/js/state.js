@@ -1,7 +1,7 @@
 // The view's state, kept in the URL hash so a view can be shared (never the key):
 // #model=digits&example=digits-3&panels=[...]&pred=any&true=any&wrong=0&input={...}
 
-const FIELDS = ["model", "example", "pred", "true", "wrong"];
+const FIELDS = ["model", "example", "pred", "true", "kind", "wrong"];
 const JSON_FIELDS = ["panels", "input"];
 
 export function readState() {
