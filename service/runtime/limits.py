@@ -27,6 +27,7 @@ class Limits:
     max_top_features: int = 100
     max_reference_rows: int = 1024
     max_blur_sigma: int = 64  # pixels
+    max_features: int = 4096  # features (patches) one perturbation explanation ablates
     max_deadline_ms: int = 60_000  # also the deadline of requests that give none
     max_batch_rows: int = 512  # rows per engine pass: the memory budget of one chunk
     max_pass_bytes: int = 1024 * 1024 * 1024  # saved activations of one engine pass

@@ -7,6 +7,7 @@ import torch
 
 from . import metrics, noise
 from .algorithms import AlgorithmTable, BaselineMode
+from .algorithms.perturbation import feature_count
 from .baselines import BaselineResolver
 from .errors import InvalidInput, LimitExceeded
 from .layers import LayerInfo, resolve
@@ -53,6 +54,12 @@ class Validator:
             limits)
         if item.noise is not None:
             item.noise = noise.seeded_by(item.noise, item.params)
+        if "superpixel" in item.params:
+            n = feature_count(spec.input_shape, item.params["superpixel"])
+            if n > limits.max_features:
+                raise LimitExceeded("params.superpixel", f"{n} features is above the limit "
+                                    f"{limits.max_features} (max_features); use larger "
+                                    "superpixels")
         metrics.check(req.outputs, limits, entry)
         item.layer = resolve(req.layer, entry, spec, self.layers, req.outputs.heatmap)
         self._baseline(item)

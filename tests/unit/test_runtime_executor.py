@@ -22,6 +22,7 @@ from service.runtime import (
     ImagePayload,
     InvalidInput,
     LimitExceeded,
+    Limits,
     ModelError,
     OutputOptions,
     Request,
@@ -155,6 +156,20 @@ def test_bad_request_fails_alone(ex):
     assert "IntegratedGradients" in out[2].allowed and "Saliency" in out[2].allowed
     assert isinstance(out[3], LimitExceeded) and out[3].field == "params.n_steps"
     assert "64" in str(out[3])  # the spec's max_n_steps
+
+
+def test_perturbation_features_are_held_to_max_features(image_dir):
+    spec = load_spec(image_dir / "spec.yaml")
+    limits = dataclasses.replace(Limits.build(spec), max_features=20)
+    ex = Executor(load_model(spec, image_dir), spec, image_dir, limits=limits)
+    x = xs(1)[0]
+    out = ex.run([req(x, algorithm="FeatureAblation", params={"superpixel": 1}),   # 64 pixels
+                  req(x, algorithm="FeatureAblation", params={"superpixel": 2}),   # 16 patches
+                  req(x, algorithm="FeatureAblation", params={"superpixel": 3})])  # 3 x 3
+    assert isinstance(out[0], LimitExceeded) and out[0].field == "params.superpixel"
+    assert "64 features" in str(out[0]) and "max_features" in str(out[0])
+    assert ok(out[1]).explanations and ok(out[2]).explanations
+    assert ex.limits.as_dict()["max_features"] == 20   # what GetModelSpec lists
 
 
 @pytest.mark.parametrize("bad, field", [

@@ -8,6 +8,7 @@ through ``n_samples`` and by the patch count.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -18,12 +19,18 @@ from service import attribution as A
 from ..errors import InvalidInput
 from .entry import AlgorithmEntry, BaselineMode, Param, RunFn
 
-MAX_FEATURES = 4096  # features (patches) one perturbation explanation may ablate
+
+def feature_count(shape: tuple[int, ...], superpixel: int) -> int:
+    """How many features ``feature_mask`` makes for a per-example ``shape``."""
+    if len(shape) >= 2 and superpixel > 1:
+        return -(-shape[-2] // superpixel) * -(-shape[-1] // superpixel)
+    return math.prod(shape)
 
 
 def feature_mask(inputs: Tensor, superpixel: int) -> Tensor:
     """(1, *shape) integer mask: square patches over the last two dims of image-shaped inputs,
-    one feature per element otherwise."""
+    one feature per element otherwise (``feature_count`` of them; the validator holds the
+    count to the limit max_features before any engine call)."""
     shape = tuple(inputs.shape[1:])
     if len(shape) >= 2 and superpixel > 1:
         h, w = shape[-2], shape[-1]
@@ -32,11 +39,7 @@ def feature_mask(inputs: Tensor, superpixel: int) -> Tensor:
         grid = rows[:, None] * ((w + superpixel - 1) // superpixel) + cols[None, :]
         mask = grid.expand(*shape)
     else:
-        mask = torch.arange(int(torch.tensor(shape).prod()), device=inputs.device).view(shape)
-    n = int(mask.max()) + 1
-    if n > MAX_FEATURES:
-        raise InvalidInput("params.superpixel", f"{n} features is above the limit {MAX_FEATURES}; "
-                           "use larger superpixels")
+        mask = torch.arange(math.prod(shape), device=inputs.device).view(shape)
     return mask.unsqueeze(0)
 
 
