@@ -57,8 +57,11 @@ def build() -> Built:
                                      layer=tuple(a for a in LAYER_ALGORITHMS + NEURON_ALGORITHMS
                                                  if a != "LayerFeatureAblation")),
             "default_algorithm": "IntegratedGradients",
+            # Occlusion's engine defaults (window 4, stride 2) slide 12,321 windows over
+            # 224 x 224, above max_features: 32-pixel windows every 16 pixels are 169
             "default_params": {"IntegratedGradients": {"n_steps": 16},
-                               "GradientShap": {"n_samples": 8}},
+                               "GradientShap": {"n_samples": 8},
+                               "Occlusion": {"window": 32, "stride": 16}},
             "layers": {f"layer{i}": f"layer{i}" for i in range(1, 5)},
             "cam_layer": "layer4",
             "default_target": "predicted",

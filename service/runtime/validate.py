@@ -7,7 +7,7 @@ import torch
 
 from . import metrics, noise
 from .algorithms import AlgorithmTable, BaselineMode
-from .algorithms.perturbation import feature_count
+from .algorithms.perturbation import features_of
 from .baselines import BaselineResolver
 from .errors import InvalidInput, LimitExceeded
 from .layers import LayerInfo, resolve
@@ -54,12 +54,13 @@ class Validator:
             limits)
         if item.noise is not None:
             item.noise = noise.seeded_by(item.noise, item.params)
-        if "superpixel" in item.params:
-            n = feature_count(spec.input_shape, item.params["superpixel"])
-            if n > limits.max_features:
-                raise LimitExceeded("params.superpixel", f"{n} features is above the limit "
-                                    f"{limits.max_features} (max_features); use larger "
-                                    "superpixels")
+        features = features_of(item.params, spec.input_shape)
+        if features is not None and features[0] > limits.max_features:
+            n, field = features
+            raise LimitExceeded(field, f"{n} features is above the limit {limits.max_features}"
+                                " (max_features); use larger "
+                                + ("superpixels" if field == "params.superpixel" else
+                                   "strides or windows"))
         metrics.check(req.outputs, limits, entry)
         item.layer = resolve(req.layer, entry, spec, self.layers, req.outputs.heatmap)
         self._baseline(item)

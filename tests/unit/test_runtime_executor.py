@@ -170,6 +170,35 @@ def test_perturbation_features_are_held_to_max_features(image_dir):
     assert "64 features" in str(out[0]) and "max_features" in str(out[0])
     assert ok(out[1]).explanations and ok(out[2]).explanations
     assert ex.limits.as_dict()["max_features"] == 20   # what GetModelSpec lists
+    # Occlusion: one feature per window position, 7 x 7 at window 2 stride 1 on 8 x 8
+    out = ex.run([req(x, algorithm="Occlusion", params={"window": 2, "stride": 1}),
+                  req(x, algorithm="Occlusion", params={"window": 2, "stride": 2})])  # 4 x 4
+    assert isinstance(out[0], LimitExceeded) and out[0].field == "params.stride"
+    assert "49 features" in str(out[0])
+    assert ok(out[1]).explanations
+
+
+@pytest.mark.parametrize("shape, window, stride", [((3, 10, 9), 2, 1), ((3, 10, 9), 3, 2),
+                                                   ((3, 10, 9), 4, 3), ((3, 10, 9), 10, 1),
+                                                   ((1, 8, 8), 5, 5), ((13,), 3, 2)])
+def test_occlusion_windows_counts_the_engines_forwards(shape, window, stride):
+    from service.attribution import Occlusion
+    from service.runtime.algorithms.perturbation import occlusion_windows
+
+    rows = [0]
+    linear = torch.nn.Linear(int(np.prod(shape)), 2)
+
+    def forward(x):
+        rows[0] += x.shape[0]
+        return linear(x.flatten(1))
+
+    dims = len(shape)
+    win = (*shape[:-2], min(window, shape[-2]), min(window, shape[-1])) if dims >= 2 else (
+        min(window, shape[0]),)
+    strides = (*([1] * (dims - 2)), stride, stride) if dims >= 2 else (stride,)
+    Occlusion(forward).attribute(torch.rand(1, *shape), target=0, sliding_window_shapes=win,
+                                 strides=strides, perturbations_per_eval=1)
+    assert rows[0] - 1 == occlusion_windows(shape, window, stride)  # one forward is the input's
 
 
 @pytest.mark.parametrize("bad, field", [

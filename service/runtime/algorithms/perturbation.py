@@ -27,6 +27,23 @@ def feature_count(shape: tuple[int, ...], superpixel: int) -> int:
     return math.prod(shape)
 
 
+def occlusion_windows(shape: tuple[int, ...], window: int, stride: int) -> int:
+    """Window positions ``_occlusion_run`` slides over a per-example ``shape`` (one forward
+    per position and example): along the last two dims of image-shaped inputs, else the one."""
+    dims = shape[-2:] if len(shape) >= 2 else shape
+    return math.prod(1 + -(-(d - min(window, d)) // stride) for d in dims)  # a last window at the edge
+
+
+def features_of(params: dict[str, Any], shape: tuple[int, ...]) -> tuple[int, str] | None:
+    """The features a perturbation request ablates and the parameter that sets their count
+    (patches of ``superpixel``, or Occlusion's window positions); None for other methods."""
+    if "superpixel" in params:
+        return feature_count(shape, params["superpixel"]), "params.superpixel"
+    if "window" in params and "stride" in params:
+        return occlusion_windows(shape, params["window"], params["stride"]), "params.stride"
+    return None
+
+
 def feature_mask(inputs: Tensor, superpixel: int) -> Tensor:
     """(1, *shape) integer mask: square patches over the last two dims of image-shaped inputs,
     one feature per element otherwise (``feature_count`` of them; the validator holds the
