@@ -8,7 +8,7 @@ logits of ``more_ids`` only). The engine never builds a cache itself: it keeps t
 returned, and only expands it over a batch.
 
 ``SharedPrefix`` is the prompt prefix every perturbed prompt of one attribution starts with
-(the tokens before the first one any feature can change), run through the model once; its cache
+(the tokens before the first one any feature can change), cached once per attribution; its cache
 is expanded over each batch of perturbed prompts, which then run only their own suffix.
 """
 
@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import copy
 import inspect
-from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 
@@ -63,13 +63,45 @@ def expand_cache(past: Any, batch: int) -> Any:
     return None
 
 
-@dataclass(frozen=True)
-class SharedPrefix:
-    """Tokens ``ids`` ``(1, n)`` every perturbed prompt starts with, and the model's cache of
-    them (batch 1)."""
+def crop_cache(past: Any, n_total: int, length: int) -> Any:
+    """From a cache of ``n_total`` tokens, the first row's cache of the first ``length``;
+    ``None`` where the form does not say which dimension is the sequence.
 
-    ids: Tensor
-    past: Any
+    Tensors in nested tuples or lists are cut along dim -2 only when that dim, and not dim -1,
+    has ``n_total`` entries (Hugging Face's legacy ``(batch, heads, seq, head_dim)``); a cache
+    object with ``crop`` and ``batch_select_indices`` (``DynamicCache``) is copied and cut.
+    """
+    if isinstance(past, Tensor):
+        if past.dim() >= 3 and past.size(-2) == n_total and past.size(-1) != n_total:
+            return past[:1, ..., :length, :]
+        return None
+    if isinstance(past, (tuple, list)):
+        parts = [crop_cache(p, n_total, length) for p in past]
+        return None if not parts or any(p is None for p in parts) else type(past)(parts)
+    if callable(getattr(past, "crop", None)) and callable(
+            getattr(past, "batch_select_indices", None)):
+        mine = copy.deepcopy(past)
+        mine.crop(length)
+        mine.batch_select_indices(torch.tensor([0]))
+        return mine
+    return None
+
+
+class SharedPrefix:
+    """Tokens ``ids`` ``(1, n)`` every perturbed prompt of one attribution starts with, and the
+    model's cache of them (batch 1), obtained once.
+
+    The first batch of prompts that starts with the prefix runs whole with ``use_cache`` and
+    hands its cache to ``keep``, which cuts the prefix out of it when the cache's form allows
+    (``crop_cache``: no extra forward); otherwise the prefix runs on its own, once, when a later
+    batch first asks ``past_for``.
+    """
+
+    def __init__(self, ids: Tensor) -> None:
+        self.ids = ids                                                 # (1, n)
+        self.past: Any = None
+        self._kept = False        # the first covered batch has handed over its cache
+        self._usable = True       # False: the model's cache cannot be expanded over a batch
 
     @property
     def length(self) -> int:
@@ -79,11 +111,28 @@ class SharedPrefix:
         """Whether every row of ``ids`` ``(batch, n_prompt)`` starts with the prefix and has at
         least one token after it (whose logits predict the answer's first token)."""
         n = self.length
-        return ids.size(1) > n and bool((ids[:, :n] == self.ids.to(ids.device)).all())
+        return (self._usable and ids.size(1) > n
+                and bool((ids[:, :n] == self.ids.to(ids.device)).all()))
 
-    def past_for(self, batch: int) -> Any:
-        """The prefix's cache for ``batch`` rows (``None``: its form is unknown)."""
-        return expand_cache(self.past, batch)
+    def wants_cache(self) -> bool:
+        """Whether the next covered batch should run whole and ``keep`` its cache."""
+        return not self._kept
+
+    def keep(self, past: Any, n_total: int) -> None:
+        """The cache of a covered batch of ``n_total`` tokens (its rows start with the prefix)."""
+        self._kept = True
+        if past is not None:
+            self.past = crop_cache(past, n_total, self.length)
+
+    def past_for(self, model: nn.Module, batch: int) -> Any:
+        """The prefix's cache for ``batch`` rows; ``None`` if the model's cache is of a form we
+        cannot expand."""
+        if self.past is None and self._usable:
+            out = model(input_ids=self.ids, attention_mask=self.ids.new_ones(self.ids.shape),
+                        use_cache=True)
+            self.past = getattr(out, "past_key_values", None)
+            self._usable = expandable(self.past)
+        return expand_cache(self.past, batch) if self._usable else None
 
 
 def common_prefix(prompts: list[Tensor]) -> int:
@@ -97,15 +146,8 @@ def common_prefix(prompts: list[Tensor]) -> int:
     return n
 
 
-def shared_prefix(model: nn.Module, prompts: list[Tensor]) -> SharedPrefix | None:
-    """The common prefix of ``prompts`` (each ``(1, n_i)``) with its cache, from one forward;
-    ``None`` when they share no token or the model's cache cannot be expanded over a batch."""
+def shared_prefix(prompts: list[Tensor]) -> SharedPrefix | None:
+    """The common prefix of ``prompts`` (each ``(1, n_i)``), ``None`` when they share no token
+    (its cache is obtained later, see ``SharedPrefix``)."""
     n = common_prefix(prompts)
-    if n == 0:
-        return None
-    ids = prompts[0][:, :n]                                            # (1, n)
-    out = model(input_ids=ids, attention_mask=ids.new_ones(ids.shape), use_cache=True)
-    past = getattr(out, "past_key_values", None)
-    if not expandable(past):
-        return None
-    return SharedPrefix(ids=ids, past=past)
+    return SharedPrefix(prompts[0][:, :n]) if n else None

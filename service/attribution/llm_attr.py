@@ -202,6 +202,7 @@ class LLMAttribution(BaseLLMAttribution):
                                                  self.SUPPORTED_PER_TOKEN_ATTR_METHODS)
         self.attr_method = copy(attr_method)     # shallow: the caller's instance is untouched
         self.attr_method.forward_func = self._forward_func
+        self.offers_cache = offers_cache(self.model)   # once: inspecting forward takes ~0.1 ms
 
     # ---- the model, on a batch of perturbed prompts of one length
 
@@ -217,13 +218,20 @@ class LLMAttribution(BaseLLMAttribution):
         answer = target.to(ids.device).expand(batch, -1)             # (batch, n_target)
         full = torch.cat([ids, answer], dim=1)                        # (batch, n_prompt + n_target)
         start, cache_kwargs = 0, {}
-        past = prefix.past_for(batch) if prefix is not None and prefix.covers(ids) else None
-        if past is not None:
-            assert prefix is not None
-            start, cache_kwargs = prefix.length, {"past_key_values": past, "use_cache": True}
-        logits = _last_logits(self.model(**{
+        keep = prefix is not None and prefix.covers(ids) and prefix.wants_cache()
+        if keep:
+            cache_kwargs = {"use_cache": True}          # run whole, hand the prefix its cache
+        elif prefix is not None and prefix.covers(ids):
+            past = prefix.past_for(self.model, batch)
+            if past is not None:
+                start, cache_kwargs = prefix.length, {"past_key_values": past, "use_cache": True}
+        outputs = self.model(**{
             **model_inp, "input_ids": full[:, start:],
-            "attention_mask": torch.ones_like(full), **cache_kwargs}))
+            "attention_mask": torch.ones_like(full), **cache_kwargs})
+        if keep:
+            assert prefix is not None
+            prefix.keep(getattr(outputs, "past_key_values", None), full.size(1))
+        logits = _last_logits(outputs)
         # logits at position i (counted from start) predict token start + i + 1
         first = n_prompt - 1 - start
         step = logits[:, first:first + n_target]                      # (batch, n_target, vocab)
@@ -245,8 +253,11 @@ class LLMAttribution(BaseLLMAttribution):
         cached = cached and not extra        # other model inputs: no cache (see the README)
         past: Any = None
         new = ids                                                     # (batch, n_new)
-        if cached and prefix is not None and prefix.covers(ids):
-            past = prefix.past_for(batch)
+        covered = cached and prefix is not None and prefix.covers(ids)
+        keep = covered and prefix is not None and prefix.wants_cache()
+        if covered and not keep:
+            assert prefix is not None
+            past = prefix.past_for(self.model, batch)
             if past is not None:
                 new = ids[:, prefix.length:]
         steps: list[Tensor] = []
@@ -255,6 +266,10 @@ class LLMAttribution(BaseLLMAttribution):
                 outputs = self.model(input_ids=new, past_key_values=past, use_cache=True,
                                      attention_mask=torch.ones_like(ids))
                 past = outputs.past_key_values
+                if keep:                          # the whole prompt ran: hand over its cache
+                    assert prefix is not None
+                    prefix.keep(past, ids.size(1))
+                    keep = False
                 new = token.view(1, 1).to(ids).expand(batch, 1)      # (batch, 1)
             else:
                 outputs = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), **extra)
@@ -264,16 +279,15 @@ class LLMAttribution(BaseLLMAttribution):
         return torch.stack(steps, dim=1)                               # (batch, n_target)
 
     def _shared_prefix(self, inp: InterpretableInput) -> SharedPrefix | None:
-        """The tokens before the first one any feature changes, cached once (text inputs and a
-        model that offers a cache only).
+        """The tokens before the first one any feature changes, to be cached once (text inputs
+        and a model that offers a cache only).
 
         They are the common prefix of the prompt with every feature present and with every
         feature at its baseline; sampled baselines are drawn once for this, with the random
         generators restored after, so the method's own draws do not change. Every batch is
         checked against the prefix before its cache is used (``SharedPrefix.covers``).
         """
-        if not isinstance(inp, (TextTemplateInput, TextTokenInput)) or not offers_cache(
-                self.model):
+        if not isinstance(inp, (TextTemplateInput, TextTokenInput)) or not self.offers_cache:
             return None
         present = self._format_model_input(inp.to_model_input(None))
         with _random_state_kept():
@@ -281,8 +295,7 @@ class LLMAttribution(BaseLLMAttribution):
                 inp.to_tensor())))
         if set(present) != {"input_ids"} or set(absent) != {"input_ids"}:
             return None
-        with torch.no_grad():
-            return shared_prefix(self.model, [present["input_ids"], absent["input_ids"]])
+        return shared_prefix([present["input_ids"], absent["input_ids"]])
 
     def _forward_func(self, perturbed_tensor: Tensor | None, inp: InterpretableInput,
                       target_tokens: Tensor, use_cached_outputs: bool = False,
@@ -313,7 +326,7 @@ class LLMAttribution(BaseLLMAttribution):
                 last["input_ids"] = torch.cat([last["input_ids"], m["input_ids"]])
             else:
                 groups.append(dict(m))
-        cached = use_cached_outputs and offers_cache(self.model)
+        cached = use_cached_outputs and self.offers_cache
         scores = []
         with torch.no_grad():
             for g in groups:

@@ -169,20 +169,40 @@ def test_cached_template_attribution_equals_uncached(make, template, values, met
 
 
 def test_the_shared_prefix_runs_once_and_every_batch_runs_only_its_suffix():
+    """RunningMean cannot be cut to a prefix: the first prompt runs whole, then the prefix once
+    on its own, then every batch its suffix on the prefix's cache."""
     model, tok = RunningMeanLM(), WordTokenizer()
     inp = sa.TextTemplateInput("the big red cat sat on {a} {b}", values={"a": "the", "b": "mat"})
     llm = sa.LLMAttribution(sa.FeatureAblation(model), tok)
     llm.attribute(inp, "yes no", forward_in_tokens=False, perturbations_per_eval=2)
     # "<s> the big red cat sat on" is what no slot changes; the prompt with both slots empty
-    # is just that, and keeps its last token ("on") of its own: 6 tokens run once, batch 1
-    assert model.calls[0] == (1, 6, 0)
-    assert all(n_past == 6 for _, _, n_past in model.calls[1:])
-    # the original prompt, then the 2 ablations as one batch: suffix + answer (2 tokens)
-    assert [(b, s) for b, s, _ in model.calls[1:]] == [(1, 3 + 2), (2, 2 + 2)]
+    # is just that, and keeps its last token ("on") of its own: a prefix of 6 tokens.
+    # The original prompt + answer (11 tokens), the prefix, then the 2 ablations as one
+    # batch: suffix + answer (2 + 2 tokens)
+    assert model.calls == [(1, 11, 0), (1, 6, 0), (2, 4, 6)]
     model.calls.clear()
     llm.attribute(inp, "yes no", perturbations_per_eval=2)           # token by token
-    assert model.calls[0] == (1, 6, 0)
-    assert model.calls[1:] == [(1, 3, 6), (1, 1, 9), (2, 2, 6), (2, 1, 8)]
+    assert model.calls == [(1, 9, 0), (1, 1, 9), (1, 6, 0), (2, 2, 6), (2, 1, 8)]
+
+
+def test_tinylm_prefix_is_cut_from_the_first_prompt_without_an_extra_forward():
+    model, tok = tiny(), WordTokenizer()
+    inp = sa.TextTemplateInput("the big red cat sat on {a} {b}", values={"a": "the", "b": "mat"})
+    llm = sa.LLMAttribution(sa.FeatureAblation(model), tok)
+    seen: list[tuple[int, int]] = []
+    handle = model.emb.register_forward_hook(lambda m, a, out: seen.append(tuple(a[0].shape)))
+    try:
+        runs = {}
+        for cached in (True, False):
+            seen.clear()
+            runs[cached] = llm.attribute(inp, "yes no", forward_in_tokens=False,
+                                         perturbations_per_eval=2, use_cached_outputs=cached)
+            runs[cached, "seen"] = list(seen)
+    finally:
+        handle.remove()
+    assert runs[False, "seen"] == [(1, 11), (2, 10)]
+    assert runs[True, "seen"] == [(1, 11), (2, 4)]                   # on the first's 6 tokens
+    _same(runs[True], runs[False])
 
 
 def test_a_prompt_whose_first_token_is_a_feature_has_no_prefix_and_still_matches():
