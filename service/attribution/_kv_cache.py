@@ -24,10 +24,11 @@ from torch import Tensor, nn
 
 def offers_cache(model: nn.Module) -> bool:
     """Whether ``model`` takes and returns a key/value cache (see the module docstring)."""
+    forward = getattr(model, "forward", None)
     try:
-        params = inspect.signature(model.forward).parameters
+        params = inspect.signature(forward).parameters if callable(forward) else {}
     except (TypeError, ValueError):
-        params = {}   # type: ignore[assignment]
+        params = {}
     if "past_key_values" in params and "use_cache" in params:
         return True
     return bool(getattr(getattr(model, "config", None), "use_cache", False))
