@@ -51,10 +51,10 @@ class _Block(nn.Module):
         h = self.n_heads
         q, k, v = self.qkv(self.ln1(x)).view(b, s, 3, h, d // h).permute(2, 0, 3, 1, 4)
         n_past = 0
-        if past is not None:                                         # (batch, heads, n_past + seq, hd)
+        if past is not None:          # k, v: (batch, heads, n_past + seq, head_dim)
             n_past = past[0].size(-2)
             k, v = torch.cat([past[0], k], dim=-2), torch.cat([past[1], v], dim=-2)
-        scores = q @ k.transpose(-1, -2) / math.sqrt(d // h)        # (batch, heads, seq, n_past + seq)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(d // h)  # (batch, heads, seq, n_past + seq)
         causal = torch.ones(s, n_past + s, dtype=torch.bool, device=x.device).triu(1 + n_past)
         att = scores.masked_fill(causal, float("-inf")).softmax(-1)
         y = (att @ v).transpose(1, 2).reshape(b, s, d)               # (batch, seq, dim)
