@@ -3,11 +3,12 @@
 
 Needs ``make models`` (model_store/build/tinylm). For every row, both sides attribute the
 planted answer of the same probe prompts (tinylm's examples.json) with the same wrapped method
-and arguments (``use_cached_outputs=False``: tinylm has no Hugging Face generation helpers,
-without which captum's token-by-token scoring fails). Runs are interleaved (ours, captum,
-ours, ...) after one warm-up each; the table gives the median seconds per prompt, the ratio
-captum / ours (above 1: we are faster) and the largest difference of the two answers'
-seq_attr, so that a fast wrong answer shows.
+and arguments (``use_cached_outputs=False`` on the token-by-token rows: captum's cached scoring
+needs transformers' generation helpers, which tinylm lacks; the "one forward" rows run ours with
+its default cache reuse, measured on its own in bench/llm_kv_cache.py). Runs are interleaved
+(ours, captum, ours, ...) after one warm-up each; the table gives the median seconds per
+prompt, the ratio captum / ours (above 1: we are faster) and the largest difference of the two
+answers' seq_attr, so that a fast wrong answer shows.
 """
 
 from __future__ import annotations

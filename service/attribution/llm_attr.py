@@ -15,7 +15,9 @@ generate a target, ``model.generate(input_ids=..., **gen_args)``. The tokenizer 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+import random
+from collections.abc import Callable, Iterator, Mapping
 from copy import copy
 from typing import Any
 
@@ -24,6 +26,7 @@ from torch import Tensor, nn
 
 from ._base import Attribution, GradientAttribution, PerturbationAttribution
 from ._common import AttributionInputError
+from ._kv_cache import SharedPrefix, offers_cache, shared_prefix
 from .feature_ablation import FeatureAblation
 from .interpretable_input import (
     ImageMaskInput,
@@ -156,6 +159,17 @@ class BaseLLMAttribution(Attribution):
         raise NotImplementedError(f"attribute_future is not implemented for {type(self).__name__}")
 
 
+@contextlib.contextmanager
+def _random_state_kept() -> Iterator[None]:
+    """Python's and torch's random generators as they were before the block."""
+    py_state, torch_state = random.getstate(), torch.random.get_rng_state()
+    try:
+        yield
+    finally:
+        random.setstate(py_state)
+        torch.random.set_rng_state(torch_state)
+
+
 def _last_logits(outputs: Any) -> Tensor:
     """``outputs.logits`` as ``(batch, seq, vocab)`` (some models add a heads dim at 1)."""
     logits = outputs.logits
@@ -188,66 +202,111 @@ class LLMAttribution(BaseLLMAttribution):
                                                  self.SUPPORTED_PER_TOKEN_ATTR_METHODS)
         self.attr_method = copy(attr_method)     # shallow: the caller's instance is untouched
         self.attr_method.forward_func = self._forward_func
+        self.offers_cache = offers_cache(self.model)   # once: inspecting forward takes ~0.1 ms
 
     # ---- the model, on a batch of perturbed prompts of one length
 
-    def _log_probs_by_seq(self, model_inp: dict[str, Any], target: Tensor) -> Tensor:
-        """One forward of prompt + answer; ``(batch, n_target)`` log-probs of the answer."""
+    def _log_probs_by_seq(self, model_inp: dict[str, Any], target: Tensor,
+                          prefix: SharedPrefix | None) -> Tensor:
+        """One forward of prompt + answer; ``(batch, n_target)`` log-probs of the answer.
+
+        When ``prefix`` covers every prompt, only the rest (prompt suffix + answer) runs, on
+        the prefix's cache expanded over the batch.
+        """
         ids = model_inp["input_ids"]                                  # (batch, n_prompt)
-        n_prompt, n_target = ids.size(1), target.numel()
-        full = torch.cat([ids, target.to(ids.device).expand(ids.size(0), -1)], dim=1)
-        logits = _last_logits(self.model(**{
-            **model_inp, "input_ids": full, "attention_mask": torch.ones_like(full)}))
-        # logits at position i predict token i + 1
-        step = logits[:, n_prompt - 1:n_prompt - 1 + n_target]       # (batch, n_target, vocab)
+        batch, n_prompt, n_target = ids.size(0), ids.size(1), target.numel()
+        answer = target.to(ids.device).expand(batch, -1)             # (batch, n_target)
+        full = torch.cat([ids, answer], dim=1)                        # (batch, n_prompt + n_target)
+        start, cache_kwargs = 0, {}
+        keep = prefix is not None and prefix.covers(ids) and prefix.wants_cache()
+        if keep:
+            cache_kwargs = {"use_cache": True}          # run whole, hand the prefix its cache
+        elif prefix is not None and prefix.covers(ids):
+            past = prefix.past_for(self.model, batch)
+            if past is not None:
+                start, cache_kwargs = prefix.length, {"past_key_values": past, "use_cache": True}
+        outputs = self.model(**{
+            **model_inp, "input_ids": full[:, start:],
+            "attention_mask": torch.ones_like(full), **cache_kwargs})
+        if keep:
+            assert prefix is not None
+            prefix.keep(getattr(outputs, "past_key_values", None), full.size(1))
+        logits = _last_logits(outputs)
+        # logits at position i (counted from start) predict token start + i + 1
+        first = n_prompt - 1 - start
+        step = logits[:, first:first + n_target]                      # (batch, n_target, vocab)
         log_probs = torch.log_softmax(step.float(), dim=-1)
-        index = target.to(ids.device).expand(ids.size(0), -1).unsqueeze(-1)
-        return log_probs.gather(-1, index).squeeze(-1)               # (batch, n_target)
+        return log_probs.gather(-1, answer.unsqueeze(-1)).squeeze(-1)  # (batch, n_target)
 
     def _log_probs_by_tokens(self, model_inp: dict[str, Any], target: Tensor,
-                             use_cached_outputs: bool) -> Tensor:
+                             cached: bool, prefix: SharedPrefix | None) -> Tensor:
         """Forced decoding, one answer token per forward; ``(batch, n_target)``.
 
-        With ``use_cached_outputs`` and a model offering Hugging Face's
-        ``prepare_inputs_for_generation``/``_update_model_kwargs_for_generation``, each step
-        feeds the cache; otherwise each step reruns the whole prefix.
+        ``cached`` (the model offers a cache and ``use_cached_outputs``): the first forward runs
+        the prompt (only its suffix after ``prefix``, on the prefix's cache, when ``prefix``
+        covers every prompt) and each later one a single answer token, on the cache returned by
+        the one before. Otherwise each forward reruns the whole sequence so far.
         """
         ids = model_inp["input_ids"]                                  # (batch, n_prompt)
         batch = ids.size(0)
         extra = {k: v for k, v in model_inp.items() if k not in ("input_ids", "attention_mask")}
-        cached = use_cached_outputs and callable(
-            getattr(self.model, "prepare_inputs_for_generation", None)) and callable(
-            getattr(self.model, "_update_model_kwargs_for_generation", None))
-        kwargs: dict[str, Any] = {**extra, "attention_mask": torch.ones_like(ids)}
-        if cached:
-            kwargs.update(use_cache=True,
-                          cache_position=torch.arange(ids.size(1), device=ids.device))
+        cached = cached and not extra        # other model inputs: no cache (see the README)
+        past: Any = None
+        new = ids                                                     # (batch, n_new)
+        covered = cached and prefix is not None and prefix.covers(ids)
+        keep = covered and prefix is not None and prefix.wants_cache()
+        if covered and not keep:
+            assert prefix is not None
+            past = prefix.past_for(self.model, batch)
+            if past is not None:
+                new = ids[:, prefix.length:]
         steps: list[Tensor] = []
-        outputs = None
         for token in target:
             if cached:
-                if outputs is not None:
-                    # Hugging Face's generation helpers (duck-typed: nn.Module's __getattr__)
-                    update: Any = self.model._update_model_kwargs_for_generation
-                    kwargs = update(outputs, kwargs)
-                prepare: Any = self.model.prepare_inputs_for_generation
-                outputs = self.model(**prepare(ids, **kwargs))
+                outputs = self.model(input_ids=new, past_key_values=past, use_cache=True,
+                                     attention_mask=torch.ones_like(ids))
+                past = outputs.past_key_values
+                if keep:                          # the whole prompt ran: hand over its cache
+                    assert prefix is not None
+                    prefix.keep(past, ids.size(1))
+                    keep = False
+                new = token.view(1, 1).to(ids).expand(batch, 1)      # (batch, 1)
             else:
-                kwargs["attention_mask"] = torch.ones_like(ids)
-                outputs = self.model(input_ids=ids, **kwargs)
+                outputs = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), **extra)
             log_probs = torch.log_softmax(_last_logits(outputs)[:, -1].float(), dim=-1)
             steps.append(log_probs[:, int(token)])                     # (batch,)
             ids = torch.cat([ids, token.view(1, 1).to(ids).expand(batch, 1)], dim=1)
         return torch.stack(steps, dim=1)                               # (batch, n_target)
 
+    def _shared_prefix(self, inp: InterpretableInput) -> SharedPrefix | None:
+        """The tokens before the first one any feature changes, to be cached once (text inputs
+        and a model that offers a cache only).
+
+        They are the common prefix of the prompt with every feature present and with every
+        feature at its baseline; sampled baselines are drawn once for this, with the random
+        generators restored after, so the method's own draws do not change. Every batch is
+        checked against the prefix before its cache is used (``SharedPrefix.covers``).
+        """
+        if not isinstance(inp, (TextTemplateInput, TextTokenInput)) or not self.offers_cache:
+            return None
+        present = self._format_model_input(inp.to_model_input(None))
+        with _random_state_kept():
+            absent = self._format_model_input(inp.to_model_input(torch.zeros_like(
+                inp.to_tensor())))
+        if set(present) != {"input_ids"} or set(absent) != {"input_ids"}:
+            return None
+        return shared_prefix([present["input_ids"], absent["input_ids"]])
+
     def _forward_func(self, perturbed_tensor: Tensor | None, inp: InterpretableInput,
                       target_tokens: Tensor, use_cached_outputs: bool = False,
                       _inspect_forward: InspectForward | None = None,
-                      forward_in_tokens: bool = True) -> Tensor:
+                      forward_in_tokens: bool = True,
+                      prefix: SharedPrefix | None = None) -> Tensor:
         """Score of the answer for each perturbed prompt.
 
         ``perturbed_tensor``: ``(k, n_itp)``. Returns ``(k, 1 + n_target)`` (sequence score,
-        then per token) for the per-token methods, else ``(k,)``.
+        then per token) for the per-token methods, else ``(k,)``. ``prefix``: the prompts'
+        shared prefix with its cache (``attribute`` computes it once per call).
         """
         target_tokens = torch.as_tensor(target_tokens, dtype=torch.long, device=self.device)
         if perturbed_tensor is None or perturbed_tensor.size(0) == 1:
@@ -267,13 +326,14 @@ class LLMAttribution(BaseLLMAttribution):
                 last["input_ids"] = torch.cat([last["input_ids"], m["input_ids"]])
             else:
                 groups.append(dict(m))
+        cached = use_cached_outputs and self.offers_cache
         scores = []
         with torch.no_grad():
             for g in groups:
                 if forward_in_tokens:
-                    scores.append(self._log_probs_by_tokens(g, target_tokens, use_cached_outputs))
+                    scores.append(self._log_probs_by_tokens(g, target_tokens, cached, prefix))
                 else:
-                    scores.append(self._log_probs_by_seq(g, target_tokens))
+                    scores.append(self._log_probs_by_seq(g, target_tokens, prefix))
         token_lp = torch.cat(scores).detach()                           # (k, n_target)
         total = token_lp.sum(dim=1)                                     # (k,)
         out = torch.cat([total[:, None], token_lp], dim=1) if self.include_per_token_attr else total
@@ -297,8 +357,12 @@ class LLMAttribution(BaseLLMAttribution):
 
         ``num_trials`` runs are averaged (for sampling methods or sampled baselines);
         ``forward_in_tokens=False`` scores the answer in one forward of prompt + answer
-        instead of token-by-token decoding. Other keyword arguments go to the wrapped
-        method's ``attribute`` (e.g. ``n_samples``, ``perturbations_per_eval``).
+        instead of token-by-token decoding. ``use_cached_outputs``, for a model that offers a
+        key/value cache: token-by-token decoding feeds one token per step on the cache, and the
+        prompt prefix no feature changes runs once per call, its cache shared by every
+        perturbed prompt (the same answer as without, to float rounding). Other keyword
+        arguments go to the wrapped method's ``attribute`` (e.g. ``n_samples``,
+        ``perturbations_per_eval``).
         """
         if not isinstance(num_trials, int) or num_trials < 1:
             raise AttributionInputError(f"num_trials must be a positive int, got {num_trials!r}")
@@ -306,12 +370,13 @@ class LLMAttribution(BaseLLMAttribution):
                                                 kwargs.pop("skip_tokens", None))
         n_rows = 1 + target_tokens.numel() if self.include_per_token_attr else 1
         attr = torch.zeros(n_rows, inp.n_itp_features, device=self.device)
+        prefix = self._shared_prefix(inp) if use_cached_outputs else None
         for _ in range(num_trials):
             cur = self.attr_method.attribute(
                 inp.to_tensor().to(self.device),
                 # the target as a list: methods expand tensor arguments along the batch
                 additional_forward_args=(inp, target_tokens.tolist(), use_cached_outputs,
-                                         _inspect_forward, forward_in_tokens),
+                                         _inspect_forward, forward_in_tokens, prefix),
                 **kwargs)
             attr += cur.reshape(attr.shape).to(attr)           # (n_rows, n_itp)
         attr = inp.format_attr(attr / num_trials)

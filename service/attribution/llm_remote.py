@@ -108,12 +108,13 @@ class RemoteLLMAttribution(LLMAttribution):
                              target_tokens: Tensor | Sequence[int],
                              use_cached_outputs: bool = False,
                              _inspect_forward: InspectForward | None = None,
-                             forward_in_tokens: bool = False) -> Tensor:
+                             forward_in_tokens: bool = False, prefix: Any = None) -> Tensor:
         """Scores of the answer for each perturbed prompt, as ``LLMAttribution``'s forward
         function gives them: ``perturbed_tensor`` ``(k, n_itp)`` (or None: the unperturbed
         prompt) -> ``(k, 1 + n_target)`` for the per-token methods, else ``(k,)``.
-        ``use_cached_outputs`` and ``forward_in_tokens`` have no meaning for a remote model
-        and are accepted for the shared signature."""
+        ``use_cached_outputs``, ``forward_in_tokens`` and ``prefix`` (a shared prompt prefix's
+        cache, always None here: the placeholder offers no cache) have no meaning for a remote
+        model and are accepted for the shared signature."""
         target_tokens = torch.as_tensor(target_tokens, dtype=torch.long)
         answer = self.tokenizer.decode(target_tokens)
         rows: list[Tensor | None] = ([None] if perturbed_tensor is None

@@ -308,7 +308,7 @@ class TextExecutor:
                                     f"{self.limits.max_perturbations} (max_perturbations)")
             llm: Any = A.LLMAttribution(entry.engine(self.model), self.tokenizer)
             kwargs = {**method_params, "perturbations_per_eval": PER_EVAL,
-                      "forward_in_tokens": False, "use_cached_outputs": False}
+                      "forward_in_tokens": False, "use_cached_outputs": True}
         else:
             assert entry.engine is not None
             llm = A.LLMGradientAttribution(entry.engine(self.model, self.embedding),

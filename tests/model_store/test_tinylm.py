@@ -81,6 +81,15 @@ def test_generate_is_greedy_decoding_of_the_logits():
         step = torch.cat([step, model(step).logits[:, -1].argmax(-1, keepdim=True)], dim=1)
     assert torch.equal(out, step)
     assert tok.decode(out[0, ids.size(1):]) == "lima ."
+    # the cache (which generate uses) changes no numbers of the trained model
+    assert torch.equal(model.generate(ids, max_new_tokens=5, use_cache=False,
+                                      eos_token_id=tok.convert_tokens_to_ids(".")), out)
+    with torch.no_grad():
+        full = model(out).logits                                      # (1, n, vocab)
+        head = model(out[:, :3], use_cache=True)
+        tail = model(out[:, 3:], past_key_values=head.past_key_values)
+    torch.testing.assert_close(torch.cat([head.logits, tail.logits], 1), full,
+                               atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.slow
