@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from service import attribution as A
-from service.runtime import Executor, InvalidInput, Request, Response, TensorPayload, load_spec
-from service.runtime.algorithms.perturbation import feature_mask
+from service.runtime import Executor, Request, Response, TensorPayload, load_spec
+from service.runtime.algorithms.perturbation import feature_count, feature_mask
 from service.runtime.loader import load_model
 from tests.serving_fixture import tiny_image
 
@@ -40,8 +40,10 @@ def test_feature_mask_patches() -> None:
     assert torch.equal(mask[0, 0, :4, :4], torch.zeros(4, 4, dtype=mask.dtype))
     flat = feature_mask(torch.zeros(1, 5), 4)
     assert flat.tolist() == [[0, 1, 2, 3, 4]]
-    with pytest.raises(InvalidInput, match="superpixel"):
-        feature_mask(torch.zeros(1, 1, 128, 128), 1)
+    # the count the validator holds to max_features (tests/unit/test_runtime_executor.py)
+    assert feature_count((3, 8, 8), 4) == int(mask.max()) + 1
+    assert feature_count((1, 10, 9), 4) == int(feature_mask(torch.zeros(1, 1, 10, 9), 4).max()) + 1
+    assert feature_count((5,), 4) == 5
 
 
 def test_served_feature_ablation_equals_the_engine(served) -> None:
