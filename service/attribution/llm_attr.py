@@ -57,13 +57,15 @@ class LLMAttributionPart:
     """One part of a streamed attribution (``attribute_parts``; not in Captum).
 
     ``token_attr``: rows ``start .. start + n_rows - 1`` of the answer's token-by-token matrix,
-    ``(n_rows, n_features)`` (``None`` for Lime and KernelShap, which have no rows). ``result``
-    is set on the final part only: the complete ``LLMAttributionResult``, equal to what
+    ``(n_rows, n_features)`` (``None`` for Lime and KernelShap, which have no rows);
+    ``output_tokens`` labels every answer token (the rows of the whole matrix). ``result`` is
+    set on the final part only: the complete ``LLMAttributionResult``, equal to what
     ``attribute`` returns for the same arguments.
     """
 
     start: int
     token_attr: Tensor | None
+    output_tokens: list[str]
     result: LLMAttributionResult | None = None
 
     @property
@@ -358,8 +360,10 @@ class LLMAttribution(BaseLLMAttribution):
         (a causal LM's score of token t depends on the prompt and the tokens before t only),
         keeping rows ``a .. b - 1``: k parts cost about k times one call. Every part starts
         from the same torch random state (a seeded sampler draws the same perturbations in
-        each), so the parts concatenated are ``attribute``'s ``token_attr``. Lime and
-        KernelShap, which have no per-token rows, give one final part.
+        each). The last part is ``attribute``'s call itself, so the final result is
+        ``attribute``'s; the earlier parts' rows equal its rows up to float rounding (the model
+        ran on a shorter sequence: about 1e-7 in float32). Lime and KernelShap, which have no
+        per-token rows, give one final part.
         """
         if not isinstance(num_trials, int) or num_trials < 1:
             raise AttributionInputError(f"num_trials must be a positive int, got {num_trials!r}")
@@ -368,23 +372,25 @@ class LLMAttribution(BaseLLMAttribution):
         n_target = target_tokens.numel()
         bounds = _part_bounds(n_target, part_size if self.include_per_token_attr else None)
         devices = [self.device] if self.device.type == "cuda" else []
-        rows: list[Tensor] = []
+        labels = _pretty_tokens(target_tokens, self.tokenizer)
         for start, stop in bounds:
             last = stop == n_target
-            # every part but the last leaves the random state as it found it
+            # every part but the last leaves the random state as it found it; the last is the
+            # one-part call (the whole answer, every row), so the result is attribute()'s
             fork = contextlib.nullcontext() if last else torch.random.fork_rng(devices=devices)
             with fork:
-                attr = self._attribute_window(inp, target_tokens[:stop], start, last,
-                                              num_trials, use_cached_outputs, _inspect_forward,
-                                              forward_in_tokens, kwargs)
+                attr = self._attribute_window(inp, target_tokens[:stop], 0 if last else start,
+                                              last, num_trials, use_cached_outputs,
+                                              _inspect_forward, forward_in_tokens, kwargs)
             if not self.include_per_token_attr:                # (1, n_features): seq only
-                yield LLMAttributionPart(0, None, self._result(inp, target_tokens, attr[0], None))
+                yield LLMAttributionPart(0, None, labels,
+                                         self._result(inp, labels, attr[0], None))
                 return
-            part = attr[1:] if last else attr                  # (stop - start, n_features)
-            rows.append(part)
-            result = (self._result(inp, target_tokens, attr[0], torch.cat(rows)) if last
-                      else None)
-            yield LLMAttributionPart(start, part, result)
+            if not last:                                       # (stop - start, n_features)
+                yield LLMAttributionPart(start, attr, labels)
+                continue
+            result = self._result(inp, labels, attr[0], attr[1:])
+            yield LLMAttributionPart(start, attr[1 + start:], labels, result)
 
     def _attribute_window(self, inp: InterpretableInput, target_tokens: Tensor, first_row: int,
                           with_total: bool, num_trials: int, use_cached_outputs: bool,
@@ -407,11 +413,11 @@ class LLMAttribution(BaseLLMAttribution):
             attr += cur.reshape(attr.shape).to(attr)           # (n_rows, n_itp)
         return inp.format_attr(attr / num_trials)
 
-    def _result(self, inp: InterpretableInput, target_tokens: Tensor, seq_attr: Tensor,
+    @staticmethod
+    def _result(inp: InterpretableInput, labels: list[str], seq_attr: Tensor,
                 token_attr: Tensor | None) -> LLMAttributionResult:
-        return LLMAttributionResult(
-            seq_attr=seq_attr, token_attr=token_attr, input_tokens=inp.values,
-            output_tokens=_pretty_tokens(target_tokens, self.tokenizer), inp=inp)
+        return LLMAttributionResult(seq_attr=seq_attr, token_attr=token_attr,
+                                    input_tokens=inp.values, output_tokens=list(labels), inp=inp)
 
 
 def _final(parts: Iterator[LLMAttributionPart]) -> LLMAttributionResult:
@@ -477,6 +483,7 @@ class LLMGradientAttribution(BaseLLMAttribution):
                                                 kwargs.pop("skip_tokens", None))
         attr_inp = inp.to_tensor().to(self.device)                     # (1, n_itp)
         keep = inp.itp_mask if isinstance(inp, TextTokenInput) else None
+        labels = _pretty_tokens(target_tokens, self.tokenizer)
         rows: list[Tensor] = []
         for start, stop in _part_bounds(target_tokens.numel(), part_size):
             part = []
@@ -497,5 +504,5 @@ class LLMGradientAttribution(BaseLLMAttribution):
                 attr = torch.cat(rows)                                 # (n_target, n_itp)
                 result = LLMAttributionResult(
                     seq_attr=attr.sum(0), token_attr=attr, input_tokens=inp.values,
-                    output_tokens=_pretty_tokens(target_tokens, self.tokenizer))
-            yield LLMAttributionPart(start, rows[-1], result)
+                    output_tokens=list(labels))
+            yield LLMAttributionPart(start, rows[-1], labels, result)
