@@ -115,6 +115,8 @@ class ExplainHandler:
             if error is not None:
                 context.set_response_status(wire.http_status(error), wire.status_phrase(error),
                                             idx)
+            if row.stream_call:   # StreamPredictions fails the worker on a final without it
+                context.set_response_header(idx, "ts_stream_next", "false")
             replies.append(payload)
         self._metrics(context, [o for o in outcomes if not isinstance(o, SpecAsked)])
         return replies

@@ -65,6 +65,7 @@ class Row:
 
     item: Request | ExplainError | SpecAsked
     answer: str = ANSWER_JSON
+    stream_call: bool = False   # it came on the gateway's StreamPredictions (the marker)
 
     @property
     def content_type(self) -> str:
@@ -103,7 +104,8 @@ def decode_row(row: object, explain_header: object, request_id: object,
         return Row(SPEC, ANSWER_REPLY)
     serialized = row.get("explain_request")
     answer = ANSWER_REPLY if serialized is not None else answer_for(content_type, accept)
-    can_stream = serialized is None or text(row.get("stream")).lower() in TRUE
+    marked = serialized is not None and text(row.get("stream")).lower() in TRUE
+    can_stream = serialized is None or marked
     try:
         explain = text(explain_header).lower() in TRUE or text(row.get("explain")).lower() in TRUE
         if serialized is not None:
@@ -125,12 +127,12 @@ def decode_row(row: object, explain_header: object, request_id: object,
         if req.stream_tokens and not can_stream:
             raise InvalidInput("stream_tokens", "this call cannot stream (a unary call): use "
                                "ExplainStream (gRPC) or POST /explanations (REST)")
-        return Row(req, answer)
+        return Row(req, answer, marked)
     except ExplainError as e:
-        return Row(e, answer)
+        return Row(e, answer, marked)
     except Exception as e:
         log.exception("decoding a request failed")
-        return Row(internal(e, "decode"), answer)
+        return Row(internal(e, "decode"), answer, marked)
 
 
 def _encode(outcome: Response | ExplainError, answer: str) -> bytes | str:

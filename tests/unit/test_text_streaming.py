@@ -206,7 +206,18 @@ def test_gateway_parts_need_the_stream_marker(lm_handler, lm_dir):  # noqa: F811
     reply = pb.ExplainReply.FromString(replies[0])
     assert sent == [] and reply.error.field == "streamTokens" and "cannot stream" in \
         reply.error.message                     # a unary Predictions call must not stream
-    replies, _, sent = handle(lm_handler, lm_dir, [{**row, "stream": b"true"}], [{}])
+    # a refused request on the streaming call gets the header too
+    bad = pb.ExplainRequest(model="tinylm", stream_tokens=True, stream_part_tokens=1,
+                            target_text=ANSWER, algorithm="Saliency")
+    bad.inputs.text = "in spain"
+    replies, ctx, sent = handle(lm_handler, lm_dir, [{"explain_request": bad.SerializeToString(),
+                                                      "explain": b"true", "stream": b"true"}],
+                              [{}])
+    assert sent == [] and ctx.response_headers == {0: {"ts_stream_next": "false"}}
+    assert pb.ExplainReply.FromString(replies[0]).error.field == "algorithm"
+    replies, ctx, sent = handle(lm_handler, lm_dir, [{**row, "stream": b"true"}], [{}])
+    # TorchServe's StreamPredictions needs the header on the final answer (else: worker died)
+    assert ctx.response_headers == {0: {"ts_stream_next": "false"}}
     [(idx, part)] = sent
     part_reply = pb.ExplainReply.FromString(part)
     final = pb.ExplainReply.FromString(replies[0]).response
