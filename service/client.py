@@ -27,7 +27,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -251,6 +251,11 @@ def _grpc_error(e: grpc.RpcError) -> ExplainClientError:
                               code=trailing.get("explain-error-code", ""))
 
 
+def _item_error(e: pb.Error) -> ExplainClientError:
+    """A failed ExplainStream item as the error a unary call raises (status: the gRPC code)."""
+    return ExplainClientError(e.grpc_code or e.code, e.message, e.field, e.code, e.allowed)
+
+
 def _channel_args(max_message_bytes: int) -> list[tuple[str, int]]:
     return [("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes)]
@@ -352,9 +357,7 @@ class ExplainClient:
                         if n == 0 and attempt == 1 and m.error.code in _AUTH_NAMES \
                                 and self._token.refresh():
                             break    # refused for its key: once more with the new key
-                        e = m.error
-                        raise ExplainClientError(e.grpc_code or e.code, e.message, e.field,
-                                                 e.code, e.allowed)
+                        raise _item_error(m.error)
                     yield Explanation.from_proto(m)
                 else:
                     return
@@ -492,6 +495,22 @@ class AsyncExplainClient:
 
     async def predict(self, model: str, **kwargs: Any) -> Explanation:
         return Explanation.from_proto(await self._call("Predict", build_request(model, **kwargs)))
+
+    async def explain_stream(self, model: str, part_tokens: int = 0,
+                             **kwargs: Any) -> AsyncIterator[Explanation]:
+        """``ExplainClient.explain_stream`` over one ExplainStream call: the partial
+        Explanations as they come, then the answer; an error raises ExplainClientError."""
+        request = build_request(model, stream_tokens=True, stream_part_tokens=part_tokens,
+                                **kwargs)
+        call = self.stub.ExplainStream(iter([request]), metadata=self._token.metadata(),
+                                       timeout=self.timeout)
+        try:
+            async for m in call:
+                if m.HasField("error"):
+                    raise _item_error(m.error)
+                yield Explanation.from_proto(m)
+        except grpc.aio.AioRpcError as e:
+            raise _grpc_error(e) from None
 
     async def model_spec(self, model: str) -> pb.ModelSpec:
         return await self._call("GetModelSpec", pb.GetModelSpecRequest(model=model))

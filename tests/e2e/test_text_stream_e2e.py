@@ -134,3 +134,18 @@ def test_bad_streaming_requests_are_refused_naming_their_field(client):
     # the worker is still serving, streams included
     assert len(list(client.explain_stream("tinylm", part_tokens=4, **kwargs(
         "FeatureAblation")))) == 2
+
+
+def test_the_async_client_streams_the_same_parts(server, client):
+    import asyncio
+
+    from service.client import AsyncExplainClient
+
+    async def go():
+        async with AsyncExplainClient(f"127.0.0.1:{server.ports['gateway']}",
+                                      token=server.key("inference"), timeout=120) as c:
+            return [p async for p in c.explain_stream("tinylm", part_tokens=3,
+                                                      **kwargs("LayerIntegratedGradients"))]
+
+    parts = asyncio.run(go())
+    check_stream(parts, client.explain("tinylm", **kwargs("LayerIntegratedGradients")), 3)
