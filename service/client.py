@@ -350,9 +350,10 @@ class ExplainClient:
             yield from self._rest_lines(request)
             return
         for attempt in (1, 2):
+            call = self.stub.ExplainStream(iter([request]), metadata=self._token.metadata(),
+                                           timeout=self.timeout)
             try:
-                for n, m in enumerate(self.stub.ExplainStream(
-                        iter([request]), metadata=self._token.metadata(), timeout=self.timeout)):
+                for n, m in enumerate(call):
                     if m.HasField("error"):
                         if n == 0 and attempt == 1 and m.error.code in _AUTH_NAMES \
                                 and self._token.refresh():
@@ -363,6 +364,8 @@ class ExplainClient:
                     return
             except grpc.RpcError as e:
                 raise _grpc_error(e) from None
+            finally:
+                call.cancel()   # a caller that stops early cancels the call (no-op once done)
 
     def model_spec(self, model: str) -> pb.ModelSpec:
         self._need_grpc("model_spec")
