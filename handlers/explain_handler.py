@@ -6,7 +6,9 @@ map), decodes the row (service.wire.rows: ExplainRequest JSON, raw PNG/JPEG byte
 ExplainRequest, or the gateway's spec marker), runs the batch through the runtime's executor,
 and gives every request its own status with ``context.set_response_status(code, message, idx)``.
 A serialized request is answered with a serialized ExplainReply (response or error), because
-TorchServe's gRPC frontend drops per-request statuses.
+TorchServe's gRPC frontend drops per-request statuses. A text request with ``stream_tokens``
+gets its parts first, each sent for that request alone with TorchServe's intermediate response
+(its batch-mates are untouched).
 This file defines exactly one class: TorchServe refuses handler modules with more.
 """
 
@@ -33,7 +35,7 @@ from service.runtime.errors import internal
 from service.runtime.loader import load_model
 from service.runtime.spec import InputKind
 from service.runtime.text import TextExecutor
-from service.wire.rows import Row, SpecAsked, decode_row, encode_outcome
+from service.wire.rows import Row, SpecAsked, decode_row, encode_outcome, encode_part, streams
 
 log = logging.getLogger(__name__)
 
@@ -96,16 +98,28 @@ class ExplainHandler:
         work: list[tuple[int, Request | ExplainError]] = [
             (idx, r.item) for idx, r in enumerate(rows) if not isinstance(r.item, SpecAsked)]
         outcomes: list = [r.item for r in rows]
-        for (idx, _), outcome in zip(work, ex.run([item for _, item in work])):
+        sent: set[int] = set()   # rows that were sent parts
+
+        def on_part(pos: int, part) -> None:
+            idx = work[pos][0]
+            context.set_response_content_type(idx, rows[idx].content_type)
+            send_part(context, idx, encode_part(part, rows[idx].answer))
+            sent.add(idx)
+
+        items = [item for _, item in work]
+        results = ex.run(items, on_part) if isinstance(ex, TextExecutor) else ex.run(items)
+        for (idx, _), outcome in zip(work, results):
             outcomes[idx] = outcome
         replies: list = []
         for idx, (outcome, row) in enumerate(zip(outcomes, rows)):
             context.set_response_content_type(idx, row.content_type)
             payload, error = encode_outcome(outcome, row.answer, ex.spec, ex.limits, ex.table,
-                                            ex.layers)
+                                            ex.layers, streams(row), idx in sent)
             if error is not None:
                 context.set_response_status(wire.http_status(error), wire.status_phrase(error),
                                             idx)
+            if row.stream_call:   # StreamPredictions fails the worker on a final without it
+                context.set_response_header(idx, "ts_stream_next", "false")
             replies.append(payload)
         self._metrics(context, [o for o in outcomes if not isinstance(o, SpecAsked)])
         return replies
@@ -148,3 +162,11 @@ class ExplainHandler:
             metrics.add_metric("BaselineCacheMisses", stats.misses, "count")
         except Exception:  # metrics must never fail a request
             log.warning("metrics export failed", exc_info=True)
+
+
+def send_part(context, idx: int, payload: bytes | str) -> None:
+    """One intermediate response for request ``idx`` of the batch alone (TorchServe 0.12)."""
+    from ts.handler_utils.utils import send_intermediate_predict_response
+
+    send_intermediate_predict_response({idx: payload}, {idx: context.request_ids[idx]},
+                                       "Intermediate response", 200, context)

@@ -27,7 +27,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -80,6 +80,8 @@ class Explanation:
     timings: dict[str, float] = field(default_factory=dict)
     error: ExplainClientError | None = None  # ExplainStream items only
     text: TextExplanation | None = None      # text models
+    partial: bool = False   # explain_stream: one part (text.token_attr's rows from
+    part_index: int = 0     # text.token_row_offset), not the answer; 0, 1, ... in order
 
     @staticmethod
     def from_proto(m: pb.ExplainResponse) -> Explanation:
@@ -87,7 +89,8 @@ class Explanation:
         out = Explanation(model=r.model, model_version=r.model_version,
                           request_id=r.request_id, algorithm=r.algorithm,
                           prediction=r.prediction, explanations=r.explanations,
-                          timings=vars(r.timings), text=r.text)
+                          timings=vars(r.timings), text=r.text, partial=r.partial,
+                          part_index=r.part_index)
         if m.HasField("error"):
             out.error = ExplainClientError(m.error.code, m.error.message, m.error.field,
                                            m.error.code, m.error.allowed)
@@ -106,7 +109,8 @@ def build_request(model: str, *, image: bytes | None = None, tensor: np.ndarray 
                   attribute_to_layer_input: bool = False, text: str | None = None,
                   template: str | None = None, values: Mapping[str, str] | None = None,
                   template_baselines: Mapping[str, str] | None = None,
-                  target_text: str = "", max_new_tokens: int = 0) -> pb.ExplainRequest:
+                  target_text: str = "", max_new_tokens: int = 0, stream_tokens: bool = False,
+                  stream_part_tokens: int = 0) -> pb.ExplainRequest:
     """An ExplainRequest from Python values. ``target``: a class index or label (default: the
     predicted class); ``top_k``: explain the k best classes; ``baseline``: a baseline name from
     the model spec ("zeros", "mean", ...), a constant, or an explicit array. ``noise_tunnel``:
@@ -119,7 +123,8 @@ def build_request(model: str, *, image: bytes | None = None, tensor: np.ndarray 
     the layer's per-example output (neuron methods), ``attribute_to_layer_input`` attributes to
     the layer's input instead. Text models: a prompt as ``text=`` or as ``template=`` with its
     ``values`` (and optional ``template_baselines``); ``target_text`` is the answer to explain
-    ("" = the model's own generation of at most ``max_new_tokens`` tokens)."""
+    ("" = the model's own generation of at most ``max_new_tokens`` tokens); ``stream_tokens``
+    asks for the token rows in parts of ``stream_part_tokens`` tokens (``explain_stream``)."""
     given = [x is not None for x in (image, tensor, features, text, template)]
     if sum(given) != 1:
         raise ValueError("pass exactly one of image=, tensor=, features=, text= or template=")
@@ -138,6 +143,7 @@ def build_request(model: str, *, image: bytes | None = None, tensor: np.ndarray 
         m.inputs.template.values.update(dict(values or {}))
         m.inputs.template.baselines.update(dict(template_baselines or {}))
     m.target_text, m.max_new_tokens = target_text, max_new_tokens
+    m.stream_tokens, m.stream_part_tokens = stream_tokens, stream_part_tokens
     if params:
         m.params.update(dict(params))
     if top_k is not None:
@@ -172,6 +178,7 @@ def build_request(model: str, *, image: bytes | None = None, tensor: np.ndarray 
 
 
 _AUTH_CODES = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
+_AUTH_NAMES = tuple(c.name for c in _AUTH_CODES)
 _AUTH_HTTP = (400, 401, 403)  # TorchServe answers a refused key with 400 InvalidKeyException
 
 
@@ -242,6 +249,11 @@ def _grpc_error(e: grpc.RpcError) -> ExplainClientError:
     return ExplainClientError(e.code().name, e.details() or "",
                               field=urllib.parse.unquote(trailing.get("explain-error-field", "")),
                               code=trailing.get("explain-error-code", ""))
+
+
+def _item_error(e: pb.Error) -> ExplainClientError:
+    """A failed ExplainStream item as the error a unary call raises (status: the gRPC code)."""
+    return ExplainClientError(e.grpc_code or e.code, e.message, e.field, e.code, e.allowed)
 
 
 def _channel_args(max_message_bytes: int) -> list[tuple[str, int]]:
@@ -324,6 +336,37 @@ class ExplainClient:
                                                         timeout=self.timeout)))
         return [Explanation.from_proto(r) for r in answers]
 
+    def explain_stream(self, model: str, part_tokens: int = 0,
+                       **kwargs: Any) -> Iterator[Explanation]:
+        """A text model's explanation in parts, as the server computes them: partial
+        Explanations (``partial``; ``text.token_attr`` holds ``part_tokens`` rows from
+        ``text.token_row_offset``; 0 = the server's choice), then the complete answer (the
+        same as ``explain`` gives). gRPC: one ExplainStream call; REST: newline-delimited JSON
+        from /explanations. A refused or failed request raises ExplainClientError (also after
+        some parts). Keyword arguments as ``build_request``."""
+        request = build_request(model, stream_tokens=True, stream_part_tokens=part_tokens,
+                                **kwargs)
+        if self.mode == "rest":
+            yield from self._rest_lines(request)
+            return
+        for attempt in (1, 2):
+            call = self.stub.ExplainStream(iter([request]), metadata=self._token.metadata(),
+                                           timeout=self.timeout)
+            try:
+                for n, m in enumerate(call):
+                    if m.HasField("error"):
+                        if n == 0 and attempt == 1 and m.error.code in _AUTH_NAMES \
+                                and self._token.refresh():
+                            break    # refused for its key: once more with the new key
+                        raise _item_error(m.error)
+                    yield Explanation.from_proto(m)
+                else:
+                    return
+            except grpc.RpcError as e:
+                raise _grpc_error(e) from None
+            finally:
+                call.cancel()   # a caller that stops early cancels the call (no-op once done)
+
     def model_spec(self, model: str) -> pb.ModelSpec:
         self._need_grpc("model_spec")
         return self._call(lambda md: self.stub.GetModelSpec(
@@ -361,6 +404,27 @@ class ExplainClient:
             lambda md: stub(request, metadata=md, timeout=self.timeout)))
 
     def _rest(self, request: pb.ExplainRequest, explain: bool) -> Explanation:
+        with self._post(request, explain) as r:
+            return Explanation.from_proto(wire.response_from_json(r.read()))
+
+    def _rest_lines(self, request: pb.ExplainRequest) -> Iterator[Explanation]:
+        """A streamed REST answer: one ExplainResponse JSON per line (chunked HTTP), the last
+        the answer; a line carrying ``error`` raises."""
+        with self._post(request, True) as r:
+            for line in r:
+                if not line.strip():
+                    continue
+                item = json.loads(line)
+                if "error" in item:
+                    err = item["error"]
+                    raise ExplainClientError(err.get("grpcCode", "") or str(err.get(
+                        "httpStatus", "")), err.get("message", ""), err.get("field", ""),
+                        err.get("code", ""), err.get("allowed", ()))
+                yield Explanation.from_proto(wire.response_from_json(line))
+
+    def _post(self, request: pb.ExplainRequest, explain: bool) -> Any:
+        """The open HTTP response to the request's POST (an error status raises
+        ExplainClientError; once more with the new key after a refused one)."""
         path = "explanations" if explain else "predictions"
         body = json_format.MessageToJson(request, indent=None).encode()
         url = f"{self.rest_url}/{path}/{request.model}"
@@ -371,8 +435,7 @@ class ExplainClient:
                        **{k.title(): v for k, v in self._token.metadata()}}
             req = urllib.request.Request(url, data=body, headers=headers, method="POST")
             try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as r:
-                    return Explanation.from_proto(wire.response_from_json(r.read()))
+                return urllib.request.urlopen(req, timeout=self.timeout)
             except urllib.error.HTTPError as e:
                 raw = e.read()
                 try:
@@ -435,6 +498,22 @@ class AsyncExplainClient:
 
     async def predict(self, model: str, **kwargs: Any) -> Explanation:
         return Explanation.from_proto(await self._call("Predict", build_request(model, **kwargs)))
+
+    async def explain_stream(self, model: str, part_tokens: int = 0,
+                             **kwargs: Any) -> AsyncIterator[Explanation]:
+        """``ExplainClient.explain_stream`` over one ExplainStream call: the partial
+        Explanations as they come, then the answer; an error raises ExplainClientError."""
+        request = build_request(model, stream_tokens=True, stream_part_tokens=part_tokens,
+                                **kwargs)
+        call = self.stub.ExplainStream(iter([request]), metadata=self._token.metadata(),
+                                       timeout=self.timeout)
+        try:
+            async for m in call:
+                if m.HasField("error"):
+                    raise _item_error(m.error)
+                yield Explanation.from_proto(m)
+        except grpc.aio.AioRpcError as e:
+            raise _grpc_error(e) from None
 
     async def model_spec(self, model: str) -> pb.ModelSpec:
         return await self._call("GetModelSpec", pb.GetModelSpecRequest(model=model))

@@ -159,7 +159,7 @@ from .interpretable_input import (  # noqa: E402
     TextTemplateInput,
     TextTokenInput,
 )
-from .llm_attr import LLMAttribution, LLMGradientAttribution  # noqa: E402
+from .llm_attr import LLMAttribution, LLMAttributionPart, LLMGradientAttribution  # noqa: E402
 from .llm_remote import RemoteLLMAttribution, RemoteLLMProvider, VLLMProvider  # noqa: E402
 from .llm_result import LLMAttributionResult  # noqa: E402
 from .product_baselines import ProductBaselines  # noqa: E402
@@ -168,6 +168,7 @@ __all__ += [
     "LLMAttribution",
     "LLMGradientAttribution",
     "LLMAttributionResult",
+    "LLMAttributionPart",
     "RemoteLLMAttribution",
     "RemoteLLMProvider",
     "VLLMProvider",

@@ -19,6 +19,7 @@ import contextlib
 import random
 from collections.abc import Callable, Iterator, Mapping
 from copy import copy
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -51,6 +52,37 @@ DEFAULT_GEN_ARGS: dict[str, Any] = {
 }
 
 InspectForward = Callable[[str, str, list[float]], None]
+
+
+@dataclass(frozen=True)
+class LLMAttributionPart:
+    """One part of a streamed attribution (``attribute_parts``; not in Captum).
+
+    ``token_attr``: rows ``start .. start + n_rows - 1`` of the answer's token-by-token matrix,
+    ``(n_rows, n_features)`` (``None`` for Lime and KernelShap, which have no rows);
+    ``output_tokens`` labels every answer token (the rows of the whole matrix). ``result`` is
+    set on the final part only: the complete ``LLMAttributionResult``, equal to what
+    ``attribute`` returns for the same arguments.
+    """
+
+    start: int
+    token_attr: Tensor | None
+    output_tokens: list[str]
+    result: LLMAttributionResult | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.result is not None
+
+
+def _part_bounds(n_target: int, part_size: int | None) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` covering ``range(n_target)`` in parts of ``part_size`` rows
+    (``None``: one part)."""
+    if part_size is None:
+        return [(0, n_target)]
+    if isinstance(part_size, bool) or not isinstance(part_size, int) or part_size < 1:
+        raise AttributionInputError(f"part_size must be a positive int, got {part_size!r}")
+    return [(s, min(n_target, s + part_size)) for s in range(0, n_target, part_size)]
 
 
 # --------------------------------------------------------------------------- tokens for display
@@ -301,12 +333,16 @@ class LLMAttribution(BaseLLMAttribution):
                       target_tokens: Tensor, use_cached_outputs: bool = False,
                       _inspect_forward: InspectForward | None = None,
                       forward_in_tokens: bool = True,
-                      prefix: SharedPrefix | None = None) -> Tensor:
-        """Score of the answer for each perturbed prompt.
+                      prefix: SharedPrefix | None = None, first_row: int = 0,
+                      with_total: bool = True) -> Tensor:
+        """Score of the answer ``target_tokens`` for each perturbed prompt.
 
-        ``perturbed_tensor``: ``(k, n_itp)``. Returns ``(k, 1 + n_target)`` (sequence score,
-        then per token) for the per-token methods, else ``(k,)``. ``prefix``: the prompts'
-        shared prefix with its cache (``attribute`` computes it once per call).
+        ``perturbed_tensor``: ``(k, n_itp)``. Returns ``(k, 1 + n_target - first_row)``
+        (sequence score, then tokens ``first_row ..``; without ``with_total`` the tokens only)
+        for the per-token methods, else ``(k,)``. ``target_tokens`` may be a prefix of the
+        answer: a causal LM's score of token t depends on the prompt and tokens before t only.
+        ``prefix``: the prompts' shared prefix with its cache (computed once per call of the
+        wrapped method).
         """
         target_tokens = torch.as_tensor(target_tokens, dtype=torch.long, device=self.device)
         if perturbed_tensor is None or perturbed_tensor.size(0) == 1:
@@ -336,7 +372,12 @@ class LLMAttribution(BaseLLMAttribution):
                     scores.append(self._log_probs_by_seq(g, target_tokens, prefix))
         token_lp = torch.cat(scores).detach()                           # (k, n_target)
         total = token_lp.sum(dim=1)                                     # (k,)
-        out = torch.cat([total[:, None], token_lp], dim=1) if self.include_per_token_attr else total
+        if not self.include_per_token_attr:
+            out = total
+        elif with_total:
+            out = torch.cat([total[:, None], token_lp[:, first_row:]], dim=1)
+        else:
+            out = token_lp[:, first_row:]
         if self.attr_target == "prob":
             out = out.exp()
         if _inspect_forward is not None:
@@ -364,11 +405,66 @@ class LLMAttribution(BaseLLMAttribution):
         arguments go to the wrapped method's ``attribute`` (e.g. ``n_samples``,
         ``perturbations_per_eval``).
         """
+        parts = self.attribute_parts(inp, target, None, num_trials, gen_args,
+                                     use_cached_outputs, _inspect_forward, forward_in_tokens,
+                                     **kwargs)
+        return _final(parts)
+
+    def attribute_parts(self, inp: InterpretableInput, target: str | Tensor | None = None,
+                        part_size: int | None = 1, num_trials: int = 1,
+                        gen_args: dict[str, Any] | None = None, use_cached_outputs: bool = True,
+                        _inspect_forward: InspectForward | None = None,
+                        forward_in_tokens: bool = True, **kwargs: Any
+                        ) -> Iterator[LLMAttributionPart]:
+        """``attribute`` in parts of ``part_size`` answer tokens (not in Captum): yields an
+        ``LLMAttributionPart`` per part, in order, as it is computed; the last carries the
+        complete result.
+
+        Part ``[a, b)`` re-runs the wrapped method on the answer's prefix ``target[:b]``
+        (a causal LM's score of token t depends on the prompt and the tokens before t only),
+        keeping rows ``a .. b - 1``: k parts cost about k times one call. Every part starts
+        from the same torch random state (a seeded sampler draws the same perturbations in
+        each). The last part is ``attribute``'s call itself, so the final result is
+        ``attribute``'s; the earlier parts' rows equal its rows up to float rounding (the model
+        ran on a shorter sequence: about 1e-7 in float32). Lime and KernelShap, which have no
+        per-token rows, give one final part.
+        """
         if not isinstance(num_trials, int) or num_trials < 1:
             raise AttributionInputError(f"num_trials must be a positive int, got {num_trials!r}")
         target_tokens = self._get_target_tokens(inp, target, gen_args,
                                                 kwargs.pop("skip_tokens", None))
-        n_rows = 1 + target_tokens.numel() if self.include_per_token_attr else 1
+        n_target = target_tokens.numel()
+        bounds = _part_bounds(n_target, part_size if self.include_per_token_attr else None)
+        devices = [self.device] if self.device.type == "cuda" else []
+        labels = _pretty_tokens(target_tokens, self.tokenizer)
+        for start, stop in bounds:
+            last = stop == n_target
+            # every part but the last leaves the random state as it found it; the last is the
+            # one-part call (the whole answer, every row), so the result is attribute()'s
+            fork = contextlib.nullcontext() if last else torch.random.fork_rng(devices=devices)
+            with fork:
+                attr = self._attribute_window(inp, target_tokens[:stop], 0 if last else start,
+                                              last, num_trials, use_cached_outputs,
+                                              _inspect_forward, forward_in_tokens, kwargs)
+            if not self.include_per_token_attr:                # (1, n_features): seq only
+                yield LLMAttributionPart(0, None, labels,
+                                         self._result(inp, labels, attr[0], None))
+                return
+            if not last:                                       # (stop - start, n_features)
+                yield LLMAttributionPart(start, attr, labels)
+                continue
+            result = self._result(inp, labels, attr[0], attr[1:])
+            yield LLMAttributionPart(start, attr[1 + start:], labels, result)
+
+    def _attribute_window(self, inp: InterpretableInput, target_tokens: Tensor, first_row: int,
+                          with_total: bool, num_trials: int, use_cached_outputs: bool,
+                          _inspect_forward: InspectForward | None, forward_in_tokens: bool,
+                          kwargs: dict[str, Any]) -> Tensor:
+        """Attributions ``(rows, n_features)`` of the answer prefix ``target_tokens``: the
+        sequence row (``with_total``; the per-token methods only) then tokens ``first_row ..``
+        (per-token methods); averaged over ``num_trials`` calls of the wrapped method."""
+        n_rows = 1 if not self.include_per_token_attr else (
+            int(with_total) + target_tokens.numel() - first_row)
         attr = torch.zeros(n_rows, inp.n_itp_features, device=self.device)
         prefix = self._shared_prefix(inp) if use_cached_outputs else None
         for _ in range(num_trials):
@@ -376,17 +472,26 @@ class LLMAttribution(BaseLLMAttribution):
                 inp.to_tensor().to(self.device),
                 # the target as a list: methods expand tensor arguments along the batch
                 additional_forward_args=(inp, target_tokens.tolist(), use_cached_outputs,
-                                         _inspect_forward, forward_in_tokens, prefix),
+                                         _inspect_forward, forward_in_tokens, prefix,
+                                         first_row, with_total),
                 **kwargs)
             attr += cur.reshape(attr.shape).to(attr)           # (n_rows, n_itp)
-        attr = inp.format_attr(attr / num_trials)
-        return LLMAttributionResult(
-            seq_attr=attr[0],
-            token_attr=attr[1:] if self.include_per_token_attr else None,
-            input_tokens=inp.values,
-            output_tokens=_pretty_tokens(target_tokens, self.tokenizer),
-            inp=inp,
-        )
+        return inp.format_attr(attr / num_trials)
+
+    @staticmethod
+    def _result(inp: InterpretableInput, labels: list[str], seq_attr: Tensor,
+                token_attr: Tensor | None) -> LLMAttributionResult:
+        return LLMAttributionResult(seq_attr=seq_attr, token_attr=token_attr,
+                                    input_tokens=inp.values, output_tokens=list(labels), inp=inp)
+
+
+def _final(parts: Iterator[LLMAttributionPart]) -> LLMAttributionResult:
+    """The complete result: the last of ``parts``."""
+    result = None
+    for part in parts:
+        result = part.result
+    assert result is not None
+    return result
 
 
 # --------------------------------------------------------------------------- gradients
@@ -431,24 +536,38 @@ class LLMGradientAttribution(BaseLLMAttribution):
     def attribute(self, inp: InterpretableInput, target: str | Tensor | None = None,
                   gen_args: dict[str, Any] | None = None, **kwargs: Any) -> LLMAttributionResult:
         """Attribute each answer token's log-prob to the prompt tokens; kwargs go to the method."""
+        return _final(self.attribute_parts(inp, target, None, gen_args, **kwargs))
+
+    def attribute_parts(self, inp: InterpretableInput, target: str | Tensor | None = None,
+                        part_size: int | None = 1, gen_args: dict[str, Any] | None = None,
+                        **kwargs: Any) -> Iterator[LLMAttributionPart]:
+        """``attribute`` in parts of ``part_size`` answer tokens (not in Captum): one method
+        call per answer token, so a part is yielded as soon as its rows are computed; the
+        last part carries the complete result."""
         target_tokens = self._get_target_tokens(inp, target, gen_args,
                                                 kwargs.pop("skip_tokens", None))
         attr_inp = inp.to_tensor().to(self.device)                     # (1, n_itp)
-        rows = []
-        for idx in range(target_tokens.numel()):
-            a = self.attr_method.attribute(
-                attr_inp, additional_forward_args=(inp, target_tokens.tolist(), idx), **kwargs)
-            a = a.detach()                                             # (1, n_prompt + idx, d)
-            if idx:
-                a = a[:, :-idx]                                        # drop the answer prefix
-            rows.append(a.sum(-1))                                     # (1, n_prompt)
-        attr = torch.cat(rows)                                         # (n_target, n_prompt)
-        if isinstance(inp, TextTokenInput) and inp.itp_mask is not None:
-            keep = inp.itp_mask.to(attr.device).expand_as(attr)
-            attr = attr[keep].view(attr.size(0), -1)                   # (n_target, n_itp)
-        return LLMAttributionResult(
-            seq_attr=attr.sum(0),
-            token_attr=attr,
-            input_tokens=inp.values,
-            output_tokens=_pretty_tokens(target_tokens, self.tokenizer),
-        )
+        keep = inp.itp_mask if isinstance(inp, TextTokenInput) else None
+        labels = _pretty_tokens(target_tokens, self.tokenizer)
+        rows: list[Tensor] = []
+        for start, stop in _part_bounds(target_tokens.numel(), part_size):
+            part = []
+            for idx in range(start, stop):
+                a = self.attr_method.attribute(
+                    attr_inp, additional_forward_args=(inp, target_tokens.tolist(), idx),
+                    **kwargs)
+                a = a.detach()                                         # (1, n_prompt + idx, d)
+                if idx:
+                    a = a[:, :-idx]                                    # drop the answer prefix
+                row = a.sum(-1)                                        # (1, n_prompt)
+                if keep is not None:
+                    row = row[keep.to(row.device)].view(1, -1)         # (1, n_itp)
+                part.append(row)
+            rows.append(torch.cat(part))                               # (stop - start, n_itp)
+            result = None
+            if stop == target_tokens.numel():
+                attr = torch.cat(rows)                                 # (n_target, n_itp)
+                result = LLMAttributionResult(
+                    seq_attr=attr.sum(0), token_attr=attr, input_tokens=inp.values,
+                    output_tokens=list(labels))
+            yield LLMAttributionPart(start, rows[-1], labels, result)

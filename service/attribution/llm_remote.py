@@ -108,10 +108,13 @@ class RemoteLLMAttribution(LLMAttribution):
                              target_tokens: Tensor | Sequence[int],
                              use_cached_outputs: bool = False,
                              _inspect_forward: InspectForward | None = None,
-                             forward_in_tokens: bool = False, prefix: Any = None) -> Tensor:
+                             forward_in_tokens: bool = False, prefix: Any = None,
+                             first_row: int = 0, with_total: bool = True) -> Tensor:
         """Scores of the answer for each perturbed prompt, as ``LLMAttribution``'s forward
         function gives them: ``perturbed_tensor`` ``(k, n_itp)`` (or None: the unperturbed
-        prompt) -> ``(k, 1 + n_target)`` for the per-token methods, else ``(k,)``.
+        prompt) -> ``(k, 1 + n_target - first_row)`` for the per-token methods (without the
+        sequence score unless ``with_total``; see ``LLMAttribution._forward_func``), else
+        ``(k,)``.
         ``use_cached_outputs``, ``forward_in_tokens`` and ``prefix`` (a shared prompt prefix's
         cache, always None here: the placeholder offers no cache) have no meaning for a remote
         model and are accepted for the shared signature."""
@@ -130,8 +133,12 @@ class RemoteLLMAttribution(LLMAttribution):
                     f"of {target_tokens.numel()} tokens")
             token_lp = torch.tensor([float(v) for v in log_probs],
                                     dtype=torch.float64)                  # (n_target,)
-            scores.append(torch.cat([token_lp.sum()[None], token_lp])
-                          if self.include_per_token_attr else token_lp.sum())
+            if not self.include_per_token_attr:
+                scores.append(token_lp.sum())
+            elif with_total:
+                scores.append(torch.cat([token_lp.sum()[None], token_lp[first_row:]]))
+            else:
+                scores.append(token_lp[first_row:])
             if _inspect_forward is not None:
                 probs = scores[-1].exp()
                 _inspect_forward(prompt, answer, probs.reshape(-1).tolist())

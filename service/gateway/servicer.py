@@ -1,7 +1,9 @@
 """The Explainer servicer: a thin adapter. Each call becomes one TorchServe Predictions call
 carrying the serialized request and the explain marker; the handler's ExplainReply becomes the
 response or a status with the same message REST gives (its Error carries the gRPC code the wire
-layer chose). Conversions live in service.wire.
+layer chose). Conversions live in service.wire. On ExplainStream, a request with
+``stream_tokens`` becomes a StreamPredictions call (with the ``stream`` marker, without which
+the handler refuses to stream) whose every reply is relayed: its parts, then its answer.
 
 ``add_to_server`` registers the servicer with byte-level request deserializers, so that a
 malformed protobuf is answered INVALID_ARGUMENT by the servicer (``calls.parse``; gRPC's own
@@ -48,9 +50,7 @@ class ExplainerServicer(pb_grpc.ExplainerServicer):
 
     async def _call(self, model: str, version: str, inputs: dict[str, bytes],
                     metadata: list[tuple[str, str]], timeout: float) -> pb.ExplainReply:
-        if not model:
-            raise CallError(grpc.StatusCode.INVALID_ARGUMENT,
-                            "model: is required (the request names no model)", field="model")
+        _named(model)
         try:
             raw = await self.upstream.predictions(model, version, inputs, metadata, timeout)
         except UpstreamError as e:
@@ -69,6 +69,25 @@ class ExplainerServicer(pb_grpc.ExplainerServicer):
                                  self._metadata(context), timeout)
         return reply.response
 
+    async def _forward_parts(self, request: pb.ExplainRequest, context: grpc.aio.ServicerContext
+                             ) -> AsyncIterator[pb.ExplainResponse]:
+        """A streamed request's parts (partial) and then its answer, as TorchServe's
+        StreamPredictions relays them from the handler; an error ends them (CallError)."""
+        _named(request.model)
+        timeout = self._timeout(context)
+        request.deadline_ms = request.deadline_ms or max(1, int(timeout * 1000))
+        inputs = {"explain_request": request.SerializeToString(), "explain": b"true",
+                  "stream": b"true"}
+        parts = self.upstream.stream_predictions(request.model, request.model_version, inputs,
+                                                 self._metadata(context), timeout)
+        try:
+            async for raw in parts:
+                yield unpack_reply(raw, request.model).response
+        except UpstreamError as e:
+            raise CallError(e.code, e.message, field=e.field) from None
+        finally:
+            await parts.aclose()
+
     # -- RPCs -------------------------------------------------------------------------------
 
     @aborting
@@ -82,18 +101,25 @@ class ExplainerServicer(pb_grpc.ExplainerServicer):
     async def ExplainStream(self, request_iterator: AsyncIterator[bytes | pb.ExplainRequest],
                             context) -> AsyncIterator[pb.ExplainResponse]:
         """Every request answered with its response or its error (tagged with its request's
-        id), concurrently; see ``stream.answer_concurrently``."""
-        async def one(raw: bytes | pb.ExplainRequest, n: int) -> pb.ExplainResponse:
+        id), concurrently; a ``stream_tokens`` request with its parts first (``partial``), in
+        order. See ``stream.answer_concurrently``."""
+        async def one(raw: bytes | pb.ExplainRequest, n: int
+                      ) -> AsyncIterator[pb.ExplainResponse]:
             req = pb.ExplainRequest()
             try:
                 req = parse(raw, pb.ExplainRequest)
                 req.request_id = req.request_id or str(n)
+                if req.stream_tokens:
+                    async for resp in self._forward_parts(req, context):
+                        resp.request_id = req.request_id
+                        yield resp
+                    return
                 resp = await self._forward(req, True, context)
                 resp.request_id = req.request_id
-                return resp
+                yield resp
             except CallError as e:
-                return pb.ExplainResponse(model=req.model, request_id=req.request_id or str(n),
-                                          error=e.as_proto())
+                yield pb.ExplainResponse(model=req.model, request_id=req.request_id or str(n),
+                                         error=e.as_proto())
 
         answers = answer_concurrently(request_iterator, one, self.config.stream_concurrency)
         async with contextlib.aclosing(answers):  # its tasks are cancelled when the call ends
@@ -129,6 +155,12 @@ class ExplainerServicer(pb_grpc.ExplainerServicer):
                 raise reply
             out.models.append(reply.spec)
         return out
+
+
+def _named(model: str) -> None:
+    if not model:
+        raise CallError(grpc.StatusCode.INVALID_ARGUMENT,
+                        "model: is required (the request names no model)", field="model")
 
 
 def add_to_server(servicer: ExplainerServicer, server: grpc.aio.Server) -> None:

@@ -1,5 +1,5 @@
-"""TorchServe as the gateway sees it: one persistent gRPC channel for Predictions and Ping, and
-the REST management API for the list of models."""
+"""TorchServe as the gateway sees it: one persistent gRPC channel for Predictions,
+StreamPredictions and Ping, and the REST management API for the list of models."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import re
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 import grpc
 from google.protobuf import empty_pb2
@@ -86,6 +86,20 @@ class TorchServe:
         except grpc.aio.AioRpcError as e:
             raise _mapped(e, model, version, request.ByteSize()) from None
         return reply.prediction
+
+    async def stream_predictions(self, model: str, version: str, inputs: dict[str, bytes],
+                                 metadata: Sequence[tuple[str, str]], timeout: float
+                                 ) -> AsyncGenerator[bytes, None]:
+        """StreamPredictions: the handler's intermediate responses, then its final one."""
+        request = ts_pb.PredictionsRequest(model_name=model, model_version=version, input=inputs)
+        call = self.stub.StreamPredictions(request, metadata=tuple(metadata), timeout=timeout)
+        try:
+            async for reply in call:
+                yield reply.prediction
+        except grpc.aio.AioRpcError as e:
+            raise _mapped(e, model, version, request.ByteSize()) from None
+        finally:
+            call.cancel()   # no-op once it ended; stops TorchServe's side if we stop early
 
     async def healthy(self, timeout: float = 2.0) -> bool:
         """TorchServe answers Ping as healthy (with the inference key when token auth is on)."""

@@ -36,6 +36,7 @@ class Limits:
     max_new_tokens: int = 32  # tokens generated when targetText is "" (also maxNewTokens' cap)
     max_target_tokens: int = 64  # tokens of targetText
     max_perturbations: int = 4096  # perturbed prompts one perturbation explanation runs
+    max_stream_parts: int = 16  # parts a streamed text answer is sent in (streamTokens)
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: int(getattr(self, f.name)) for f in fields(self)}

@@ -156,6 +156,8 @@ class Request:
     received_at: float = field(default_factory=time.monotonic)
     target_text: str = ""  # text models: the answer to explain ("" = generate)
     max_new_tokens: int = 0  # text models: 0 = the limit max_new_tokens
+    stream_tokens: bool = False  # text models: send token_attr in parts (TextExecutor.run)
+    stream_part_tokens: int = 0  # answer tokens per part (0: within max_stream_parts)
 
 
 @dataclass
@@ -210,6 +212,7 @@ class TextExplanation:
     seq_attr: np.ndarray
     token_attr: np.ndarray | None
     heatmap_png: bytes | None = None
+    token_row_offset: int = 0  # the answer token of token_attr's first row (a part: > 0)
 
 
 @dataclass
@@ -233,3 +236,5 @@ class Response:
     explanations: list[TargetExplanation] = field(default_factory=list)
     timings: Timings = field(default_factory=Timings)
     text: TextExplanation | None = None
+    partial: bool = False  # one part of a streamed answer (Request.stream_tokens), not the answer
+    part_index: int = 0  # the part's place in its stream (the final: the number of partials)

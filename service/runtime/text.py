@@ -7,6 +7,12 @@ tokens, stopping after the spec's stop token). Perturbation methods run under th
 ``LLMAttribution``, layer-gradient methods under ``LLMGradientAttribution`` on the spec's
 embedding layer (over the prompt's words; a template is filled in first). Each request runs on
 its own (no fusion); one bad request fails alone, with an error naming its field.
+
+A request with ``stream_tokens`` is answered in parts: every part of the token-by-token matrix
+(the engine's ``attribute_parts``) is handed, as a partial ``Response``, to the ``on_part``
+callback ``run`` was given, as soon as it is computed; the outcome ``run`` returns is the
+complete answer. The deadline is checked between parts (and before every forward pass); an
+error after some parts were sent is the request's outcome.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import math
 import pathlib
 import string
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +54,10 @@ from .spec import ModelSpec, SpecError
 from .work import Outcome, check_deadline, expires_at, ms, unexpected
 
 PER_EVAL = 16  # perturbed prompts per forward pass
+
+# on_part(position of the request in the batch, partial response): a streamed request's parts
+OnPart = Callable[[int, Response], None]
+PartSink = Callable[[Response], None]
 
 
 @dataclass
@@ -104,23 +114,32 @@ class TextExecutor:
 
     # ---- the batch
 
-    def run(self, requests: Sequence[Request | ExplainError]) -> list[Outcome]:
-        """One outcome per request, in order; never raises."""
+    def run(self, requests: Sequence[Request | ExplainError],
+            on_part: OnPart | None = None) -> list[Outcome]:
+        """One outcome per request, in order; never raises. A request with ``stream_tokens``
+        hands its partial responses to ``on_part(position, response)`` first (without
+        ``on_part``, such a request is refused: this caller cannot stream)."""
         outcomes: list[Outcome] = []
-        for req in requests:
+        for pos, req in enumerate(requests):
             if isinstance(req, ExplainError):
                 outcomes.append(req)
                 continue
+            sink = None
+            if on_part is not None and req.stream_tokens:
+                def sink(resp: Response, pos: int = pos) -> None:
+                    assert on_part is not None
+                    on_part(pos, resp)
             try:
-                outcomes.append(self.answer(req))
+                outcomes.append(self.answer(req, sink))
             except Exception as e:
                 outcomes.append(unexpected(e, req, "text"))
         return outcomes
 
-    def answer(self, req: Request) -> Response:
+    def answer(self, req: Request, on_part: PartSink | None = None) -> Response:
         t_start = time.perf_counter()
         timings = Timings()
         check_deadline(req, self.limits)
+        self._check_streaming(req, on_part)
         prompt = self.prompt(req)
         prompt_ids = self.tokenizer.encode(prompt.text, return_tensors="pt").to(self.device)
         self._check_prompt_length(prompt, prompt_ids.size(1))
@@ -145,13 +164,52 @@ class TextExecutor:
                                    "(the context is full); give target_text")
             t0 = time.perf_counter()
             response.algorithm = entry.name
-            response.text = self._explain(req, prompt, entry, params, target)
+            response.text, response.part_index = self._explain(req, prompt, entry, params, target,
+                                                               response, on_part)
             timings.explain_ms = ms(t0)
             timings.fused_group_size = 1
         timings.total_ms = ms(t_start)
         return response
 
     # ---- validation
+
+    def _check_streaming(self, req: Request, on_part: PartSink | None) -> None:
+        """``stream_tokens`` / ``stream_part_tokens`` make sense together, on an explanation,
+        from a caller that can stream."""
+        if req.stream_part_tokens and not req.stream_tokens:
+            raise InvalidInput("stream_part_tokens", "needs stream_tokens: true")
+        if not req.stream_tokens:
+            return
+        if not req.explain:
+            raise InvalidInput("stream_tokens", "streams an explanation's token rows; a "
+                               "prediction has none (use /explanations or ExplainStream)")
+        if not req.outputs.attributions:
+            raise InvalidInput("stream_tokens", "streams token_attr rows, which "
+                               "outputs.attributions: false leaves out")
+        if on_part is None:
+            raise InvalidInput("stream_tokens", "this call cannot stream: use ExplainStream "
+                               "(gRPC) or POST /explanations (REST)")
+
+    def _part_size(self, req: Request, n_out: int, perturbations: int | None) -> int:
+        """Answer tokens per part: ``stream_part_tokens``, or (0) the fewest that keep the
+        parts within ``max_stream_parts`` and, for a perturbation method (``perturbations``
+        perturbed prompts per part), the total within ``max_perturbations``."""
+        cap = self.limits.max_stream_parts
+        if perturbations:
+            cap = max(1, min(cap, self.limits.max_perturbations // perturbations))
+        if not req.stream_part_tokens:
+            return max(1, math.ceil(n_out / cap))
+        size = req.stream_part_tokens
+        parts = math.ceil(n_out / size)
+        if parts > self.limits.max_stream_parts:
+            raise LimitExceeded("stream_part_tokens", f"{size} tokens per part gives {parts} "
+                                f"parts for an answer of {n_out} tokens, above the limit "
+                                f"{self.limits.max_stream_parts} (max_stream_parts)")
+        if perturbations and parts * perturbations > self.limits.max_perturbations:
+            raise LimitExceeded("stream_part_tokens", f"{parts} parts x {perturbations} "
+                                "perturbed prompts (each part re-runs them) is above the limit "
+                                f"{self.limits.max_perturbations} (max_perturbations)")
+        return size
 
     def prompt(self, req: Request) -> Prompt:
         """The request's prompt, validated (errors name ``inputs.text`` / ``inputs.template``)."""
@@ -296,9 +354,13 @@ class TextExecutor:
                                 skip_tokens=list(self.text.skip_tokens) or None)
 
     def _explain(self, req: Request, prompt: Prompt, entry: TextAlgorithm,
-                 params: dict[str, Any], target: Tensor) -> TextExplanation:
+                 params: dict[str, Any], target: Tensor, response: Response,
+                 on_part: PartSink | None) -> tuple[TextExplanation, int]:
+        """The explanation and the number of partial responses handed to ``on_part`` before it
+        (``response`` gives the partials their model, id, algorithm and prediction)."""
         inp = self.interpretable_input(prompt, entry)
         method_params = {k: v for k, v in params.items() if k != "seed"}
+        count = None
         if entry.text_family is TextFamily.PERTURBATION:
             assert entry.perturbations is not None and entry.engine is not None
             count = entry.perturbations(inp.n_itp_features, params)
@@ -309,6 +371,8 @@ class TextExecutor:
             llm: Any = A.LLMAttribution(entry.engine(self.model), self.tokenizer)
             kwargs = {**method_params, "perturbations_per_eval": PER_EVAL,
                       "forward_in_tokens": False, "use_cached_outputs": True}
+            if not llm.include_per_token_attr:
+                count = None   # one part: Lime and KernelShap have no token rows
         else:
             assert entry.engine is not None
             llm = A.LLMGradientAttribution(entry.engine(self.model, self.embedding),
@@ -316,19 +380,32 @@ class TextExecutor:
             kwargs = dict(method_params)
             if entry.name == "LayerGradientShap":   # the all-baseline-token prompt
                 kwargs["baselines"] = torch.zeros_like(inp.to_tensor(), dtype=torch.float32)
+        part_size = (self._part_size(req, target.numel(), count) if on_part is not None
+                     else None)
+        sent = 0
+        result = None
         try:
             with self._deadline(req), seeded(params.get("seed") if entry.stochastic else None,
                                             self.device):
-                result = llm.attribute(inp, target=target, **kwargs)
+                for part in llm.attribute_parts(inp, target=target, part_size=part_size,
+                                                **kwargs):
+                    if part.final:
+                        result = part.result
+                        break
+                    assert on_part is not None and part.token_attr is not None
+                    rows = self._finite(part.token_attr)          # (n_rows, n_features)
+                    check_deadline(req, self.limits)
+                    on_part(self._partial(response, target, part.output_tokens,
+                                          [str(v) for v in inp.values], rows, part.start, sent))
+                    sent += 1
         except ValueError as e:
             if isinstance(e, ExplainError):
                 raise
             raise InvalidInput("params", f"{entry.name} refused these parameters: {e}") from e
-        seq = result.seq_attr.detach().double().cpu().numpy()              # (n_features,)
-        tok = (result.token_attr.detach().double().cpu().numpy()           # (n_out, n_features)
+        assert result is not None
+        seq = self._finite(result.seq_attr)                                # (n_features,)
+        tok = (self._finite(result.token_attr)                             # (n_out, n_features)
                if result.token_attr is not None else None)
-        if not np.isfinite(seq).all() or (tok is not None and not np.isfinite(tok).all()):
-            raise InvalidInput("inputs", "the attributions are not finite numbers")
         if tok is not None and tok.shape != (target.numel(), seq.shape[0]):
             raise ModelError("algorithm", f"{entry.name} returned token attributions of shape "
                              f"{tok.shape}")
@@ -337,7 +414,25 @@ class TextExecutor:
         return TextExplanation(
             generated=self.tokenizer.decode(target), output_tokens=list(result.output_tokens),
             input_features=[str(v) for v in result.input_tokens], seq_attr=seq,
-            token_attr=tok if req.outputs.attributions else None, heatmap_png=png)
+            token_attr=tok if req.outputs.attributions else None, heatmap_png=png), sent
+
+    @staticmethod
+    def _finite(t: Tensor) -> np.ndarray:
+        a = t.detach().double().cpu().numpy()
+        if not np.isfinite(a).all():
+            raise InvalidInput("inputs", "the attributions are not finite numbers")
+        return a
+
+    def _partial(self, response: Response, target: Tensor, output_tokens: list[str],
+                 features: list[str], rows: np.ndarray, start: int, index: int) -> Response:
+        """Part ``index`` of a streamed answer: rows ``start ..`` of token_attr."""
+        text = TextExplanation(generated=self.tokenizer.decode(target),
+                               output_tokens=list(output_tokens), input_features=features,
+                               seq_attr=np.zeros(0), token_attr=rows, token_row_offset=start)
+        return Response(model=response.model, model_version=response.model_version,
+                        request_id=response.request_id, algorithm=response.algorithm,
+                        prediction=response.prediction, text=text, partial=True,
+                        part_index=index)
 
 
 def template_slots(template: str) -> list[str]:

@@ -31,6 +31,10 @@ class Validator:
     def prepare(self, pos: int, req: Request) -> WorkItem:
         spec, limits = self.spec, self.limits
         check_deadline(req, limits)
+        if req.stream_tokens or req.stream_part_tokens:
+            raise InvalidInput("stream_part_tokens" if not req.stream_tokens else "stream_tokens",
+                               f"streams a text model's token rows; model {spec.name!r} is not "
+                               "a text model")
         x, shown = decode(req.inputs, spec, limits, self.device)
         item = WorkItem(pos, req, x.to(self.dtype), shown)
         self.check_target(req)

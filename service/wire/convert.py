@@ -206,7 +206,8 @@ def request_from_proto(m: pb.ExplainRequest, explain: bool,
         noise_tunnel=_noise_tunnel(m), layer=_layer(m),
         max_batch_rows=(m.limits.max_batch_rows or None) if m.HasField("limits") else None,
         deadline_ms=m.deadline_ms or None, request_id=m.request_id, model=m.model,
-        target_text=m.target_text, max_new_tokens=m.max_new_tokens)
+        target_text=m.target_text, max_new_tokens=m.max_new_tokens,
+        stream_tokens=m.stream_tokens, stream_part_tokens=m.stream_part_tokens)
 
 
 def _parse_error_field(text: str) -> str:
@@ -380,7 +381,7 @@ def response_to_proto(r: Response) -> pb.ExplainResponse:
             top=[pb.ClassScore(index=c.index, label=c.label, probability=c.probability,
                                logit=c.logit) for c in p.top],
             output=tensor_to_proto(p.output)),
-        timings=pb.Timings(**vars(r.timings)))
+        timings=pb.Timings(**vars(r.timings)), partial=r.partial, part_index=r.part_index)
     for e in r.explanations:
         te = out.explanations.add(
             target=e.target, label=e.label, instance_output=e.instance_output,
@@ -446,7 +447,8 @@ def response_from_proto(m: pb.ExplainResponse) -> Response:
     return Response(model=m.model, model_version=m.model_version, request_id=m.request_id,
                     algorithm=m.algorithm, prediction=prediction, explanations=explanations,
                     timings=timings,
-                    text=text_wire.explanation_from_proto(m.text) if m.HasField("text") else None)
+                    text=text_wire.explanation_from_proto(m.text) if m.HasField("text") else None,
+                    partial=m.partial, part_index=m.part_index)
 
 
 # Fields that mean nothing in an answer without explanations (/predictions), and fields of an
@@ -472,6 +474,10 @@ def response_to_json(r: Response) -> str:
         for k in _OMIT_WHEN_EMPTY:
             if not e.get(k):
                 e.pop(k, None)
+    if not r.partial and not r.part_index:   # not streamed (streamTokens): as before
+        d.pop("partial", None)
+        d.pop("partIndex", None)
+        d.get("text", {}).pop("tokenRowOffset", None)
     return json.dumps(d, ensure_ascii=False)
 
 

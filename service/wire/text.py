@@ -33,6 +33,7 @@ def explanation_to_proto(e: TextExplanation, out: Any) -> None:
         out.token_attr.CopyFrom(tensor_to_proto(e.token_attr))
     if e.heatmap_png:
         out.heatmap_png = e.heatmap_png
+    out.token_row_offset = e.token_row_offset
 
 
 def explanation_from_proto(m: Any) -> TextExplanation:
@@ -45,7 +46,7 @@ def explanation_from_proto(m: Any) -> TextExplanation:
         input_features=list(m.input_features), seq_attr=np.asarray(m.seq_attr, dtype=np.float64),
         token_attr=(tensor_from_proto(m.token_attr, "text.token_attr")
                     if m.HasField("token_attr") else None),
-        heatmap_png=m.heatmap_png or None)
+        heatmap_png=m.heatmap_png or None, token_row_offset=m.token_row_offset)
 
 
 def info_to_proto(spec: ModelSpec) -> pb.TextModelInfo | None:

@@ -239,3 +239,74 @@ def test_the_gateway_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=120).stdout.strip()
     assert out == "False"
+
+
+class PartsUpstream(HandlerUpstream):
+    """Adds StreamPredictions: ``parts`` partial replies per request (each an ExplainReply,
+    as the handler sends them), then the handler's real answer; counts the replies read."""
+
+    def __init__(self, handler, model_dir, parts: int) -> None:
+        super().__init__(handler, model_dir)
+        self.parts, self.read = parts, 0
+
+    async def stream_predictions(self, model, version, inputs, metadata, timeout):
+        assert inputs.get("stream") == b"true"    # the handler streams only with the marker
+        req = pb.ExplainRequest.FromString(inputs["explain_request"])
+        for n in range(self.parts):
+            await asyncio.sleep(0)
+            self.read += 1
+            yield pb.ExplainReply(response=pb.ExplainResponse(
+                model=model, request_id=req.request_id, partial=True,
+                part_index=n)).SerializeToString()
+        self.read += 1
+        yield await self.predictions(model, version, inputs, metadata, timeout)
+
+
+def test_stream_relays_parts_in_order_beside_plain_requests(tiny):
+    """A stream_tokens request's replies come back in its order, tagged with its id; plain
+    requests on the same stream keep the unary path (here the tiny classifier refuses the
+    streamed request's answer itself, which ends its parts with that error)."""
+    async def go():
+        upstream = PartsUpstream(*tiny, parts=3)
+        servicer = ExplainerServicer(upstream, GatewayConfig(stream_concurrency=4))
+
+        async def requests():
+            yield _request(request_id="s", stream_tokens=True)
+            yield _request(request_id="p")
+
+        return [a async for a in servicer.ExplainStream(requests(), StreamContext())]
+
+    answers = run(go())
+    streamed = [a for a in answers if a.request_id == "s"]
+    assert [(a.partial, a.part_index) for a in streamed[:3]] == [(True, 0), (True, 1),
+                                                                 (True, 2)]
+    assert streamed[3].error.field == "streamTokens"   # the classifier refuses streamTokens
+    [plain] = [a for a in answers if a.request_id == "p"]
+    assert not plain.HasField("error") and not plain.partial
+
+
+def test_stream_buffers_a_bounded_number_of_parts(tiny):
+    """A client that stops reading: the gateway reads at most about 2 x stream_concurrency
+    parts of a long streamed answer from TorchServe (the queue, plus one held by each
+    request's task), not all of them."""
+    async def go():
+        upstream = PartsUpstream(*tiny, parts=200)
+        servicer = ExplainerServicer(upstream, GatewayConfig(stream_concurrency=3))
+
+        async def requests():
+            for n in range(3):
+                yield _request(request_id=str(n), stream_tokens=True)
+
+        stream = servicer.ExplainStream(requests(), StreamContext())
+        first = await stream.__anext__()
+        await asyncio.sleep(0.5)
+        stalled = upstream.read
+        rest = [a async for a in stream]
+        return stalled, [first, *rest]
+
+    stalled, answers = run(go())
+    assert stalled <= 2 * 3 + 3, stalled
+    assert len(answers) == 3 * 201
+    for n in range(3):
+        mine = [a.part_index for a in answers if a.request_id == str(n) and a.partial]
+        assert mine == list(range(200))

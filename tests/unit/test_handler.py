@@ -34,6 +34,7 @@ class Context:
         self.request_ids = {i: f"req-{i}" for i in range(len(headers))}
         self.status: dict[int, tuple[int, str]] = {}
         self.content_types: dict[int, str] = {}
+        self.response_headers: dict[int, dict[str, str]] = {}
         self.metrics = None
 
     def get_request_header(self, idx, key):
@@ -44,6 +45,9 @@ class Context:
 
     def set_response_content_type(self, idx, value):
         self.content_types[idx] = value
+
+    def set_response_header(self, idx, key, value):
+        self.response_headers.setdefault(idx, {})[key] = value
 
 
 def test_handler_module_defines_one_class():

@@ -45,6 +45,11 @@ class InferenceAPIsServiceStub:
                 request_serializer=torchserve_dot_inference__client__pb2.PredictionsRequest.SerializeToString,
                 response_deserializer=torchserve_dot_inference__client__pb2.PredictionResponse.FromString,
                 _registered_method=True)
+        self.StreamPredictions = channel.unary_stream(
+                '/org.pytorch.serve.grpc.inference.InferenceAPIsService/StreamPredictions',
+                request_serializer=torchserve_dot_inference__client__pb2.PredictionsRequest.SerializeToString,
+                response_deserializer=torchserve_dot_inference__client__pb2.PredictionResponse.FromString,
+                _registered_method=True)
 
 
 class InferenceAPIsServiceServicer:
@@ -62,6 +67,14 @@ class InferenceAPIsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamPredictions(self, request, context):
+        """Every intermediate response of the handler (send_intermediate_predict_response), then the
+        final one: the gateway's path for ExplainRequest.stream_tokens.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InferenceAPIsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -72,6 +85,11 @@ def add_InferenceAPIsServiceServicer_to_server(servicer, server):
             ),
             'Predictions': grpc.unary_unary_rpc_method_handler(
                     servicer.Predictions,
+                    request_deserializer=torchserve_dot_inference__client__pb2.PredictionsRequest.FromString,
+                    response_serializer=torchserve_dot_inference__client__pb2.PredictionResponse.SerializeToString,
+            ),
+            'StreamPredictions': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamPredictions,
                     request_deserializer=torchserve_dot_inference__client__pb2.PredictionsRequest.FromString,
                     response_serializer=torchserve_dot_inference__client__pb2.PredictionResponse.SerializeToString,
             ),
@@ -128,6 +146,33 @@ class InferenceAPIsService:
             request,
             target,
             '/org.pytorch.serve.grpc.inference.InferenceAPIsService/Predictions',
+            torchserve_dot_inference__client__pb2.PredictionsRequest.SerializeToString,
+            torchserve_dot_inference__client__pb2.PredictionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamPredictions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/org.pytorch.serve.grpc.inference.InferenceAPIsService/StreamPredictions',
             torchserve_dot_inference__client__pb2.PredictionsRequest.SerializeToString,
             torchserve_dot_inference__client__pb2.PredictionResponse.FromString,
             options,

@@ -179,7 +179,7 @@ class LayerSelector(_message.Message):
     def __init__(self, name: _Optional[str] = ..., attribute_to_layer_input: _Optional[bool] = ..., neuron: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ExplainRequest(_message.Message):
-    __slots__ = ("model", "model_version", "inputs", "algorithm", "params", "target", "baseline", "outputs", "limits", "deadline_ms", "request_id", "noise_tunnel", "layer", "target_text", "max_new_tokens")
+    __slots__ = ("model", "model_version", "inputs", "algorithm", "params", "target", "baseline", "outputs", "limits", "deadline_ms", "request_id", "noise_tunnel", "layer", "target_text", "max_new_tokens", "stream_tokens", "stream_part_tokens")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
@@ -195,6 +195,8 @@ class ExplainRequest(_message.Message):
     LAYER_FIELD_NUMBER: _ClassVar[int]
     TARGET_TEXT_FIELD_NUMBER: _ClassVar[int]
     MAX_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    STREAM_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    STREAM_PART_TOKENS_FIELD_NUMBER: _ClassVar[int]
     model: str
     model_version: str
     inputs: Input
@@ -210,7 +212,9 @@ class ExplainRequest(_message.Message):
     layer: LayerSelector
     target_text: str
     max_new_tokens: int
-    def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ..., inputs: _Optional[_Union[Input, _Mapping]] = ..., algorithm: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., baseline: _Optional[_Union[Baseline, _Mapping]] = ..., outputs: _Optional[_Union[OutputOptions, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., deadline_ms: _Optional[int] = ..., request_id: _Optional[str] = ..., noise_tunnel: _Optional[_Union[NoiseTunnelOptions, _Mapping]] = ..., layer: _Optional[_Union[LayerSelector, _Mapping]] = ..., target_text: _Optional[str] = ..., max_new_tokens: _Optional[int] = ...) -> None: ...
+    stream_tokens: bool
+    stream_part_tokens: int
+    def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ..., inputs: _Optional[_Union[Input, _Mapping]] = ..., algorithm: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., baseline: _Optional[_Union[Baseline, _Mapping]] = ..., outputs: _Optional[_Union[OutputOptions, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., deadline_ms: _Optional[int] = ..., request_id: _Optional[str] = ..., noise_tunnel: _Optional[_Union[NoiseTunnelOptions, _Mapping]] = ..., layer: _Optional[_Union[LayerSelector, _Mapping]] = ..., target_text: _Optional[str] = ..., max_new_tokens: _Optional[int] = ..., stream_tokens: _Optional[bool] = ..., stream_part_tokens: _Optional[int] = ...) -> None: ...
 
 class ClassScore(_message.Message):
     __slots__ = ("index", "label", "probability", "logit")
@@ -304,7 +308,7 @@ class Timings(_message.Message):
     def __init__(self, preprocess_ms: _Optional[float] = ..., predict_ms: _Optional[float] = ..., explain_ms: _Optional[float] = ..., postprocess_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., fused_group_size: _Optional[int] = ..., baseline_cache_hit: _Optional[bool] = ...) -> None: ...
 
 class ExplainResponse(_message.Message):
-    __slots__ = ("model", "model_version", "request_id", "algorithm", "prediction", "explanations", "timings", "error", "text")
+    __slots__ = ("model", "model_version", "request_id", "algorithm", "prediction", "explanations", "timings", "error", "text", "partial", "part_index")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
@@ -314,6 +318,8 @@ class ExplainResponse(_message.Message):
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    PART_INDEX_FIELD_NUMBER: _ClassVar[int]
     model: str
     model_version: str
     request_id: str
@@ -323,23 +329,27 @@ class ExplainResponse(_message.Message):
     timings: Timings
     error: Error
     text: TextExplanation
-    def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ..., request_id: _Optional[str] = ..., algorithm: _Optional[str] = ..., prediction: _Optional[_Union[Prediction, _Mapping]] = ..., explanations: _Optional[_Iterable[_Union[TargetExplanation, _Mapping]]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., text: _Optional[_Union[TextExplanation, _Mapping]] = ...) -> None: ...
+    partial: bool
+    part_index: int
+    def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ..., request_id: _Optional[str] = ..., algorithm: _Optional[str] = ..., prediction: _Optional[_Union[Prediction, _Mapping]] = ..., explanations: _Optional[_Iterable[_Union[TargetExplanation, _Mapping]]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., text: _Optional[_Union[TextExplanation, _Mapping]] = ..., partial: _Optional[bool] = ..., part_index: _Optional[int] = ...) -> None: ...
 
 class TextExplanation(_message.Message):
-    __slots__ = ("generated", "output_tokens", "input_features", "seq_attr", "token_attr", "heatmap_png")
+    __slots__ = ("generated", "output_tokens", "input_features", "seq_attr", "token_attr", "heatmap_png", "token_row_offset")
     GENERATED_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     INPUT_FEATURES_FIELD_NUMBER: _ClassVar[int]
     SEQ_ATTR_FIELD_NUMBER: _ClassVar[int]
     TOKEN_ATTR_FIELD_NUMBER: _ClassVar[int]
     HEATMAP_PNG_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_ROW_OFFSET_FIELD_NUMBER: _ClassVar[int]
     generated: str
     output_tokens: _containers.RepeatedScalarFieldContainer[str]
     input_features: _containers.RepeatedScalarFieldContainer[str]
     seq_attr: _containers.RepeatedScalarFieldContainer[float]
     token_attr: Tensor
     heatmap_png: bytes
-    def __init__(self, generated: _Optional[str] = ..., output_tokens: _Optional[_Iterable[str]] = ..., input_features: _Optional[_Iterable[str]] = ..., seq_attr: _Optional[_Iterable[float]] = ..., token_attr: _Optional[_Union[Tensor, _Mapping]] = ..., heatmap_png: _Optional[bytes] = ...) -> None: ...
+    token_row_offset: int
+    def __init__(self, generated: _Optional[str] = ..., output_tokens: _Optional[_Iterable[str]] = ..., input_features: _Optional[_Iterable[str]] = ..., seq_attr: _Optional[_Iterable[float]] = ..., token_attr: _Optional[_Union[Tensor, _Mapping]] = ..., heatmap_png: _Optional[bytes] = ..., token_row_offset: _Optional[int] = ...) -> None: ...
 
 class Error(_message.Message):
     __slots__ = ("code", "field", "message", "allowed", "http_status", "grpc_code")
