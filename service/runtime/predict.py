@@ -42,7 +42,8 @@ def targets(spec: ModelSpec, req: Request, output: Tensor, best: int | None = No
 
 def predict(items: list[WorkItem], outcomes: Outcomes, forward: Callable[[Tensor], Tensor],
             spec: ModelSpec) -> list[WorkItem]:
-    """Sets every item's output and targets; returns the items still alive."""
+    """Sets every item's output and (for explanations) targets; returns the items still
+    alive."""
     if not items:
         return items
     t0 = time.perf_counter()
@@ -79,8 +80,9 @@ def predict(items: list[WorkItem], outcomes: Outcomes, forward: Callable[[Tensor
             if not ok:
                 raise InvalidInput("inputs", "the model's output on this input is not "
                                    "finite (values too large?)")
-            i.targets = targets(spec, i.req, i.output,  # type: ignore[arg-type]
-                                top if top >= 0 else None)
+            if i.req.explain:  # a prediction has no targets
+                i.targets = targets(spec, i.req, i.output,  # type: ignore[arg-type]
+                                    top if top >= 0 else None)
         except Exception as e:
             outcomes[i.pos] = unexpected(e, i.req, "predict")
     return [i for i in items if outcomes[i.pos] is None]
