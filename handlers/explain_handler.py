@@ -104,7 +104,8 @@ class ExplainHandler:
                 context.set_response_status(wire.http_status(error), wire.status_phrase(error),
                                             idx)
             replies.append(payload)
-        self._metrics(context, [o for o in outcomes if not isinstance(o, SpecAsked)])
+        if any(isinstance(item, Request) and item.explain for _, item in work):
+            self._metrics(context, [o for o in outcomes if not isinstance(o, SpecAsked)])
         return replies
 
     @staticmethod
@@ -121,7 +122,8 @@ class ExplainHandler:
             return "", "", "", ""
 
     def _metrics(self, context, outcomes: list) -> None:
-        """Per-algorithm latency, fused group sizes and the baseline cache hit rate."""
+        """Per-algorithm latency, fused group sizes and the baseline cache hit rate, for a
+        batch that asked for explanations (predictions change none of them)."""
         metrics = getattr(context, "metrics", None)
         if metrics is None or self.executor is None:
             return

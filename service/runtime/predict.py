@@ -47,6 +47,7 @@ def predict(items: list[WorkItem], outcomes: Outcomes, forward: Callable[[Tensor
     if not items:
         return items
     t0 = time.perf_counter()
+    batch: Tensor | None = None  # (items, n_outputs) when the batched pass gave every output
     try:
         with torch.no_grad():
             outs = forward(torch.cat([i.x for i in items]))
@@ -55,6 +56,7 @@ def predict(items: list[WorkItem], outcomes: Outcomes, forward: Callable[[Tensor
         took = ms(t0)
         for i, out in zip(items, outs):
             i.output, i.timings.predict_ms = out, took
+        batch = outs
     except Exception:
         for i in items:
             t1 = time.perf_counter()
@@ -69,9 +71,11 @@ def predict(items: list[WorkItem], outcomes: Outcomes, forward: Callable[[Tensor
     best: list[int] = []
     try:  # one check and one argmax for the batch: (alive, n_outputs)
         with torch.no_grad():
-            stacked = torch.stack([i.output for i in alive])  # type: ignore[misc]
+            stacked = (batch if batch is not None and len(alive) == len(items)
+                       else torch.stack([i.output for i in alive]))  # type: ignore[misc]
             finite = torch.isfinite(stacked).all(dim=1).tolist()
-            best = stacked.argmax(dim=1).tolist()
+            explain = any(i.req.explain for i in alive)
+            best = stacked.argmax(dim=1).tolist() if explain else [-1] * len(alive)
     except Exception:  # outputs of different sizes (a model's per-request fallback): one by one
         finite = [bool(torch.isfinite(i.output).all()) for i in alive]  # type: ignore[arg-type]
         best = [-1] * len(alive)

@@ -30,8 +30,8 @@ class Validator:
     def prepare(self, pos: int, req: Request) -> WorkItem:
         spec, limits = self.spec, self.limits
         check_deadline(req, limits)
-        x, shown = decode(req.inputs, spec, limits, self.device)
-        item = WorkItem(pos, req, x.to(self.dtype), shown)
+        x, shown = decode(req.inputs, spec, limits, self.device, shown=req.explain)
+        item = WorkItem(pos, req, x if x.dtype == self.dtype else x.to(self.dtype), shown)
         self.check_target(req)
         k = req.outputs.top_features
         if k is not None and not 0 <= k <= limits.max_top_features:
