@@ -36,7 +36,7 @@ TARGETS: tuple[tuple[str, str], ...] = (
     ("predict: checks", "service.runtime.executor:predict"),
     ("predict: forward", "service.runtime.executor:Executor._forward"),
     ("engine", "service.runtime.run:GroupRunner.run_isolated"),
-    ("respond: batch predictions", "service.runtime.executor:Executor._predictions"),
+    ("respond: batch predictions", "service.runtime.respond:Responder.predictions"),
     ("respond: build response", "service.runtime.respond:Responder.respond"),
     ("encode: other", "handlers.explain_handler:encode_outcome"),
     ("encode: JSON dumps", "service.wire.rows:response_to_json"),

@@ -97,37 +97,19 @@ class Executor:
                 continue
             item.timings.preprocess_ms = ms(t0)
             items.append(item)
-        items = predict(items, outcomes, self._forward, self.spec)
+        items = predict(items, outcomes, self._forward, self.spec, self.responder.predictions)
         for group in plan([i for i in items if i.req.explain], self.budget, outcomes):
             self.runner.run_isolated(group, outcomes)
         for item in items:  # per request, after the fused calls
             if item.req.explain:
                 self.runner.measure(item, outcomes)
-        alive = [item for item in items if outcomes[item.pos] is None]
-        t0 = time.perf_counter()
-        self._predictions(alive)
-        spent = ms(t0) / max(len(alive), 1)  # the batch's prediction time, shared out
-        for item in alive:
-            try:
-                outcomes[item.pos] = self.responder.respond(item)
-                item.timings.postprocess_ms += spent
-            except Exception as e:
-                outcomes[item.pos] = unexpected(e, item.req, "postprocess")
+        for item in items:
+            if outcomes[item.pos] is None:
+                try:
+                    outcomes[item.pos] = self.responder.respond(item)
+                except Exception as e:
+                    outcomes[item.pos] = unexpected(e, item.req, "postprocess")
         return [o if o is not None else ModelError("", "no outcome") for o in outcomes]
-
-    def _predictions(self, items: list[WorkItem]) -> None:
-        """Sets each item's prediction, built for the batch at once; none when the outputs do
-        not stack (each is then built with its response, failing alone)."""
-        if not items:
-            return
-        try:
-            with torch.no_grad():
-                stacked = torch.stack([i.output for i in items])  # type: ignore[misc]
-            for i, p in zip(items, self.responder.predictions(stacked)):  # (items, n_outputs)
-                i.prediction = p
-        except Exception:
-            for i in items:
-                i.prediction = None
 
     def _forward(self, x: Tensor) -> Tensor:
         """The model's output as (rows, n_outputs)."""

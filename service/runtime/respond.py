@@ -118,7 +118,7 @@ class Responder:
         prediction = i.prediction if i.prediction is not None else self.prediction(i.output)
         explanations = (self.explanations(i, i.output.detach().double().cpu())
                         if req.explain else [])
-        i.timings.postprocess_ms = ms(t0)
+        i.timings.postprocess_ms += ms(t0)  # after the batch's share (predict)
         i.timings.total_ms = (time.monotonic() - req.received_at) * 1e3
         return Response(model=self.spec.name, model_version=self.spec.version,
                         request_id=req.request_id,
