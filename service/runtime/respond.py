@@ -42,7 +42,7 @@ class Responder:
         else:
             probs = torch.zeros_like(logits)
         orders = logits.topk(min(5, logits.shape[1]), dim=1).indices.tolist()  # (rows, <= 5)
-        raw = logits.float().numpy()  # the output as float32: (rows, n_outputs)
+        raw = logits.numpy().astype(np.float32)  # the output as float32: (rows, n_outputs)
         labels = self.spec.class_names
         n = len(labels)
         answers = []
