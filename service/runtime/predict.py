@@ -92,9 +92,9 @@ def predict(items: list[WorkItem], outcomes: Outcomes, forward: Callable[[Tensor
                 predictions = list(describe(host))
             except Exception:  # each is then built with its response, failing alone
                 predictions = [None] * len(alive)
-            took = ms(t1) / max(len(alive), 1)
+            share = ms(t1) / max(len(alive), 1)  # the batch's time, shared out
             for i in alive:
-                i.timings.postprocess_ms += took
+                i.timings.postprocess_ms += share
     for i, ok, top, prediction in zip(alive, finite, best, predictions):
         i.prediction = prediction
         try:

@@ -146,19 +146,18 @@ _TABLES: dict[Any, dict[str, _Field] | None] = {}  # by descriptor; None: Struct
 def _table(d: Descriptor) -> dict[str, _Field] | None:
     """JSON key (json_name and proto name) -> field, built once per message type; None for
     google.protobuf.Struct (raises _Unsure for the other well-known types)."""
-    table = _TABLES.get(d, _TABLES)
-    if table is _TABLES:
-        if d.full_name == "google.protobuf.Struct":
-            table = None
-        elif d.full_name.startswith("google.protobuf."):
-            raise _Unsure
-        else:
-            table = {}
-            for fd in d.fields:
-                f = _Field(fd)
-                table[fd.json_name] = table[fd.name] = f
-        _TABLES[d] = table
-    return table  # type: ignore[return-value]
+    if d in _TABLES:
+        return _TABLES[d]
+    if d.full_name.startswith("google.protobuf.") and d.full_name != "google.protobuf.Struct":
+        raise _Unsure
+    table: dict[str, _Field] | None = None
+    if d.full_name != "google.protobuf.Struct":
+        table = {}
+        for fd in d.fields:
+            f = _Field(fd)
+            table[fd.json_name] = table[fd.name] = f
+    _TABLES[d] = table
+    return table
 
 
 def _message(body: Any, m: Message) -> None:
