@@ -157,11 +157,12 @@ class InProcess:
     """The model's handler in this process (same archive, same torch threads as the workers),
     timed on batches of ``batch`` copies of the bench request while the server is idle."""
 
-    def __init__(self, model: str, text: bytes, batch: int = 8) -> None:
+    def __init__(self, model: str, text: bytes, batch: int = 8,
+                 predict: bytes | None = None) -> None:
         from handlers.explain_handler import ExplainHandler
         from service.wire import request_from_body
 
-        self.batch, self.text = batch, text
+        self.model, self.batch, self.text, self.predict = model, batch, text, predict
         self.handler = ExplainHandler()
         self.handler.initialize(_Context(BUILD / model, batch))
         ex = self.handler.executor
@@ -169,6 +170,7 @@ class InProcess:
         self.executor = ex
         self._decode = lambda: [request_from_body(text, True, limits=ex.limits)
                                 for _ in range(batch)]
+        self._stock = None
 
     def executor_rate(self, seconds: float = 1.5) -> float:
         """Requests/s of the executor alone (decoded requests in, Responses out)."""
@@ -196,23 +198,66 @@ class InProcess:
             n += self.batch
         return n / spent
 
+    def prediction_us(self, batches: int = 300) -> tuple[float, float]:
+        """Median microseconds per request of a batch of predictions (the bench's prediction
+        body, TorchServe's parsed JSON, explain header false) through our handler's handle()
+        and through the stock handler's (bench/stock_handler.py), batch after batch,
+        alternating which goes first."""
+        from bench.stock_handler import StockCaptumHandler
+
+        assert self.predict is not None, "no prediction body"
+        ctx = _Context(BUILD / self.model, self.batch, explain=False)
+        if self._stock is None:
+            self._stock = StockCaptumHandler()
+            self._stock.initialize(ctx)
+        pair = {"ours": self.handler, "stock": self._stock}
+        times: dict[str, list[float]] = {k: [] for k in pair}
+        parsed = json.loads(self.predict)
+        for h in pair.values():  # warm
+            h.handle([dict(body=parsed)], ctx)
+        for i in range(batches):
+            for k in (("ours", "stock") if i % 2 == 0 else ("stock", "ours")):
+                rows = [{"body": json.loads(self.predict)} for _ in range(self.batch)]
+                t = time.perf_counter()
+                pair[k].handle(rows, ctx)
+                times[k].append((time.perf_counter() - t) * 1e6 / self.batch)
+        return statistics.median(times["ours"]), statistics.median(times["stock"])
+
 
 class _Context:
-    """The parts of TorchServe's context the handler reads."""
+    """The parts of TorchServe's context the handler reads (``explain``: the frontend's
+    header, true on /explanations)."""
 
-    def __init__(self, model_dir: pathlib.Path, batch: int) -> None:
+    def __init__(self, model_dir: pathlib.Path, batch: int, explain: bool = True) -> None:
         self.system_properties = {"model_dir": str(model_dir), "gpu_id": None}
         self.request_ids = {i: f"r{i}" for i in range(batch)}
         self.metrics = None
+        self.explain = "true" if explain else "false"
 
     def get_request_header(self, idx: int, key: str) -> str | None:
-        return "true" if key == "explain" else None
+        return self.explain if key == "explain" else None
+
+    def get_all_request_header(self, idx: int) -> dict[str, str]:
+        return {"Content-Type": "application/json", "explain": self.explain}
 
     def set_response_status(self, code: int, phrase: str, idx: int) -> None:
         pass
 
     def set_response_content_type(self, idx: int, value: str) -> None:
         pass
+
+
+def in_process_predictions(models: list[str], rounds: int, threads: int) -> str:
+    """The in-process predictions of each model, ours vs stock, ``rounds`` times: a table."""
+    lines = [f"In-process predictions (handle() on batches of 8, explain header false, torch "
+             f"threads {threads}), median us per request", "",
+             "| model | round | ours | stock | ours/stock rate |", "|---|---|---|---|---|"]
+    for m in models:
+        local = InProcess(m, bodies(m, 32)["json"], predict=bodies(m, 32)["predict"])
+        for r in range(rounds):
+            ours, stock = local.prediction_us()
+            lines.append(f"| {m} | {r} | {ours:.1f} | {stock:.1f} | {stock / ours:.2f}x |")
+    return "\n".join(lines)
 
 
 def read_profile(profile_dir: pathlib.Path, endpoint: str) -> dict:
@@ -272,6 +317,8 @@ def main() -> None:
                          "the cores shared out among the workers; -1: torch's default, one "
                          "per core)")
     ap.add_argument("--no-profile", action="store_true")
+    ap.add_argument("--in-process", action="store_true",
+                    help="only the in-process predictions, ours vs stock (no server, no load)")
     opts = ap.parse_args()
     models = [m for m in opts.models.split(",") if m]
     configs = [c for c in opts.configs.split(",") if c]
@@ -292,6 +339,9 @@ def main() -> None:
     if threads > 0:
         torch.set_num_threads(threads)
     threads = torch.get_num_threads()
+    if opts.in_process:
+        print(in_process_predictions(models, opts.rounds, threads))
+        return
     # The workers import this checkout's packages (service, handlers, bench), whatever the venv
     # was installed from.
     os.environ["PYTHONPATH"] = os.pathsep.join(
@@ -311,8 +361,8 @@ def main() -> None:
     print(f"server ready in {time.monotonic() - t_start:.0f} s; torch threads {threads}",
           flush=True)
     results: dict[str, dict[str, list[dict]]] = {m: {c: [] for c in configs} for m in models}
-    inproc: dict[str, dict[str, list[float]]] = {m: {"executor": [], "handler": []}
-                                                 for m in models}
+    inproc: dict[str, dict[str, list[float]]] = {
+        m: {"executor": [], "handler": [], "predict_ratio": []} for m in models}
     profiles: dict[str, dict] = {}
     overhead = {}
     try:
@@ -334,7 +384,7 @@ def main() -> None:
                 urllib.request.urlopen(req, timeout=300).read()
                 latency = max(latency, time.perf_counter() - t0)
             seconds = window_seconds(opts.seconds, latency)
-            local = InProcess(m, files["json"].read_bytes())
+            local = InProcess(m, files["json"].read_bytes(), predict=files["predict"].read_bytes())
             for r in range(opts.rounds):
                 order = configs if r % 2 == 0 else configs[::-1]
                 for c in order:
@@ -349,8 +399,11 @@ def main() -> None:
                 e_rate, h_rate = local.executor_rate(), local.handler_rate()
                 inproc[m]["executor"].append(e_rate)
                 inproc[m]["handler"].append(h_rate)
+                ours_us, stock_us = local.prediction_us()
+                inproc[m]["predict_ratio"].append(stock_us / ours_us)
                 print(f"{m} in-process round {r}: executor {e_rate:.1f} req/s, handler "
-                      f"{h_rate:.1f} req/s", flush=True)
+                      f"{h_rate:.1f} req/s; predictions ours {ours_us:.1f} us/request, stock "
+                      f"{stock_us:.1f} us/request", flush=True)
             if not opts.no_profile:
                 before = read_profile(profile_dir, endpoints[m]["profiled"])
                 res = _window(server, run_dir, "p", endpoints[m], files, opts.users, seconds,
@@ -423,8 +476,8 @@ def table(results: dict, inproc: dict, opts: argparse.Namespace, threads: int) -
               "back to back).", "",
               "| model | " + " | ".join(f"{x}/{y} rps" for x, y in pairs)
               + " | p99 a vs c | in-process executor | in-process handler | efficiency a "
-              "| efficiency ax |",
-              "|---|" + "---|" * (len(pairs) + 5)]
+              "| efficiency ax | in-process predictions ours/stock |",
+              "|---|" + "---|" * (len(pairs) + 6)]
     for m, per in results.items():
         cells = [f"{_ratios(per[x], per[y]):.2f}x" for x, y in pairs]
         p99 = (f"{_median(per['a'], 'p99'):.0f} vs {_median(per['c'], 'p99'):.0f} ms"
@@ -433,8 +486,10 @@ def table(results: dict, inproc: dict, opts: argparse.Namespace, threads: int) -
         h = statistics.median(inproc[m]["handler"]) if inproc[m]["handler"] else float("nan")
         eff = {c: (statistics.median(r["rps"] / x for r, x in zip(per[c], inproc[m]["executor"]))
                    if c in per else float("nan")) for c in ("a", "ax")}
+        pr = inproc[m].get("predict_ratio") or [float("nan")]
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {p99} | {e:.0f} req/s | "
-                     f"{h:.0f} req/s | {eff['a']:.2f} | {eff['ax']:.2f} |")
+                     f"{h:.0f} req/s | {eff['a']:.2f} | {eff['ax']:.2f} | "
+                     f"{statistics.median(pr):.2f}x |")
     return "\n".join(lines)
 
 
@@ -464,6 +519,10 @@ def targets(results: dict, inproc: dict, overhead: dict) -> str:
         if "ap" in per and "cp" in per:
             r = _ratios(per["ap"], per["cp"])
             line(f"{m} predictions ours / stock >= 0.9", r, r >= 0.9)
+        if inproc[m].get("predict_ratio"):
+            r = statistics.median(inproc[m]["predict_ratio"])
+            lines.append(f"- {m} in-process predictions ours / stock (handle() per request, "
+                         f"no transport; not a target): {r:.2f}")
     for m, o in overhead.items():
         r = o["grpc"] / o["rest"]
         line(f"{m} gRPC via gateway / REST direct p50 <= 1.10", r, r <= 1.10)

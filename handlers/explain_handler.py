@@ -121,7 +121,8 @@ class ExplainHandler:
             if row.stream_call:   # StreamPredictions fails the worker on a final without it
                 context.set_response_header(idx, "ts_stream_next", "false")
             replies.append(payload)
-        self._metrics(context, [o for o in outcomes if not isinstance(o, SpecAsked)])
+        if any(isinstance(item, Request) and item.explain for _, item in work):
+            self._metrics(context, [o for o in outcomes if not isinstance(o, SpecAsked)])
         return replies
 
     @staticmethod
@@ -138,7 +139,8 @@ class ExplainHandler:
             return "", "", "", ""
 
     def _metrics(self, context, outcomes: list) -> None:
-        """Per-algorithm latency, fused group sizes and the baseline cache hit rate."""
+        """Per-algorithm latency, fused group sizes and the baseline cache hit rate, for a
+        batch that asked for explanations (predictions change none of them)."""
         metrics = getattr(context, "metrics", None)
         if metrics is None or self.executor is None:
             return

@@ -102,7 +102,7 @@ class Executor:
                 continue
             item.timings.preprocess_ms = ms(t0)
             items.append(item)
-        items = predict(items, outcomes, self._forward, self.spec)
+        items = predict(items, outcomes, self._forward, self.spec, self.responder.predictions)
         for group in plan([i for i in items if i.req.explain], self.budget, outcomes):
             self.runner.run_isolated(group, outcomes)
         for item in items:  # per request, after the fused calls

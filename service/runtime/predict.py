@@ -1,16 +1,18 @@
 """Prediction: one forward pass for every request of the batch (one pass per request when the
-batched pass fails), then each request's targets resolved from its output."""
+batched pass fails), one copy of the outputs to the host, checked and turned into the batch's
+predictions at once, then each explanation's targets resolved from its output."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from .errors import InvalidInput, ModelError
-from .request import Request, TargetKind
+from .request import Prediction, Request, TargetKind
 from .spec import ModelSpec
 from .work import Outcomes, WorkItem, ms, unexpected
 
@@ -41,11 +43,15 @@ def targets(spec: ModelSpec, req: Request, output: Tensor, best: int | None = No
 
 
 def predict(items: list[WorkItem], outcomes: Outcomes, forward: Callable[[Tensor], Tensor],
-            spec: ModelSpec) -> list[WorkItem]:
-    """Sets every item's output and targets; returns the items still alive."""
+            spec: ModelSpec,
+            describe: Callable[[Tensor], list[Prediction]] | None = None) -> list[WorkItem]:
+    """Sets every item's output, (for explanations) targets and, given ``describe`` (the host
+    outputs (rows, n_outputs) float64 -> each row's Prediction), prediction; returns the items
+    still alive."""
     if not items:
         return items
     t0 = time.perf_counter()
+    batch: Tensor | None = None  # (items, n_outputs) when the batched pass gave every output
     try:
         with torch.no_grad():
             outs = forward(torch.cat([i.x for i in items]))
@@ -54,6 +60,7 @@ def predict(items: list[WorkItem], outcomes: Outcomes, forward: Callable[[Tensor
         took = ms(t0)
         for i, out in zip(items, outs):
             i.output, i.timings.predict_ms = out, took
+        batch = outs
     except Exception:
         for i in items:
             t1 = time.perf_counter()
@@ -66,21 +73,37 @@ def predict(items: list[WorkItem], outcomes: Outcomes, forward: Callable[[Tensor
     alive = [i for i in items if outcomes[i.pos] is None and i.output is not None]
     finite: list[bool] = []
     best: list[int] = []
-    try:  # one check and one argmax for the batch: (alive, n_outputs)
+    predictions: list[Prediction | None] = [None] * len(alive)
+    try:  # one copy to the host, one check and one argmax for the batch: (alive, n_outputs)
         with torch.no_grad():
-            stacked = torch.stack([i.output for i in alive])  # type: ignore[misc]
-            finite = torch.isfinite(stacked).all(dim=1).tolist()
-            best = stacked.argmax(dim=1).tolist()
+            stacked = (batch if batch is not None and len(alive) == len(items)
+                       else torch.stack([i.output for i in alive]))  # type: ignore[misc]
+            host = stacked.detach().double().cpu()  # exact for every float dtype
+            finite = np.isfinite(host.numpy()).all(axis=1).tolist()
+            explain = any(i.req.explain for i in alive)
+            best = stacked.argmax(dim=1).tolist() if explain else [-1] * len(alive)
     except Exception:  # outputs of different sizes (a model's per-request fallback): one by one
         finite = [bool(torch.isfinite(i.output).all()) for i in alive]  # type: ignore[arg-type]
         best = [-1] * len(alive)
-    for i, ok, top in zip(alive, finite, best):
+    else:
+        if describe is not None:
+            t1 = time.perf_counter()
+            try:
+                predictions = list(describe(host))
+            except Exception:  # each is then built with its response, failing alone
+                predictions = [None] * len(alive)
+            share = ms(t1) / max(len(alive), 1)  # the batch's time, shared out
+            for i in alive:
+                i.timings.postprocess_ms += share
+    for i, ok, top, prediction in zip(alive, finite, best, predictions):
+        i.prediction = prediction
         try:
             if not ok:
                 raise InvalidInput("inputs", "the model's output on this input is not "
                                    "finite (values too large?)")
-            i.targets = targets(spec, i.req, i.output,  # type: ignore[arg-type]
-                                top if top >= 0 else None)
+            if i.req.explain:  # a prediction has no targets
+                i.targets = targets(spec, i.req, i.output,  # type: ignore[arg-type]
+                                    top if top >= 0 else None)
         except Exception as e:
             outcomes[i.pos] = unexpected(e, i.req, "predict")
     return [i for i in items if outcomes[i.pos] is None]

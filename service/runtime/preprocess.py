@@ -19,23 +19,27 @@ from .spec import InputKind, ModelSpec
 FIELD = "inputs"
 
 
+_NOTHING_SHOWN = np.zeros(0)
+
+
 def decode(payload: Payload | None, spec: ModelSpec, limits: Limits,
-           device: torch.device) -> tuple[Tensor, np.ndarray]:
-    """(x (1, *shape) float32 on ``device``, shown values (prod(shape),) float64)."""
+           device: torch.device, shown: bool = True) -> tuple[Tensor, np.ndarray]:
+    """(x (1, *shape) float32 on ``device``, shown values (prod(shape),) float64: empty for a
+    tensor or image when not ``shown``, as a prediction needs none)."""
     if payload is None:
         raise InvalidInput(FIELD, "no input given", ("image", "tensor", "tabular"))
     if isinstance(payload, ImagePayload):
         x = _image(payload.data, spec, limits)
-        shown = x.reshape(-1).astype(np.float64)
+        values = x.reshape(-1).astype(np.float64) if shown else _NOTHING_SHOWN
     elif isinstance(payload, TensorPayload):
         x = _tensor(payload.array, spec)
-        shown = x.reshape(-1).astype(np.float64)
+        values = x.reshape(-1).astype(np.float64) if shown else _NOTHING_SHOWN
     elif isinstance(payload, TabularPayload):
-        x, shown = _tabular(payload.features, spec)
+        x, values = _tabular(payload.features, spec)
     else:  # a prompt (inputs.text / inputs.template) sent to a model that is not a text model
         raise InvalidInput(FIELD, f"model {spec.name!r} takes {spec.input_kind.value} inputs, "
                            "not prompts", ("image", "tensor", "tabular"))
-    return torch.from_numpy(np.ascontiguousarray(x[None], dtype=np.float32)).to(device), shown
+    return torch.from_numpy(np.ascontiguousarray(x[None], dtype=np.float32)).to(device), values
 
 
 def _image(data: bytes, spec: ModelSpec, limits: Limits) -> np.ndarray:
@@ -88,8 +92,11 @@ def _tensor(array: np.ndarray, spec: ModelSpec) -> np.ndarray:
     if tuple(a.shape) != shape:
         raise InvalidInput(f"{FIELD}.tensor.shape", f"got {list(a.shape)}, the model takes "
                            f"{list(shape)} (or [1, {', '.join(map(str, shape))}])")
-    with np.errstate(over="ignore", invalid="ignore"):
-        a = a.astype(np.float32)
+    if a.dtype == np.float32:
+        a = a.copy()  # the request's own (the engine must not see a caller's array change)
+    else:
+        with np.errstate(over="ignore", invalid="ignore"):
+            a = a.astype(np.float32)
     if not np.isfinite(a).all():
         raise InvalidInput(f"{FIELD}.tensor.data", "holds non-finite values (or values outside "
                            "float32's range)")

@@ -31,18 +31,27 @@ class Responder:
     def prediction(self, out: Tensor) -> Prediction:
         """``out`` (n_outputs,): the top classes by logit, with softmax probabilities for a
         classifier (zeros otherwise)."""
-        logits = out.detach().double().cpu()
+        return self.predictions(out[None])[0]
+
+    def predictions(self, outs: Tensor) -> list[Prediction]:
+        """``outs`` (rows, n_outputs): each row's prediction, with one copy to the host, one
+        softmax, one top-k and one conversion to Python for all the rows."""
+        logits = outs.detach().double().cpu()  # (rows, n_outputs)
         if self.spec.output_kind == "classification":
-            probs = torch.softmax(logits, dim=0)
+            probs = torch.softmax(logits, dim=1)
         else:
             probs = torch.zeros_like(logits)
-        order = logits.topk(min(5, logits.shape[0])).indices.tolist()
-        p, z = probs.tolist(), logits.tolist()  # one conversion each, not one per class
-        best = order[0]
-        return Prediction(
-            index=best, label=self.label(best), probability=p[best],
-            top=[ClassScore(k, self.label(k), p[k], z[k]) for k in order],
-            output=out.detach().cpu().float().numpy())
+        orders = logits.topk(min(5, logits.shape[1]), dim=1).indices.tolist()  # (rows, <= 5)
+        raw = logits.numpy().astype(np.float32)  # the output as float32: (rows, n_outputs)
+        labels = self.spec.class_names
+        n = len(labels)
+        answers = []
+        for row, order, p, z in zip(raw, orders, probs.tolist(), logits.tolist()):
+            top = [ClassScore(k, labels[k] if k < n else str(k), p[k], z[k]) for k in order]
+            best = top[0]
+            answers.append(Prediction(index=best.index, label=best.label,
+                                      probability=best.probability, top=top, output=row))
+        return answers
 
     def explanations(self, i: WorkItem, logits: Tensor) -> list[TargetExplanation]:
         entry, spec, req = i.entry, self.spec, i.req
@@ -100,14 +109,16 @@ class Responder:
         return out
 
     def respond(self, i: WorkItem) -> Response:
+        """The item's Response, with the prediction built for its batch (``i.prediction``) or,
+        when there is none, built here."""
         t0 = time.perf_counter()
         if i.output is None:
             raise ModelError("", "no prediction for this request")
         req = i.req
-        prediction = self.prediction(i.output)
+        prediction = i.prediction if i.prediction is not None else self.prediction(i.output)
         explanations = (self.explanations(i, i.output.detach().double().cpu())
                         if req.explain else [])
-        i.timings.postprocess_ms = ms(t0)
+        i.timings.postprocess_ms += ms(t0)  # after the batch's share (predict)
         i.timings.total_ms = (time.monotonic() - req.received_at) * 1e3
         return Response(model=self.spec.name, model_version=self.spec.version,
                         request_id=req.request_id,

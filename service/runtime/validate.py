@@ -35,8 +35,8 @@ class Validator:
             raise InvalidInput("stream_part_tokens" if not req.stream_tokens else "stream_tokens",
                                f"streams a text model's token rows; model {spec.name!r} is not "
                                "a text model")
-        x, shown = decode(req.inputs, spec, limits, self.device)
-        item = WorkItem(pos, req, x.to(self.dtype), shown)
+        x, shown = decode(req.inputs, spec, limits, self.device, shown=req.explain)
+        item = WorkItem(pos, req, x if x.dtype == self.dtype else x.to(self.dtype), shown)
         self.check_target(req)
         k = req.outputs.top_features
         if k is not None and not 0 <= k <= limits.max_top_features:

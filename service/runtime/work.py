@@ -17,7 +17,7 @@ from .cache import CachedBaseline
 from .errors import DeadlineExceeded, ExplainError, internal
 from .layers import LayerChoice
 from .limits import Limits
-from .request import Request, Response, Timings
+from .request import Prediction, Request, Response, Timings
 
 Outcome = Response | ExplainError
 Outcomes = list[Outcome | None]  # by request position; None while the request is still going
@@ -43,6 +43,7 @@ class WorkItem:
     noise: NoiseOptions | None = None  # the request's noise tunnel, resolved
     metrics: list[dict[str, float]] = field(default_factory=list)  # per target, by name
     layer_values: list[Tensor] = field(default_factory=list)  # LAYER family: (*layer shape)
+    prediction: Prediction | None = None  # built for the batch (Responder.predictions)
     timings: Timings = field(default_factory=Timings)
 
 

@@ -42,6 +42,7 @@ from . import text as text_wire
 from .errors import error_to_proto
 from .jsonmap import message_to_dict
 from .jsonparse import parse_dict
+from .predjson import prediction_json
 
 if TYPE_CHECKING:
     from service.runtime.layers import LayerInfo
@@ -51,8 +52,12 @@ _DTYPES: dict[pb.DType, np.dtype[Any]] = {
     pb.FLOAT64: np.dtype("<f8"), pb.FLOAT16: np.dtype("<f2"), pb.INT64: np.dtype("<i8"),
     pb.INT32: np.dtype("<i4"), pb.UINT8: np.dtype("u1"),
 }
+_NATIVE = {k: v.newbyteorder("=") for k, v in _DTYPES.items()}
 _TO_PB = {np.dtype(v).newbyteorder("=").str: k for k, v in _DTYPES.items()
           if k != pb.DTYPE_UNSPECIFIED}
+# A request's parts when the body leaves them out (frozen: one instance serves every request).
+_NO_TARGET, _NO_BASELINE, _NO_LAYER = TargetSpec(), BaselineSpec(), LayerSelector()
+_NO_OUTPUTS = OutputOptions()
 
 IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
 
@@ -63,21 +68,22 @@ def tensor_from_proto(t: pb.Tensor, field: str, max_elements: int | None = None)
     dtype = _DTYPES.get(t.dtype)
     if dtype is None:
         raise InvalidInput(f"{field}.dtype", f"unknown dtype {t.dtype}", pb.DType.keys())
-    shape = tuple(int(s) for s in t.shape)
+    shape = tuple(t.shape)  # Python ints
     if len(shape) > 16:
         raise InvalidInput(f"{field}.shape", f"{len(shape)} dimensions; at most 16")
-    if any(s < 0 for s in shape):
+    if shape and min(shape) < 0:
         raise InvalidInput(f"{field}.shape", f"negative size in {shown(list(shape))}")
     elements = math.prod(shape)  # Python ints: no overflow
     cap = max_elements if max_elements is not None else 2**40
-    if elements > cap or any(s > cap for s in shape):
+    if elements > cap or (shape and max(shape) > cap):
         raise LimitExceeded(f"{field}.shape", f"{shown(list(shape))} is above the limit "
                             f"{cap} elements (max_tensor_elements)")
     expected = elements * dtype.itemsize
-    if len(t.data) != expected:
-        raise InvalidInput(f"{field}.data", f"{len(t.data)} bytes, shape {list(shape)} of "
+    data = t.data  # (read once: each read copies the bytes)
+    if len(data) != expected:
+        raise InvalidInput(f"{field}.data", f"{len(data)} bytes, shape {list(shape)} of "
                            f"{pb.DType.Name(t.dtype)} needs {expected}")
-    return np.frombuffer(t.data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+    return np.frombuffer(data, dtype=dtype).reshape(shape).astype(_NATIVE[t.dtype])
 
 
 def tensor_to_proto(a: np.ndarray) -> pb.Tensor:
@@ -109,7 +115,7 @@ def _payload(m: pb.ExplainRequest, limits: Limits) -> Payload | None:
 def _target(m: pb.ExplainRequest) -> TargetSpec:
     which = m.target.WhichOneof("kind") if m.HasField("target") else None
     if which is None:
-        return TargetSpec()
+        return _NO_TARGET
     if which == "predicted":
         return TargetSpec(TargetKind.PREDICTED)
     if which == "index":
@@ -120,10 +126,12 @@ def _target(m: pb.ExplainRequest) -> TargetSpec:
 
 
 def _baseline(m: pb.ExplainRequest, limits: Limits) -> BaselineSpec:
+    if not m.HasField("baseline"):
+        return _NO_BASELINE
     b = m.baseline
-    which = b.WhichOneof("kind") if m.HasField("baseline") else None
+    which = b.WhichOneof("kind")
     if which is None:
-        return BaselineSpec()
+        return _NO_BASELINE
     if which == "named":
         return BaselineSpec(BaselineKind.NAMED, name=b.named)
     if which == "zeros":
@@ -144,6 +152,8 @@ def _baseline(m: pb.ExplainRequest, limits: Limits) -> BaselineSpec:
 
 
 def _outputs(m: pb.ExplainRequest) -> OutputOptions:
+    if not m.HasField("outputs"):
+        return _NO_OUTPUTS
     o = m.outputs
     return OutputOptions(
         attributions=o.attributions if o.HasField("attributions") else True,
@@ -164,7 +174,7 @@ def _noise_tunnel(m: pb.ExplainRequest) -> NoiseTunnelSpec | None:
 
 def _layer(m: pb.ExplainRequest) -> LayerSelector:
     if not m.HasField("layer"):
-        return LayerSelector()
+        return _NO_LAYER
     return LayerSelector(name=m.layer.name,
                          attribute_to_layer_input=m.layer.attribute_to_layer_input,
                          neuron=tuple(int(n) for n in m.layer.neuron))
@@ -462,7 +472,17 @@ _OMIT_WHEN_EMPTY = ("reasonsNote", "metrics", "layer")
 def response_to_json(r: Response) -> str:
     """The protobuf-JSON answer. Fields at their default (index 0, ...) are printed too: still
     the canonical mapping, and clearer to read than an absent field; but a prediction answer
-    carries no explanation fields, and an explanation no empty note."""
+    carries no explanation fields, and an explanation no empty note. A prediction answer is
+    written directly as text (predjson: the same characters)."""
+    if not r.explanations and not r.algorithm:
+        text = prediction_json(r)
+        if text is not None:
+            return text
+    return mapped_json(r)
+
+
+def mapped_json(r: Response) -> str:
+    """response_to_json through the protobuf message and its JSON mapping, for every answer."""
     d = message_to_dict(response_to_proto(r))
     if not r.explanations and not r.algorithm:
         d.pop("text", None)

@@ -140,41 +140,47 @@ class _Field:
             self.convert = _unsure if sub is not None else _scalar(fd)
 
 
-_TABLES: dict[str, dict[str, _Field]] = {}
+_TABLES: dict[Any, dict[str, _Field] | None] = {}  # by descriptor; None: Struct
 
 
-def _table(d: Descriptor) -> dict[str, _Field]:
-    """JSON key (json_name and proto name) -> field, built once per message type."""
-    if d.full_name not in _TABLES:
+def _table(d: Descriptor) -> dict[str, _Field] | None:
+    """JSON key (json_name and proto name) -> field, built once per message type; None for
+    google.protobuf.Struct (raises _Unsure for the other well-known types)."""
+    if d in _TABLES:
+        return _TABLES[d]
+    if d.full_name.startswith("google.protobuf.") and d.full_name != "google.protobuf.Struct":
+        raise _Unsure
+    table: dict[str, _Field] | None = None
+    if d.full_name != "google.protobuf.Struct":
         table = {}
         for fd in d.fields:
             f = _Field(fd)
             table[fd.json_name] = table[fd.name] = f
-        _TABLES[d.full_name] = table
-    return _TABLES[d.full_name]
+    _TABLES[d] = table
+    return table
 
 
 def _message(body: Any, m: Message) -> None:
     if type(body) is not dict:
         raise _Unsure
-    d = m.DESCRIPTOR
-    if d.full_name == "google.protobuf.Struct":
+    table = _table(m.DESCRIPTOR)
+    if table is None:  # google.protobuf.Struct
         _plain_json(body)
         m.update(body)  # type: ignore[attr-defined]
         return
-    if d.full_name.startswith("google.protobuf."):
-        raise _Unsure
-    table = _table(d)
-    seen: set[str] = set()
+    seen: set[str] | None = set() if len(body) > 1 else None  # a key given twice, a oneof
     for key, value in body.items():
         f = table.get(key) if type(key) is str else None
-        if f is None or value is None or f.name in seen or f.kind == "unsure":
+        if f is None or value is None or f.kind == "unsure":
             raise _Unsure
-        seen.add(f.name)
-        if f.oneof is not None:
-            if f.oneof in seen:
+        if seen is not None:
+            if f.name in seen:
                 raise _Unsure
-            seen.add(f.oneof)
+            seen.add(f.name)
+            if f.oneof is not None:
+                if f.oneof in seen:
+                    raise _Unsure
+                seen.add(f.oneof)
         if f.kind == "one":
             if f.message is not None:
                 sub = getattr(m, f.name)
