@@ -111,6 +111,11 @@ def resolve(selector: LayerSelector, entry: AlgorithmEntry, spec: ModelSpec,
         if selector.neuron:
             raise InvalidInput("layer.neuron", f"{entry.name} attributes to a whole layer; a "
                                "neuron is for the neuron methods")
+        if entry.family is Family.CAM and (len(shape) != 3 or len(spec.input_shape) != 3):
+            raise InvalidInput("layer.name", f"{entry.name} is served for image-shaped inputs "
+                               f"with a convolutional layer (a (C, H, W) map); {where} has "
+                               f"shape {list(shape)}", [n for n, i in layers.items()
+                                                        if len(i.output_shape) == 3])
         if heatmap and entry.family is Family.LAYER and len(shape) != 3:
             raise InvalidInput("outputs.heatmap", f"{where} has shape {list(shape)}: a layer "
                                "heatmap is drawn for (C, H, W) layers only")

@@ -122,6 +122,14 @@ def test_bad_layer_name_lists_the_allowed_ones(image: Executor) -> None:
     assert list(e.allowed) == ["conv", "relu", "fc"] and "'conv9'" in e.message
 
 
+@pytest.mark.parametrize("algorithm", ["LayerGradCam", "GuidedGradCam"])
+def test_cam_on_a_flat_layer_is_refused_naming_the_layer(image: Executor, algorithm) -> None:
+    # the fuzz found GuidedGradCam on a flat layer answering 500 (an empty upsampled map)
+    e = refused(run(image, image_x(), algorithm, layer=LayerSelector("fc")), "layer.name")
+    assert "(C, H, W)" in e.message and list(e.allowed) == ["conv", "relu"]
+    assert ok(run(image, image_x(), algorithm, layer=LayerSelector("conv"))).explanations
+
+
 def test_neuron_out_of_range_names_layer_neuron(image: Executor) -> None:
     for neuron, words in (((4, 0, 0), "not an index into layer conv's output, of shape [4, 8, 8]"),
                           ((0, 8), "of shape [4, 8, 8]"), ((-1, 0, 0), "not an index")):
