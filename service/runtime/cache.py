@@ -3,11 +3,13 @@ the model's outputs on it, so baseline_output and reference sets are computed on
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
+import numpy as np
 from torch import Tensor
 
 
@@ -15,6 +17,17 @@ from torch import Tensor
 class CachedBaseline:
     tensor: Tensor   # (1, *shape) or (K, *shape)
     outputs: Tensor  # (K, n_outputs): the model's outputs on each baseline row
+
+    @functools.cached_property
+    def output_means(self) -> list[float]:
+        """The mean output over the rows, per output (float64): a target's baseline output."""
+        return self.outputs.detach().double().mean(0).cpu().tolist()
+
+    @functools.cached_property
+    def reference(self) -> np.ndarray:
+        """``(numel,)`` float64: the baseline row, or the mean of a reference set's rows."""
+        t = self.tensor.detach()
+        return t.reshape(t.shape[0], -1).double().mean(0).cpu().numpy()
 
     @property
     def nbytes(self) -> int:

@@ -15,7 +15,7 @@ from .algorithms import Family
 from .errors import InvalidInput, ModelError
 from .heatmap import heatmap_png
 from .request import ClassScore, Prediction, Response, TargetExplanation
-from .spec import ModelSpec
+from .spec import InputKind, ModelSpec
 from .work import WorkItem, ms
 
 
@@ -23,6 +23,8 @@ class Responder:
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
         self.names = postprocess.feature_names(spec)
+        # reason templates apply to tabular models only (postprocess.reasons)
+        self.reasons = bool(spec.reasons) and spec.input_kind is InputKind.TABULAR
 
     def label(self, k: int) -> str:
         labels = self.spec.class_names
@@ -71,8 +73,7 @@ class Responder:
                 raise InvalidInput("inputs", f"{entry.name} gave non-finite or misshapen "
                                    "attributions for this input (values too large?)")
             inst = float(logits[t])
-            base = (float(i.baseline.outputs[:, t].double().mean())
-                    if i.baseline is not None else 0.0)
+            base = i.baseline.output_means[t] if i.baseline is not None else 0.0
             err = (postprocess.approximation_error(entry.name, entry.completeness, i.params,
                                                    a_np, i.x, inst - base)
                    if i.baseline is not None and i.noise is None else None)
@@ -102,7 +103,8 @@ class Responder:
                 heatmap_png=heatmap_png(a_np) if req.outputs.heatmap else None,
                 reasons=(postprocess.reasons(a_np, i.shown, _flat(i.x), _reference(i),
                                              spec, max(k_feat, 1))
-                         if req.outputs.reasons and same_shape and signed else []),
+                         if req.outputs.reasons and same_shape and signed and self.reasons
+                         else []),
                 reasons_note=why, metrics=_finite(i.metrics[len(out)] if i.metrics else {}),
                 attributed_to=units.attributed_to if units is not None else "input",
                 layer=choice.info.name if choice is not None else ""))
@@ -140,7 +142,4 @@ def _flat(t: Tensor) -> np.ndarray:
 def _reference(i: WorkItem) -> np.ndarray | None:
     """The baseline the attributions were measured from, (numel,): its row, or the mean of a
     reference set's rows; None for methods without a baseline."""
-    if i.baseline is None:
-        return None
-    b = i.baseline.tensor
-    return _flat(b.reshape(b.shape[0], -1).double().mean(0))
+    return i.baseline.reference if i.baseline is not None else None
