@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from service import attribution as A
 from service import metrics as M
 from service._proto.explain.v1 import explain_pb2 as pb
+from service.runtime.executor import prefers_channels_last
 from service.runtime.loader import load_model
 from service.runtime.spec import parse_spec
 
@@ -227,7 +228,12 @@ class Archive:
     def __init__(self, name: str, directory: pathlib.Path) -> None:
         self.name, self.dir = name, pathlib.Path(directory)
         self.raw = yaml.safe_load((self.dir / "spec.yaml").read_text())
-        self.model = load_model(parse_spec(self.raw), self.dir)
+        spec = parse_spec(self.raw)
+        self.model = load_model(spec, self.dir)
+        # the served model's memory layout (the executor's choice): served == engine on the
+        # same model; the layouts' own agreement is tests/unit/test_channels_last.py's
+        if prefers_channels_last(self.model, spec):
+            self.model.to(memory_format=torch.channels_last)
         self.shape = tuple(int(s) for s in self.raw["input"]["shape"])
         bl = self.raw.get("baselines") or {}
         self.definitions: dict[str, dict[str, Any]] = {"zeros": {"kind": "zeros"},
