@@ -126,7 +126,16 @@ class Server:
         """The current token (``inference`` or ``management``), or None with auth off."""
         if not self.auth:
             return None
-        data = json.loads(self.key_file.read_text())
+        # TorchServe rewrites the file in place when a key is renewed (truncate, then write):
+        # a read in between sees it empty or cut short, so read again for a moment
+        for attempt in range(50):
+            try:
+                data = json.loads(self.key_file.read_text())
+                break
+            except ValueError:
+                if attempt == 49:
+                    raise
+                time.sleep(0.02)
         entry = data.get(kind, {})
         return entry.get("key") if isinstance(entry, dict) else entry
 
