@@ -1,6 +1,7 @@
 """One gateway call's failure: ``CallError`` (a gRPC status, and the handler's Error when it
-refused the request), how a failed unary RPC reports it (``aborting``), and the reading of the
-handler's ExplainReply."""
+refused the request), how a failed unary RPC reports it (``aborting``), the reading of the
+handler's ExplainReply, and the two byte-level edits that let Explain and Predict pass bytes
+through (``with_deadline_ms``, ``response_bytes``)."""
 
 from __future__ import annotations
 
@@ -87,3 +88,34 @@ def unpack_reply(raw: bytes, model: str) -> pb.ExplainReply:
                                                grpc.StatusCode.INVALID_ARGUMENT)
         raise CallError(code, reply.error.message, reply.error)
     return reply
+
+
+_DEADLINE_TAG = bytes([pb.ExplainRequest.DESCRIPTOR.fields_by_name["deadline_ms"].number << 3])
+_RESPONSE_TAG = bytes([pb.ExplainReply.DESCRIPTOR.fields_by_name["response"].number << 3 | 2])
+
+
+def with_deadline_ms(value: int) -> bytes:
+    """``deadline_ms: value`` (uint32, >= 1) as one encoded field: appended to a serialized
+    ExplainRequest it overrides the request's own (protobuf: a scalar's last value wins)."""
+    out = bytearray(_DEADLINE_TAG)
+    while value > 0x7F:  # varint: 7 bits a byte, low first
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def response_bytes(raw: bytes, model: str) -> bytes:
+    """The serialized ExplainResponse of the handler's ExplainReply ``raw``: sliced out when
+    ``raw`` is that one field and nothing else (as the handler serializes a response); any
+    other reply is read by ``unpack_reply`` (an error raised) and its response re-encoded."""
+    if raw[:1] == _RESPONSE_TAG:
+        size, i = 0, 1
+        while i < min(len(raw), 6):  # the length: a varint of at most 5 bytes
+            size |= (raw[i] & 0x7F) << 7 * (i - 1)
+            i += 1
+            if not raw[i - 1] & 0x80:
+                if i + size == len(raw):
+                    return raw[i:]
+                break
+    return unpack_reply(raw, model).response.SerializeToString()
