@@ -65,7 +65,8 @@ def _spawn(server: launcher.Server, run_dir: pathlib.Path, name: str,
     cmd = gw_process.gateway_command(listen, f"127.0.0.1:{server.ports['grpc_inference']}",
                                      management_url or server.management_url, None)
     cmd = [cmd[0], *prefix, *cmd[1:]]
-    env = {**os.environ, "PYTHONPATH": str(pythonpath)}
+    # the launcher's malloc settings (a fixed mmap threshold: large buffers cost page faults)
+    env = launcher.torchserve.memory_env({**os.environ, "PYTHONPATH": str(pythonpath)})
     with open(run_dir / "logs" / f"gateway-{name}.log", "ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                                 cwd=pythonpath, env=env)

@@ -71,7 +71,7 @@ def aborting(rpc: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]
     return wrapped
 
 
-def unpack_reply(raw: bytes, model: str) -> pb.ExplainReply:
+def unpack_reply(raw: bytes | memoryview, model: str) -> pb.ExplainReply:
     """The handler's ExplainReply; its error becomes a CallError with the gRPC code the wire
     layer chose, an answer that is not an ExplainReply an INTERNAL one."""
     reply = pb.ExplainReply()
@@ -105,17 +105,27 @@ def with_deadline_ms(value: int) -> bytes:
     return bytes(out)
 
 
-def response_bytes(raw: bytes, model: str) -> bytes:
-    """The serialized ExplainResponse of the handler's ExplainReply ``raw``: sliced out when
-    ``raw`` is that one field and nothing else (as the handler serializes a response); any
-    other reply is read by ``unpack_reply`` (an error raised) and its response re-encoded."""
-    if raw[:1] == _RESPONSE_TAG:
-        size, i = 0, 1
-        while i < min(len(raw), 6):  # the length: a varint of at most 5 bytes
-            size |= (raw[i] & 0x7F) << 7 * (i - 1)
-            i += 1
-            if not raw[i - 1] & 0x80:
-                if i + size == len(raw):
-                    return raw[i:]
-                break
+def sole_field(raw: bytes | memoryview, tag: bytes) -> memoryview | None:
+    """The payload of the length-delimited field ``tag`` (its one-byte key) when ``raw`` is
+    that one field and nothing else (how a message with just that field set serializes), as a
+    view of ``raw`` (no copy); None otherwise."""
+    view = memoryview(raw)
+    if view[:1] != tag:
+        return None
+    size, i = 0, 1
+    while i < min(len(view), 6):  # the length: a varint of at most 5 bytes
+        size |= (view[i] & 0x7F) << 7 * (i - 1)
+        i += 1
+        if not view[i - 1] & 0x80:
+            return view[i:] if i + size == len(view) else None
+    return None
+
+
+def response_bytes(raw: bytes | memoryview, model: str) -> bytes:
+    """The serialized ExplainResponse of the handler's ExplainReply ``raw``: copied out once
+    when ``raw`` is that one field (as the handler serializes a response); any other reply is
+    read by ``unpack_reply`` (an error raised) and its response re-encoded."""
+    payload = sole_field(raw, _RESPONSE_TAG)
+    if payload is not None:
+        return payload.tobytes()
     return unpack_reply(raw, model).response.SerializeToString()

@@ -56,7 +56,7 @@ class ExplainerServicer(pb_grpc.ExplainerServicer):
                             model)
 
     async def _call_raw(self, model: str, version: str, inputs: dict[str, bytes],
-                        metadata: list[tuple[str, str]], timeout: float) -> bytes:
+                        metadata: list[tuple[str, str]], timeout: float) -> bytes | memoryview:
         """The handler's serialized ExplainReply."""
         if not model:
             raise CallError(grpc.StatusCode.INVALID_ARGUMENT,

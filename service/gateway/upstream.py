@@ -16,6 +16,7 @@ from google.protobuf import empty_pb2
 from service._proto.torchserve import inference_client_pb2 as ts_pb
 from service._proto.torchserve import inference_client_pb2_grpc as ts_grpc
 
+from .calls import sole_field
 from .config import GatewayConfig
 
 
@@ -34,6 +35,8 @@ _JAVA_CLASS = re.compile(r"\b(?:[a-z_$][\w$]*\.)+[A-Z][\w$]*(?:Exception|Error)\
 # Requests above this size are refused by TorchServe itself (launcher: max_request_size), which
 # cancels the call instead of answering.
 LARGE_REQUEST_BYTES = 4 * 2**20
+_PREDICTION_TAG = bytes(
+    [ts_pb.PredictionResponse.DESCRIPTOR.fields_by_name["prediction"].number << 3 | 2])
 
 
 def clean(details: str, limit: int = 300) -> str:
@@ -74,18 +77,26 @@ class TorchServe:
                      ("grpc.max_send_message_length", size),
                      ("grpc.keepalive_time_ms", 30_000)])
         self.stub = ts_grpc.InferenceAPIsServiceStub(self.channel)
+        # Predictions' answer left serialized: its prediction is a view of it (sole_field)
+        self._predictions = self.channel.unary_unary(
+            "/org.pytorch.serve.grpc.inference.InferenceAPIsService/Predictions",
+            request_serializer=ts_pb.PredictionsRequest.SerializeToString)
 
     async def close(self) -> None:
         await self.channel.close()
 
     async def predictions(self, model: str, version: str, inputs: dict[str, bytes],
-                          metadata: Sequence[tuple[str, str]], timeout: float) -> bytes:
+                          metadata: Sequence[tuple[str, str]], timeout: float,
+                          ) -> bytes | memoryview:
+        """The handler's answer (``PredictionResponse.prediction``)."""
         request = ts_pb.PredictionsRequest(model_name=model, model_version=version, input=inputs)
         try:
-            reply = await self.stub.Predictions(request, metadata=tuple(metadata), timeout=timeout)
+            reply = await self._predictions(request, metadata=tuple(metadata), timeout=timeout)
         except grpc.aio.AioRpcError as e:
             raise _mapped(e, model, version, request.ByteSize()) from None
-        return reply.prediction
+        prediction = sole_field(reply, _PREDICTION_TAG)
+        return prediction if prediction is not None else ts_pb.PredictionResponse.FromString(
+            reply).prediction
 
     async def healthy(self, timeout: float = 2.0) -> bool:
         """TorchServe answers Ping as healthy (with the inference key when token auth is on)."""
