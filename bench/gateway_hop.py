@@ -176,7 +176,7 @@ def stand_in_reply(pad_kb: int = 0) -> bytes:
 
 
 def stand_in(model: str, n_steps: int, calls: int, refs: list[str], rounds: int,
-             delay_s: float, pad_kb: int = 0) -> None:
+             delay_s: float, pad_kb: int = 0, request_kb: int = 0) -> None:
     """The gateways (this checkout's and each of ``refs``) in front of a stand-in TorchServe
     (this process: a canned ExplainReply), so that only the gateway's own work differs: per
     round and gateway, its CPU time per call and the p50 of ``calls`` raw sequential calls."""
@@ -206,8 +206,12 @@ def stand_in(model: str, n_steps: int, calls: int, refs: list[str], rounds: int,
     fake.ports = {"grpc_inference": port, "management": 1}
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="gwhop-"))
     (tmp / "logs").mkdir()
+    import numpy as np
+
+    # with request_kb, a baseline of that size (the stand-in does not read it)
+    baseline = np.zeros(request_kb * 256, np.float32) if request_kb else None
     payload = build_request(model, tensor=_input(model), algorithm="IntegratedGradients",
-                            params={"n_steps": n_steps}).SerializeToString()
+                            params={"n_steps": n_steps}, baseline=baseline).SerializeToString()
     gws: dict[str, tuple[subprocess.Popen, object]] = {}
     try:
         for ref in ["", *refs]:
@@ -262,10 +266,13 @@ def main() -> None:
                     help="with --stand-in: how long it takes to answer")
     ap.add_argument("--pad-kb", type=int, default=0,
                     help="with --stand-in: the size of the answer's heatmap_png")
+    ap.add_argument("--request-kb", type=int, default=0,
+                    help="with --stand-in: a request that large (an explicit baseline)")
     opts = ap.parse_args()
     if opts.stand_in:
         stand_in(opts.model, opts.n_steps, opts.calls,
-                 [r for r in opts.ref.split(",") if r], opts.rounds, opts.delay_ms / 1000, opts.pad_kb)
+                 [r for r in opts.ref.split(",") if r], opts.rounds, opts.delay_ms / 1000, opts.pad_kb,
+                 opts.request_kb)
         return
     if not (BUILD / opts.model).is_dir():
         raise SystemExit("run `make models` first")

@@ -94,15 +94,20 @@ _DEADLINE_TAG = bytes([pb.ExplainRequest.DESCRIPTOR.fields_by_name["deadline_ms"
 _RESPONSE_TAG = bytes([pb.ExplainReply.DESCRIPTOR.fields_by_name["response"].number << 3 | 2])
 
 
-def with_deadline_ms(value: int) -> bytes:
-    """``deadline_ms: value`` (uint32, >= 1) as one encoded field: appended to a serialized
-    ExplainRequest it overrides the request's own (protobuf: a scalar's last value wins)."""
-    out = bytearray(_DEADLINE_TAG)
-    while value > 0x7F:  # varint: 7 bits a byte, low first
+def varint(value: int) -> bytes:
+    """``value`` (>= 0) as a protobuf varint: 7 bits a byte, low first."""
+    out = bytearray()
+    while value > 0x7F:
         out.append(value & 0x7F | 0x80)
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+def with_deadline_ms(value: int) -> bytes:
+    """``deadline_ms: value`` (uint32, >= 1) as one encoded field: appended to a serialized
+    ExplainRequest it overrides the request's own (protobuf: a scalar's last value wins)."""
+    return _DEADLINE_TAG + varint(value)
 
 
 def sole_field(raw: bytes | memoryview, tag: bytes) -> memoryview | None:

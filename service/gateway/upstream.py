@@ -8,7 +8,7 @@ import json
 import re
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import grpc
 from google.protobuf import empty_pb2
@@ -16,7 +16,7 @@ from google.protobuf import empty_pb2
 from service._proto.torchserve import inference_client_pb2 as ts_pb
 from service._proto.torchserve import inference_client_pb2_grpc as ts_grpc
 
-from .calls import sole_field
+from .calls import sole_field, varint
 from .config import GatewayConfig
 
 
@@ -67,6 +67,21 @@ def _mapped(e: grpc.aio.AioRpcError, model: str, version: str, size: int) -> Ups
     return UpstreamError(code, clean(details) or code.name)
 
 
+def _field(number: int, data: bytes) -> bytes:
+    return varint(number << 3 | 2) + varint(len(data)) + data
+
+
+def predictions_request(model: str, version: str, inputs: Mapping[str, bytes]) -> bytes:
+    """A serialized PredictionsRequest (model_name = 1, model_version = 2, input = 3: a map of
+    entries key = 1, value = 2) built in one join: the values (the client's request) are
+    copied once, not into a message and again out of it."""
+    parts = [_field(1, model.encode()), _field(2, version.encode()) if version else b""]
+    for key, value in inputs.items():
+        head = _field(1, key.encode()) + varint(2 << 3 | 2) + varint(len(value))  # then value
+        parts += [varint(3 << 3 | 2), varint(len(head) + len(value)), head, value]
+    return b"".join(parts)
+
+
 class TorchServe:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
@@ -77,10 +92,10 @@ class TorchServe:
                      ("grpc.max_send_message_length", size),
                      ("grpc.keepalive_time_ms", 30_000)])
         self.stub = ts_grpc.InferenceAPIsServiceStub(self.channel)
-        # Predictions' answer left serialized: its prediction is a view of it (sole_field)
+        # Predictions in and out as bytes: predictions_request, and the answer's prediction a
+        # view of it (sole_field)
         self._predictions = self.channel.unary_unary(
-            "/org.pytorch.serve.grpc.inference.InferenceAPIsService/Predictions",
-            request_serializer=ts_pb.PredictionsRequest.SerializeToString)
+            "/org.pytorch.serve.grpc.inference.InferenceAPIsService/Predictions")
 
     async def close(self) -> None:
         await self.channel.close()
@@ -89,11 +104,11 @@ class TorchServe:
                           metadata: Sequence[tuple[str, str]], timeout: float,
                           ) -> bytes | memoryview:
         """The handler's answer (``PredictionResponse.prediction``)."""
-        request = ts_pb.PredictionsRequest(model_name=model, model_version=version, input=inputs)
+        request = predictions_request(model, version, inputs)
         try:
             reply = await self._predictions(request, metadata=tuple(metadata), timeout=timeout)
         except grpc.aio.AioRpcError as e:
-            raise _mapped(e, model, version, request.ByteSize()) from None
+            raise _mapped(e, model, version, len(request)) from None
         prediction = sole_field(reply, _PREDICTION_TAG)
         return prediction if prediction is not None else ts_pb.PredictionResponse.FromString(
             reply).prediction

@@ -314,3 +314,17 @@ def test_sole_field_reads_torchserves_prediction_without_a_copy():
         assert sole_field(raw + b"\x10\x01", _PREDICTION_TAG) is None
         assert sole_field(raw[:-1], _PREDICTION_TAG) is None
     assert sole_field(b"", _PREDICTION_TAG) is None
+
+
+@pytest.mark.parametrize("model, version, inputs", [
+    ("m", "", {}),
+    ("tiny", "1.0", {"explain_request": b"\x0a\x04tiny" * 50, "explain": b"true"}),
+    ("é" * 100, "", {"spec": b"1", "": b"", "big": bytes(range(256)) * 4096}),
+])
+def test_predictions_request_encodes_what_the_message_would(model, version, inputs):
+    from service._proto.torchserve import inference_client_pb2 as ts_pb
+    from service.gateway.upstream import predictions_request
+
+    raw = predictions_request(model, version, inputs)
+    assert ts_pb.PredictionsRequest.FromString(raw) == ts_pb.PredictionsRequest(
+        model_name=model, model_version=version, input=inputs)
