@@ -1,13 +1,15 @@
-"""What the gateway's hop costs, side by side on one running instance:
-``python -m bench.gateway_hop [--model breast_cancer] [--calls 200] [--n-steps 32]
-[--ref HEAD] [--profile]``.
+"""What the gateway's hop costs, side by side: ``python -m bench.gateway_hop [--model
+breast_cancer] [--calls 200] [--n-steps 32] [--ref REV|DIR] [--profile]`` on a real
+TorchServe, or ``--stand-in [--ref REV,DIR,...] [--rounds 5] [--delay-ms 20] [--pad-kb N]
+[--request-kb N]`` on a
+stand-in (bench/README.md "Gateway hop").
 
-One TorchServe serves the model as bench/service_throughput.py's gateway_overhead measures it
-(our handler, batch size 8, max_batch_delay 10 ms, IntegratedGradients of one fixed input),
-with the launcher's gateway (this checkout's code). With ``--ref``, a second gateway runs the
-gateway code of that git revision (``git archive``) on another port, so that before and after
-are measured in the same minutes. Sequential calls, the paths in rotating order, call after
-call:
+Real TorchServe: one instance serves the model as bench/service_throughput.py's
+gateway_overhead measures it (our handler, batch size 8, max_batch_delay 10 ms,
+IntegratedGradients of one fixed input) with this checkout's gateway and, with ``--ref``, one
+running the gateway code of that git revision (``git archive``; or a directory holding a
+``service`` package), each spawned alike (the launcher's malloc settings). Sequential calls,
+the paths in rotating order, call after call:
   rest        ExplainClient(mode="rest"): JSON to /explanations (the target's denominator);
   grpc        ExplainClient over gRPC via this checkout's gateway (the target's numerator);
   grpc@REF    the same via the REF gateway;
@@ -15,9 +17,14 @@ call:
               input map, the ExplainReply parsed and read back as ExplainClient does;
   raw, raw@REF, raw_ts  the serialized request as bytes and the answer left as bytes (no
               client-side protobuf work): the gateway's hop alone is raw - raw_ts.
-Prints the p50 (and p90) of every path, the ratios to rest, the machine's /proc/loadavg before
-and after. ``--profile`` also runs a cProfiled gateway (this checkout's) on a third port, sends
-it the calls, and prints its top functions by own time.
+Prints the p50 (and p90) of every path, the ratios to rest, the machine's /proc/loadavg, and
+each gateway's CPU time per call. ``--profile`` also runs a cProfiled gateway (this
+checkout's), sends it the calls, and prints its top functions by own time.
+
+Stand-in: the gateways in front of a stand-in TorchServe in this process (a canned
+ExplainReply after ``--delay-ms``), which takes TorchServe's and the machine's noise out: per
+round, the gateways' CPU per call and p50 (calls interleaved), and the stand-in called directly
+(the hop = a gateway's p50 - that).
 """
 
 from __future__ import annotations
@@ -284,10 +291,12 @@ def main() -> None:
     model = variant(opts.model, "fused", 8, ROOT / "handlers" / "explain_handler.py", store)
     run_dir = tmp / "run"
     print(f"load before start {_loadavg()}", flush=True)
-    server = launcher.start(store, run_dir, auth=False, timeout=600)
+    server = launcher.start(store, run_dir, auth=False, timeout=600, gateway=False)
     procs: list[subprocess.Popen] = []
-    try:
-        gateways = {"gw": f"127.0.0.1:{server.ports['gateway']}"}
+    try:  # every gateway spawned alike (the launcher's malloc settings, no supervisor)
+        proc, address = _spawn(server, run_dir, "this", ROOT, [])
+        procs.append(proc)
+        gateways = {"gw": address}
         if opts.ref:
             where = (pathlib.Path(opts.ref) if pathlib.Path(opts.ref).is_dir()
                      else _checkout(opts.ref, tmp / "ref"))
@@ -300,8 +309,7 @@ def main() -> None:
         print(f"{model}: IntegratedGradients n_steps={opts.n_steps}, {opts.calls} sequential "
               "calls per path, interleaved\n")
         print(report(times))
-        pids = {"gw": int(gw_process.pid_file(run_dir).read_text()),
-                **{f"gw@{opts.ref}": p.pid for p in procs}}
+        pids = dict(zip(gateways, (p.pid for p in procs)))
         print("\ngateway CPU per call (ms), raw calls alone, twice:")
         for name, pid in pids.items():
             raw = calls[name.replace("gw", "raw")]
