@@ -1,6 +1,7 @@
 """One gateway call's failure: ``CallError`` (a gRPC status, and the handler's Error when it
-refused the request), how a failed unary RPC reports it (``aborting``), and the reading of the
-handler's ExplainReply."""
+refused the request), how a failed unary RPC reports it (``aborting``), the reading of the
+handler's ExplainReply, and the two byte-level edits that let Explain and Predict pass bytes
+through (``with_deadline_ms``, ``response_bytes``)."""
 
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ def aborting(rpc: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]
     return wrapped
 
 
-def unpack_reply(raw: bytes, model: str) -> pb.ExplainReply:
+def unpack_reply(raw: bytes | memoryview, model: str) -> pb.ExplainReply:
     """The handler's ExplainReply; its error becomes a CallError with the gRPC code the wire
     layer chose, an answer that is not an ExplainReply an INTERNAL one."""
     reply = pb.ExplainReply()
@@ -87,3 +88,49 @@ def unpack_reply(raw: bytes, model: str) -> pb.ExplainReply:
                                                grpc.StatusCode.INVALID_ARGUMENT)
         raise CallError(code, reply.error.message, reply.error)
     return reply
+
+
+_DEADLINE_TAG = bytes([pb.ExplainRequest.DESCRIPTOR.fields_by_name["deadline_ms"].number << 3])
+_RESPONSE_TAG = bytes([pb.ExplainReply.DESCRIPTOR.fields_by_name["response"].number << 3 | 2])
+
+
+def varint(value: int) -> bytes:
+    """``value`` (>= 0) as a protobuf varint: 7 bits a byte, low first."""
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def with_deadline_ms(value: int) -> bytes:
+    """``deadline_ms: value`` (uint32, >= 1) as one encoded field: appended to a serialized
+    ExplainRequest it overrides the request's own (protobuf: a scalar's last value wins)."""
+    return _DEADLINE_TAG + varint(value)
+
+
+def sole_field(raw: bytes | memoryview, tag: bytes) -> memoryview | None:
+    """The payload of the length-delimited field ``tag`` (its one-byte key) when ``raw`` is
+    that one field and nothing else (how a message with just that field set serializes), as a
+    view of ``raw`` (no copy); None otherwise."""
+    view = memoryview(raw)
+    if view[:1] != tag:
+        return None
+    size, i = 0, 1
+    while i < min(len(view), 6):  # the length: a varint of at most 5 bytes
+        size |= (view[i] & 0x7F) << 7 * (i - 1)
+        i += 1
+        if not view[i - 1] & 0x80:
+            return view[i:] if i + size == len(view) else None
+    return None
+
+
+def response_bytes(raw: bytes | memoryview, model: str) -> bytes:
+    """The serialized ExplainResponse of the handler's ExplainReply ``raw``: copied out once
+    when ``raw`` is that one field (as the handler serializes a response); any other reply is
+    read by ``unpack_reply`` (an error raised) and its response re-encoded."""
+    payload = sole_field(raw, _RESPONSE_TAG)
+    if payload is not None:
+        return payload.tobytes()
+    return unpack_reply(raw, model).response.SerializeToString()

@@ -7,8 +7,12 @@ the handler refuses to stream) whose every reply is relayed: its parts, then its
 
 ``add_to_server`` registers the servicer with byte-level request deserializers, so that a
 malformed protobuf is answered INVALID_ARGUMENT by the servicer (``calls.parse``; gRPC's own
-deserializer failure gives UNKNOWN); the servicer methods also take parsed messages (the
-generated ``add_ExplainerServicer_to_server`` still works)."""
+deserializer failure gives UNKNOWN); the servicer methods also take parsed messages. Explain and
+Predict pass bytes through (bench/README.md "Gateway hop"): the client's serialized request
+goes to TorchServe as it came (a deadline appended as one more encoded field, which overrides)
+and they answer the handler's serialized ExplainResponse sliced out of its ExplainReply
+(``calls.response_bytes``), so they are registered without a response serializer: serve them
+with ``add_to_server``, not the generated ``add_ExplainerServicer_to_server``."""
 
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from google.protobuf.message import Message
 from service._proto.explain.v1 import explain_pb2 as pb
 from service._proto.explain.v1 import explain_pb2_grpc as pb_grpc
 
-from .calls import CallError, aborting, parse, unpack_reply
+from .calls import CallError, aborting, parse, response_bytes, unpack_reply, with_deadline_ms
 from .config import GatewayConfig
 from .stream import answer_concurrently
 from .upstream import TorchServe, UpstreamError
@@ -50,12 +54,17 @@ class ExplainerServicer(pb_grpc.ExplainerServicer):
 
     async def _call(self, model: str, version: str, inputs: dict[str, bytes],
                     metadata: list[tuple[str, str]], timeout: float) -> pb.ExplainReply:
+        return unpack_reply(await self._call_raw(model, version, inputs, metadata, timeout),
+                            model)
+
+    async def _call_raw(self, model: str, version: str, inputs: dict[str, bytes],
+                        metadata: list[tuple[str, str]], timeout: float) -> bytes | memoryview:
+        """The handler's serialized ExplainReply."""
         _named(model)
         try:
-            raw = await self.upstream.predictions(model, version, inputs, metadata, timeout)
+            return await self.upstream.predictions(model, version, inputs, metadata, timeout)
         except UpstreamError as e:
             raise CallError(e.code, e.message, field=e.field) from None
-        return unpack_reply(raw, model)
 
     async def _forward(self, request: pb.ExplainRequest, explain: bool,
                        context: grpc.aio.ServicerContext, timeout: float | None = None,
@@ -88,15 +97,29 @@ class ExplainerServicer(pb_grpc.ExplainerServicer):
         finally:
             await parts.aclose()
 
+    async def _pass_through(self, request: bytes | pb.ExplainRequest, explain: bool,
+                            context: grpc.aio.ServicerContext) -> bytes:
+        """``_forward`` without decoding and re-encoding: the serialized ExplainResponse."""
+        req = parse(request, pb.ExplainRequest)  # malformed: INVALID_ARGUMENT naming the field
+        raw = request if isinstance(request, bytes) else req.SerializeToString()
+        timeout = self._timeout(context)
+        if explain and not req.deadline_ms:
+            raw += with_deadline_ms(max(1, int(timeout * 1000)))
+        reply = await self._call_raw(req.model, req.model_version,
+                                     {"explain_request": raw,
+                                      "explain": b"true" if explain else b"false"},
+                                     self._metadata(context), timeout)
+        return response_bytes(reply, req.model)
+
     # -- RPCs -------------------------------------------------------------------------------
 
     @aborting
-    async def Explain(self, request: pb.ExplainRequest, context) -> pb.ExplainResponse:
-        return await self._forward(parse(request, pb.ExplainRequest), True, context)
+    async def Explain(self, request: bytes | pb.ExplainRequest, context) -> bytes:
+        return await self._pass_through(request, True, context)
 
     @aborting
-    async def Predict(self, request: pb.ExplainRequest, context) -> pb.ExplainResponse:
-        return await self._forward(parse(request, pb.ExplainRequest), False, context)
+    async def Predict(self, request: bytes | pb.ExplainRequest, context) -> bytes:
+        return await self._pass_through(request, False, context)
 
     async def ExplainStream(self, request_iterator: AsyncIterator[bytes | pb.ExplainRequest],
                             context) -> AsyncIterator[pb.ExplainResponse]:
@@ -170,10 +193,8 @@ def add_to_server(servicer: ExplainerServicer, server: grpc.aio.Server) -> None:
         return cls.SerializeToString
 
     handlers = {
-        "Explain": grpc.unary_unary_rpc_method_handler(
-            servicer.Explain, response_serializer=out(pb.ExplainResponse)),
-        "Predict": grpc.unary_unary_rpc_method_handler(
-            servicer.Predict, response_serializer=out(pb.ExplainResponse)),
+        "Explain": grpc.unary_unary_rpc_method_handler(servicer.Explain),  # bytes out
+        "Predict": grpc.unary_unary_rpc_method_handler(servicer.Predict),
         "ExplainStream": grpc.stream_stream_rpc_method_handler(
             servicer.ExplainStream, response_serializer=out(pb.ExplainResponse)),
         "GetModelSpec": grpc.unary_unary_rpc_method_handler(

@@ -8,7 +8,7 @@ import json
 import re
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 
 import grpc
 from google.protobuf import empty_pb2
@@ -16,6 +16,7 @@ from google.protobuf import empty_pb2
 from service._proto.torchserve import inference_client_pb2 as ts_pb
 from service._proto.torchserve import inference_client_pb2_grpc as ts_grpc
 
+from .calls import sole_field, varint
 from .config import GatewayConfig
 
 
@@ -34,6 +35,8 @@ _JAVA_CLASS = re.compile(r"\b(?:[a-z_$][\w$]*\.)+[A-Z][\w$]*(?:Exception|Error)\
 # Requests above this size are refused by TorchServe itself (launcher: max_request_size), which
 # cancels the call instead of answering.
 LARGE_REQUEST_BYTES = 4 * 2**20
+_PREDICTION_TAG = bytes(
+    [ts_pb.PredictionResponse.DESCRIPTOR.fields_by_name["prediction"].number << 3 | 2])
 
 
 def clean(details: str, limit: int = 300) -> str:
@@ -64,6 +67,21 @@ def _mapped(e: grpc.aio.AioRpcError, model: str, version: str, size: int) -> Ups
     return UpstreamError(code, clean(details) or code.name)
 
 
+def _field(number: int, data: bytes) -> bytes:
+    return varint(number << 3 | 2) + varint(len(data)) + data
+
+
+def predictions_request(model: str, version: str, inputs: Mapping[str, bytes]) -> bytes:
+    """A serialized PredictionsRequest (model_name = 1, model_version = 2, input = 3: a map of
+    entries key = 1, value = 2) built in one join: the values (the client's request) are
+    copied once, not into a message and again out of it."""
+    parts = [_field(1, model.encode()), _field(2, version.encode()) if version else b""]
+    for key, value in inputs.items():
+        head = _field(1, key.encode()) + varint(2 << 3 | 2) + varint(len(value))  # then value
+        parts += [varint(3 << 3 | 2), varint(len(head) + len(value)), head, value]
+    return b"".join(parts)
+
+
 class TorchServe:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
@@ -74,18 +92,26 @@ class TorchServe:
                      ("grpc.max_send_message_length", size),
                      ("grpc.keepalive_time_ms", 30_000)])
         self.stub = ts_grpc.InferenceAPIsServiceStub(self.channel)
+        # Predictions in and out as bytes: predictions_request, and the answer's prediction a
+        # view of it (sole_field)
+        self._predictions = self.channel.unary_unary(
+            "/org.pytorch.serve.grpc.inference.InferenceAPIsService/Predictions")
 
     async def close(self) -> None:
         await self.channel.close()
 
     async def predictions(self, model: str, version: str, inputs: dict[str, bytes],
-                          metadata: Sequence[tuple[str, str]], timeout: float) -> bytes:
-        request = ts_pb.PredictionsRequest(model_name=model, model_version=version, input=inputs)
+                          metadata: Sequence[tuple[str, str]], timeout: float,
+                          ) -> bytes | memoryview:
+        """The handler's answer (``PredictionResponse.prediction``)."""
+        request = predictions_request(model, version, inputs)
         try:
-            reply = await self.stub.Predictions(request, metadata=tuple(metadata), timeout=timeout)
+            reply = await self._predictions(request, metadata=tuple(metadata), timeout=timeout)
         except grpc.aio.AioRpcError as e:
-            raise _mapped(e, model, version, request.ByteSize()) from None
-        return reply.prediction
+            raise _mapped(e, model, version, len(request)) from None
+        prediction = sole_field(reply, _PREDICTION_TAG)
+        return prediction if prediction is not None else ts_pb.PredictionResponse.FromString(
+            reply).prediction
 
     async def stream_predictions(self, model: str, version: str, inputs: dict[str, bytes],
                                  metadata: Sequence[tuple[str, str]], timeout: float

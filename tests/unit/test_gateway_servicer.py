@@ -15,6 +15,7 @@ from google.protobuf import json_format
 
 from service import wire
 from service._proto.explain.v1 import explain_pb2 as pb
+from service.gateway.calls import CallError, response_bytes, sole_field, with_deadline_ms
 from service.gateway.config import GatewayConfig
 from service.gateway.servicer import ExplainerServicer, add_to_server
 from service.gateway.upstream import UpstreamError, _mapped
@@ -310,3 +311,90 @@ def test_stream_buffers_a_bounded_number_of_parts(tiny):
     for n in range(3):
         mine = [a.part_index for a in answers if a.request_id == str(n) and a.partial]
         assert mine == list(range(200))
+
+@pytest.mark.parametrize("value", [1, 127, 128, 16_384, 120_000, 2**32 - 1])
+def test_appended_deadline_overrides_and_keeps_the_rest(value):
+    """with_deadline_ms appended to a serialized request (with or without its own deadline)
+    decodes as that deadline, every other field unchanged."""
+    for own in (0, 7):
+        req = _request(algorithm="Saliency", request_id="r", deadline_ms=own)
+        got = pb.ExplainRequest.FromString(req.SerializeToString() + with_deadline_ms(value))
+        assert got.deadline_ms == value
+        got.deadline_ms = own
+        assert got == req
+
+
+def test_response_bytes_slices_the_handlers_response(tiny):
+    """The slice equals the ExplainResponse decoded and re-encoded, short and long (a length of
+    one and of several varint bytes); other replies go through unpack_reply."""
+    for pad in (0, 300, 70_000):
+        raw = run(HandlerUpstream(*tiny, pad=pad).predictions(
+            "tiny", "", {"explain_request": _request(algorithm="Saliency").SerializeToString(),
+                         "explain": b"true"}, (), 10))
+        reply = pb.ExplainReply.FromString(raw)
+        assert reply.WhichOneof("result") == "response"
+        assert response_bytes(raw, "tiny") == reply.response.SerializeToString()
+        assert response_bytes(raw + b"\x10\x01", "tiny") == reply.response.SerializeToString()
+    error = pb.ExplainReply(error=pb.Error(message="no", grpc_code="FAILED_PRECONDITION"))
+    with pytest.raises(CallError) as e:
+        response_bytes(error.SerializeToString(), "tiny")
+    assert e.value.code is grpc.StatusCode.FAILED_PRECONDITION and e.value.message == "no"
+    for junk in (b'[{"stock": "handler"}]', b"\x0a\x05abc", b""):
+        with pytest.raises(CallError) as e:
+            response_bytes(junk, "m")
+        assert e.value.code is grpc.StatusCode.INTERNAL, junk
+
+
+def test_the_handler_gets_the_clients_request_with_the_gateways_deadline(tiny):
+    """Explain forwards the client's bytes; when it set no deadline, the gateway's (from the
+    call's timeout) is appended; Predict forwards them untouched."""
+    seen = []
+
+    class Recording(HandlerUpstream):
+        async def predictions(self, model, version, inputs, metadata, timeout):
+            seen.append(bytes(inputs["explain_request"]))
+            return await super().predictions(model, version, inputs, metadata, timeout)
+
+    for method, req in (("Explain", _request(algorithm="Saliency")),
+                        ("Explain", _request(algorithm="Saliency", deadline_ms=4321)),
+                        ("Predict", _request())):
+        raw = req.SerializeToString()
+        reply, e = run(_unary(Recording(*tiny), method, raw))
+        assert e is None, e
+        assert pb.ExplainResponse.FromString(reply).model == "tiny"
+        got = pb.ExplainRequest.FromString(seen[-1])
+        assert seen[-1].startswith(raw)
+        if method == "Predict" or req.deadline_ms:
+            assert seen[-1] == raw
+        else:
+            assert 9_000 < got.deadline_ms <= 10_000  # _unary's timeout: 10 s
+
+
+def test_sole_field_reads_torchserves_prediction_without_a_copy():
+    """upstream.predictions reads PredictionResponse.prediction as a view of the answer; an
+    answer that is not that one field alone gets None (and is decoded instead)."""
+    from service._proto.torchserve import inference_client_pb2 as ts_pb
+    from service.gateway.upstream import _PREDICTION_TAG
+
+    for size in (1, 127, 128, 70_000, 3 * 2**20):
+        payload = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+        raw = ts_pb.PredictionResponse(prediction=payload).SerializeToString()
+        view = sole_field(raw, _PREDICTION_TAG)
+        assert view is not None and view.obj is raw and view.tobytes() == payload
+        assert sole_field(raw + b"\x10\x01", _PREDICTION_TAG) is None
+        assert sole_field(raw[:-1], _PREDICTION_TAG) is None
+    assert sole_field(b"", _PREDICTION_TAG) is None
+
+
+@pytest.mark.parametrize("model, version, inputs", [
+    ("m", "", {}),
+    ("tiny", "1.0", {"explain_request": b"\x0a\x04tiny" * 50, "explain": b"true"}),
+    ("é" * 100, "", {"spec": b"1", "": b"", "big": bytes(range(256)) * 4096}),
+])
+def test_predictions_request_encodes_what_the_message_would(model, version, inputs):
+    from service._proto.torchserve import inference_client_pb2 as ts_pb
+    from service.gateway.upstream import predictions_request
+
+    raw = predictions_request(model, version, inputs)
+    assert ts_pb.PredictionsRequest.FromString(raw) == ts_pb.PredictionsRequest(
+        model_name=model, model_version=version, input=inputs)
