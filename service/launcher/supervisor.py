@@ -184,6 +184,9 @@ def run(cfg: SupervisorConfig) -> int:
                 code = torchserve.returncode or 1
                 log.error("TorchServe exited with status %s; stopping", torchserve.returncode)
                 break
+            if not cfg.run_dir.is_dir():  # the instance was removed without `stop`: no orphan
+                log.error("run directory %s is gone; stopping", cfg.run_dir)
+                break
             if gateway is not None:
                 gateway.check()
             key_keeper.check()

@@ -12,10 +12,12 @@ import json
 import logging
 import os
 import pathlib
+import shutil
 import stat
 import sys
 import threading
 import time
+from unittest import mock
 
 import grpc
 import pytest
@@ -163,6 +165,28 @@ def test_gateway_keeper_restarts_a_killed_child_at_once(tmp_path):
         if keeper.proc is not None:
             keeper.proc.kill()
             keeper.proc.wait()
+
+
+def test_supervisor_stops_with_its_gateway_when_the_run_directory_is_removed(tmp_path):
+    run_dir = tmp_path / "instance"
+    (run_dir / "tmp").mkdir(parents=True)
+    cmd = (sys.executable, "-c", "import time; time.sleep(60)")
+    cfg = supervisor.SupervisorConfig(run_dir=run_dir, gateway_cmd=cmd, gateway_address=None,
+                                      gateway_log=tmp_path / "g.log", key_file=None,
+                                      management_url="http://127.0.0.1:9", poll_s=0.05)
+    done: list[int] = []
+    thread = threading.Thread(target=lambda: done.append(supervisor.run(cfg)), daemon=True)
+    # signal handlers can only be set from the main thread: run() sets them, so patch them out
+    with mock.patch.object(supervisor.signal, "signal"):
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not (run_dir / "tmp" / "gateway.pid").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        child = int((run_dir / "tmp" / "gateway.pid").read_text())
+        shutil.rmtree(run_dir)
+        thread.join(timeout=15)
+    assert done == [0] and not thread.is_alive()
+    assert not procs.alive(child)
 
 
 def test_procs_sees_children_and_memory():
