@@ -22,6 +22,7 @@ import pathlib
 import torch
 
 from service import wire
+from service.launcher import malloc
 from service.runtime import (
     BaselineCache,
     Executor,
@@ -57,6 +58,7 @@ class ExplainHandler:
         gpu_id = props.get("gpu_id")
         device = (torch.device(f"cuda:{gpu_id}")
                   if gpu_id is not None and torch.cuda.is_available() else torch.device("cpu"))
+        malloc.tune_worker(spec.input_shape)
         limits = Limits.build(spec)
         cache = BaselineCache(int(os.environ.get(CACHE_BYTES_ENV, 256 * 1024 * 1024)))
         model = load_model(spec, model_dir, device)

@@ -61,3 +61,46 @@ def test_server_env_sets_threads_unless_the_operator_did(tmp_path, monkeypatch) 
     assert "OMP_NUM_THREADS" not in ts.server_env(tmp_path)  # 0: left to torch
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert ts.server_env(tmp_path, threads=3)["OMP_NUM_THREADS"] == "2"
+
+
+def test_small_models_workers_raise_the_fixed_mmap_threshold() -> None:
+    from service.launcher import malloc
+
+    fixed = {"MALLOC_MMAP_THRESHOLD_": ts.MEMORY_ENV["MALLOC_MMAP_THRESHOLD_"]}
+    assert malloc.threshold_for((1, 28, 28), fixed) == 32 * 2**20     # digits
+    assert malloc.threshold_for((30,), fixed) == 32 * 2**20           # breast_cancer
+    assert malloc.threshold_for((3, 224, 224), fixed) is None         # resnet18 keeps 128 KiB
+    assert malloc.threshold_for((1, 28, 28), {}) is None              # glibc's dynamic one
+    assert malloc.threshold_for((30,), {"MALLOC_MMAP_THRESHOLD_": str(64 * 2**20)}) == 64 * 2**20
+
+
+def test_the_handler_applies_it(tmp_path, monkeypatch) -> None:
+    """In a process started with the launcher's fixed threshold, a small model's handler raises
+    it (observable: a 1 MiB block is then taken from the heap, not mmap'ed)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import ctypes, sys
+        from service.launcher import malloc
+        class Info(ctypes.Structure):
+            _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks",
+                        "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = Info
+        libc.malloc.restype = ctypes.c_void_p
+        def mmapped_after_malloc():
+            p = libc.malloc(1 << 20)
+            n = libc.mallinfo2().hblks
+            libc.free(ctypes.c_void_p(p))
+            return n
+        before = mmapped_after_malloc()
+        assert malloc.tune_worker((1, 28, 28)) == 32 * 2**20
+        after = mmapped_after_malloc()
+        print(before, after)
+    """)
+    env = {**__import__("os").environ, **ts.MEMORY_ENV, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert int(out[0]) >= 1 and int(out[1]) == int(out[0]) - 1, out
