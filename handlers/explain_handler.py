@@ -22,7 +22,6 @@ import pathlib
 import torch
 
 from service import wire
-from service.launcher import malloc
 from service.runtime import (
     BaselineCache,
     Executor,
@@ -31,6 +30,7 @@ from service.runtime import (
     Request,
     default_table,
     load_spec,
+    malloc,
 )
 from service.runtime.errors import internal
 from service.runtime.loader import load_model

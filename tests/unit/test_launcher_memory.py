@@ -64,7 +64,7 @@ def test_server_env_sets_threads_unless_the_operator_did(tmp_path, monkeypatch) 
 
 
 def test_small_models_workers_raise_the_fixed_mmap_threshold() -> None:
-    from service.launcher import malloc
+    from service.runtime import malloc
 
     fixed = {"MALLOC_MMAP_THRESHOLD_": ts.MEMORY_ENV["MALLOC_MMAP_THRESHOLD_"]}
     assert malloc.threshold_for((1, 28, 28), fixed) == 32 * 2**20     # digits
@@ -83,7 +83,7 @@ def test_the_handler_applies_it(tmp_path, monkeypatch) -> None:
 
     code = textwrap.dedent("""
         import ctypes, sys
-        from service.launcher import malloc
+        from service.runtime import malloc
         class Info(ctypes.Structure):
             _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks",
                         "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]

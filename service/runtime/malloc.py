@@ -1,5 +1,5 @@
 """A worker's glibc malloc threshold, refined per model (the launcher's MEMORY_ENV sets one for
-every TorchServe process; see torchserve.py).
+every TorchServe process; see service/launcher/torchserve.py).
 
 MEMORY_ENV fixes glibc's mmap threshold at 128 KiB: every tensor above it is mmap'ed and given
 back to the system when freed, which keeps a large image model's worker from holding freed
