@@ -56,6 +56,11 @@ def unsigned_note(algorithm: str, noise: str | None = None) -> str:
             "(magnitudes), which cannot say whether a feature raised the score")
 
 
+def has_reasons(spec: ModelSpec) -> bool:
+    """Whether ``reasons`` can give any: reason templates apply to tabular models only."""
+    return bool(spec.reasons) and spec.input_kind is InputKind.TABULAR
+
+
 def reasons(attr: np.ndarray, shown: np.ndarray, x: np.ndarray, reference: np.ndarray | None,
             spec: ModelSpec, limit: int) -> list[str]:
     """Reasons from the spec's templates, strongest first, for features that
@@ -68,7 +73,7 @@ def reasons(attr: np.ndarray, shown: np.ndarray, x: np.ndarray, reference: np.nd
 
     A feature that helps only by being *absent* (below the baseline) gives no reason.
     """
-    if not spec.reasons or spec.input_kind is not InputKind.TABULAR:
+    if not has_reasons(spec):
         return []
     flat = attr.reshape(-1)
     if flat.shape[0] != len(spec.feature_names):

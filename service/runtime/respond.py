@@ -15,7 +15,7 @@ from .algorithms import Family
 from .errors import InvalidInput, ModelError
 from .heatmap import heatmap_png
 from .request import ClassScore, Prediction, Response, TargetExplanation
-from .spec import InputKind, ModelSpec
+from .spec import ModelSpec
 from .work import WorkItem, ms
 
 
@@ -23,8 +23,7 @@ class Responder:
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
         self.names = postprocess.feature_names(spec)
-        # reason templates apply to tabular models only (postprocess.reasons)
-        self.reasons = bool(spec.reasons) and spec.input_kind is InputKind.TABULAR
+        self.reasons = postprocess.has_reasons(spec)  # else reasons' inputs are not built
 
     def label(self, k: int) -> str:
         labels = self.spec.class_names
