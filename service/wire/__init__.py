@@ -13,9 +13,8 @@ from typing import Any
 _WHERE = {
     "convert": ("reply_to_bytes", "request_from_body", "request_from_dict", "request_from_proto",
                 "request_from_serialized", "response_from_json", "response_from_proto",
-                "response_to_bytes", "response_to_json", "response_to_proto", "spec_to_proto",
-                "tensor_from_proto",
-                "tensor_to_proto"),
+                "response_to_bytes", "response_to_json", "response_to_proto", "spec_to_proto"),
+    "tensors": ("tensor_from_fields", "tensor_from_proto", "tensor_to_proto"),
     "errors": ("error_to_json", "error_to_proto", "grpc_code", "http_status", "json_field",
                "public", "status_phrase"),
 }

@@ -42,58 +42,19 @@ from . import text as text_wire
 from .errors import error_to_proto
 from .jsonmap import message_to_dict
 from .jsonparse import parse_dict
+from .plainbody import plain_request
 from .predjson import prediction_json
+from .tensors import tensor_from_proto, tensor_to_proto
 
 if TYPE_CHECKING:
     from service.runtime.layers import LayerInfo
 
-_DTYPES: dict[pb.DType, np.dtype[Any]] = {
-    pb.DTYPE_UNSPECIFIED: np.dtype("<f4"), pb.FLOAT32: np.dtype("<f4"),
-    pb.FLOAT64: np.dtype("<f8"), pb.FLOAT16: np.dtype("<f2"), pb.INT64: np.dtype("<i8"),
-    pb.INT32: np.dtype("<i4"), pb.UINT8: np.dtype("u1"),
-}
-_NATIVE = {k: v.newbyteorder("=") for k, v in _DTYPES.items()}
-_TO_PB = {np.dtype(v).newbyteorder("=").str: k for k, v in _DTYPES.items()
-          if k != pb.DTYPE_UNSPECIFIED}
 # A request's parts when the body leaves them out (frozen: one instance serves every request).
 _NO_TARGET, _NO_BASELINE, _NO_LAYER = TargetSpec(), BaselineSpec(), LayerSelector()
+_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads leaves only unpaired ones
 _NO_OUTPUTS = OutputOptions()
 
 IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
-
-
-# -- tensors ----------------------------------------------------------------------------------
-
-def tensor_from_proto(t: pb.Tensor, field: str, max_elements: int | None = None) -> np.ndarray:
-    dtype = _DTYPES.get(t.dtype)
-    if dtype is None:
-        raise InvalidInput(f"{field}.dtype", f"unknown dtype {t.dtype}", pb.DType.keys())
-    shape = tuple(t.shape)  # Python ints
-    if len(shape) > 16:
-        raise InvalidInput(f"{field}.shape", f"{len(shape)} dimensions; at most 16")
-    if shape and min(shape) < 0:
-        raise InvalidInput(f"{field}.shape", f"negative size in {shown(list(shape))}")
-    elements = math.prod(shape)  # Python ints: no overflow
-    cap = max_elements if max_elements is not None else 2**40
-    if elements > cap or (shape and max(shape) > cap):
-        raise LimitExceeded(f"{field}.shape", f"{shown(list(shape))} is above the limit "
-                            f"{cap} elements (max_tensor_elements)")
-    expected = elements * dtype.itemsize
-    data = t.data  # (read once: each read copies the bytes)
-    if len(data) != expected:
-        raise InvalidInput(f"{field}.data", f"{len(data)} bytes, shape {list(shape)} of "
-                           f"{pb.DType.Name(t.dtype)} needs {expected}")
-    return np.frombuffer(data, dtype=dtype).reshape(shape).astype(_NATIVE[t.dtype])
-
-
-def tensor_to_proto(a: np.ndarray) -> pb.Tensor:
-    a = np.asarray(a)
-    key = a.dtype.newbyteorder("=").str
-    if key not in _TO_PB:
-        a, key = a.astype(np.float32), np.dtype(np.float32).str
-    le = a.astype(a.dtype.newbyteorder("<"), copy=False)
-    return pb.Tensor(shape=list(a.shape), dtype=_TO_PB[key],
-                     data=np.ascontiguousarray(le).tobytes())
 
 
 # -- requests ---------------------------------------------------------------------------------
@@ -275,10 +236,13 @@ def _check_types(body: Mapping[str, Any], message: Any, path: str) -> None:
         if fd is None or value is None:
             continue  # json_format names unknown fields; null means unset
         where = f"{path}.{fd.json_name}" if path else fd.json_name
-        if fd.enum_type is not None and isinstance(value, float) and not math.isfinite(value):
-            # json_format would int() it and let an OverflowError out
+        if fd.enum_type is not None and (
+                (isinstance(value, float) and not math.isfinite(value))
+                or (isinstance(value, str) and _SURROGATE.search(value))):
+            # json_format would int() a float and let an OverflowError out, and upb's lookup
+            # of a name with an unpaired surrogate raises SystemError
             raise InvalidInput(where, f"must be one of {[v.name for v in fd.enum_type.values]}, "
-                               f"got {value}")
+                               f"got {shown(value)}")
         sub = fd.message_type
         is_map = sub is not None and sub.GetOptions().map_entry
         if fd.is_repeated and not is_map:
@@ -300,6 +264,9 @@ def request_from_dict(body: Mapping[str, Any], explain: bool,
     if not isinstance(body, Mapping):
         raise InvalidInput("body", "a JSON body must be an object (an ExplainRequest), got "
                            f"{type(body).__name__}")
+    plain = plain_request(body, explain, limits)  # the plainest bodies, without the message
+    if plain is not None:
+        return plain
     _check_json(body, limits)
     m = pb.ExplainRequest()
     if parse_dict(body, m):  # the plain form, read fast; anything else as json_format reads it
@@ -312,7 +279,8 @@ def request_from_dict(body: Mapping[str, Any], explain: bool,
         raise InvalidInput(_parse_error_field(str(e)), " ".join(str(e).split())) from e
     except RecursionError as e:
         raise LimitExceeded("body", "JSON nested too deeply (max_json_depth)") from e
-    except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as e:  # json_format lets some out
+    except (TypeError, ValueError, AttributeError, KeyError, OverflowError,
+            SystemError) as e:  # json_format lets some out
         raise InvalidInput("body", f"not an ExplainRequest: {type(e).__name__}: {e}") from e
     return request_from_proto(m, explain, limits)
 

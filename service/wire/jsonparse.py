@@ -210,6 +210,12 @@ def _message(body: Any, m: Message) -> None:
                     container[k] = f.convert(item)
 
 
+# For service.wire.plainbody, which reads the plainest requests straight into runtime types
+# with these fields' own converters (the same acceptance as parse_dict's).
+Unsure = _Unsure
+fields_of = _table
+
+
 def parse_dict(body: Any, message: Message) -> bool:
     """Fills ``message`` (a fresh one) from ``body`` and returns True, or returns False when
     json_format must read the body (``message`` is then partly filled: discard it)."""

@@ -23,7 +23,7 @@ def payload_from_proto(inputs: Any) -> TextPayload | TemplatePayload | None:
 
 def explanation_to_proto(e: TextExplanation, out: Any) -> None:
     """Fills ``out`` (a ``pb.TextExplanation``) from ``e``."""
-    from .convert import tensor_to_proto
+    from .tensors import tensor_to_proto
 
     out.generated = e.generated
     out.output_tokens.extend(e.output_tokens)
@@ -39,7 +39,7 @@ def explanation_to_proto(e: TextExplanation, out: Any) -> None:
 def explanation_from_proto(m: Any) -> TextExplanation:
     import numpy as np
 
-    from .convert import tensor_from_proto
+    from .tensors import tensor_from_proto
 
     return TextExplanation(
         generated=m.generated, output_tokens=list(m.output_tokens),

@@ -171,3 +171,18 @@ def test_non_finite_number_for_an_enum_names_the_field() -> None:
         with _pytest.raises(_InvalidInput) as e:
             wire.request_from_body(body, True)
         assert e.value.field == "inputs.tensor.dtype"
+
+
+def test_unpaired_surrogate_for_an_enum_names_the_field() -> None:
+    """upb's lookup of an enum name holding an unpaired surrogate (json.loads gives one for
+    "\\ud800") raised SystemError: a 500 for a bad request."""
+    import json as _json
+
+    import pytest as _pytest
+
+    from service.runtime import InvalidInput as _InvalidInput
+
+    body = _json.loads('{"inputs": {"tensor": {"shape": [1], "dtype": "\\ud800", "data": ""}}}')
+    with _pytest.raises(_InvalidInput) as e:
+        wire.request_from_body(body, True)
+    assert e.value.field == "inputs.tensor.dtype"
