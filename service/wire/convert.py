@@ -203,21 +203,28 @@ def _parse_error_field(text: str) -> str:
 
 
 def _check_json(body: Any, limits: Limits) -> None:
-    """Nesting depth and (approximate, from below) encoded size of a parsed JSON body,
-    without recursion."""
-    size, stack = 0, [(body, 1)]
+    """Nesting depth and (approximate, from below) encoded size of a parsed JSON body, and keys
+    that are valid Unicode (upb's field lookup by a name holding an unpaired surrogate raises
+    SystemError), without recursion."""
+    stack: list[tuple[Any, int, tuple[Any, ...]]] = [(body, 1, ())]
+    size = 0
     while stack:
-        node, depth = stack.pop()
+        node, depth, path = stack.pop()
         if isinstance(node, (dict, list)):
             if depth > limits.max_json_depth:
                 raise LimitExceeded("body", f"JSON nested deeper than {limits.max_json_depth} "
                                     "levels (max_json_depth)")
             size += 2
-            children = node.items() if isinstance(node, dict) else ((None, v) for v in node)
+            children = node.items() if isinstance(node, dict) else enumerate(node)
+            keyed = isinstance(node, dict)
             for k, v in children:
-                if k is not None:
+                if keyed:
                     size += len(str(k)) + 3
-                stack.append((v, depth + 1))
+                    if isinstance(k, str) and _SURROGATE.search(k):
+                        raise InvalidInput(".".join(map(str, path)) or "body",
+                                           f"the key {shown(k)} holds an unpaired surrogate "
+                                           "(not valid Unicode)")
+                stack.append((v, depth + 1, (*path, k)))
         elif isinstance(node, str):
             size += len(node) + 3
         else:

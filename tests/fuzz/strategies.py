@@ -23,7 +23,7 @@ from PIL import Image
 from service.runtime import ModelSpec, default_table
 from service.runtime.spec import InputKind
 
-ODD_TEXT = ["é", "", "\x00", "a" * 300, "top_k", "ü\n", "NaN", "-1", "\ud7ff"]
+ODD_TEXT = ["é", "", "\x00", "a" * 300, "top_k", "ü\n", "NaN", "-1", "\ud7ff", "\ud800"]
 TABLE = default_table()  # the table the handler serves (read only)
 HUGE = [2**31, 2**63, 10**30, 1e308, -1e308, 1e39, -(2**31) - 1, 2**64]
 DTYPES = ["FLOAT32", "FLOAT64", "FLOAT16", "INT64", "INT32", "UINT8", "DTYPE_UNSPECIFIED"]

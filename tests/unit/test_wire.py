@@ -186,3 +186,19 @@ def test_unpaired_surrogate_for_an_enum_names_the_field() -> None:
     with _pytest.raises(_InvalidInput) as e:
         wire.request_from_body(body, True)
     assert e.value.field == "inputs.tensor.dtype"
+
+
+def test_unpaired_surrogate_in_a_key_names_where() -> None:
+    """upb's field lookup by such a name raised SystemError (found by the fuzzer: a 500)."""
+    import json as _json
+
+    import pytest as _pytest
+
+    from service.runtime import InvalidInput as _InvalidInput
+
+    for text, where in (('{"\\ud800": 1, "inputs": {"image": ""}}', "body"),
+                        ('{"inputs": {"tabular": {"features": {"\\udfff": 1}}}}',
+                         "inputs.tabular.features")):
+        with _pytest.raises(_InvalidInput) as e:
+            wire.request_from_body(_json.loads(text), True)
+        assert e.value.field == where
