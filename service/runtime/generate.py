@@ -31,10 +31,11 @@ logits), so no extra forward pass scores the generation afterwards.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,9 +99,10 @@ class _Progress:
                 self.done[i] = DeadlineExceeded("deadline_ms", "passed while generating")
         self.active = [i for i in self.active if self.done[i] is None]
 
-    def step(self, last: Tensor) -> None:
+    def step(self, last: Tensor) -> Tensor:
         """Appends each active row's greedy token, given its next-token logits ``last``
-        ``(n_active, vocab)``; ends the rows at their stop token or their ``n_new``."""
+        ``(n_active, vocab)``; ends the rows at their stop token or their ``n_new``. Returns
+        the tokens ``(n_active,)``."""
         nxt = last.argmax(-1)                                          # (n_active,)
         lp = torch.log_softmax(last.double(), dim=-1).gather(1, nxt[:, None])[:, 0]
         for i, t, p in zip(self.active, nxt.tolist(), lp.tolist()):
@@ -109,6 +111,7 @@ class _Progress:
             if t == self.stop_id or len(self.tokens[i]) >= self.rows[i].n_new:
                 self.done[i] = self._continuation(i)
         self.active = [i for i in self.active if self.done[i] is None]
+        return nxt
 
     def _continuation(self, i: int) -> Continuation:
         return Continuation(
@@ -125,6 +128,7 @@ def _lockstep(model: nn.Module, progress: _Progress) -> None:
     passed back as the model gave it. Returns early, leaving the rest to ``_padded``, if the
     model gives no cache."""
     rows, device = progress.rows, progress.device
+    n = len(rows)
     x = torch.stack([r.prompt_ids for r in rows])                      # (n, n_prompt)
     past = None
     forward: Any = model
@@ -133,12 +137,16 @@ def _lockstep(model: nn.Module, progress: _Progress) -> None:
         if not progress.active:
             return
         out = forward(input_ids=x, past_key_values=past, use_cache=True)
-        index = torch.tensor(progress.active, device=device)          # (n_active,)
-        progress.step(out.logits[index, -1])                           # (n_active, vocab)
+        last = out.logits[:, -1]                                        # (n, vocab)
+        if len(progress.active) == n:
+            x = progress.step(last)[:, None]                            # (n, 1)
+        else:
+            index = torch.tensor(progress.active, device=device)       # (n_active,)
+            x = torch.zeros(n, 1, dtype=torch.long, device=device)
+            x[index, 0] = progress.step(last[index])
         past = getattr(out, "past_key_values", None)
         if past is None:
             return
-        x = torch.tensor([[t[-1] if t else 0] for t in progress.tokens], device=device)
 
 
 def _padded(model: nn.Module, progress: _Progress) -> None:
@@ -169,15 +177,19 @@ def _padded(model: nn.Module, progress: _Progress) -> None:
         mask = (positions[:x.size(1)] < lens_t[:, None]).long()       # (n_active, longest)
         logits = (forward(input_ids=x, attention_mask=mask) if masked    # (n_active, longest, V)
                   else forward(input_ids=x)).logits
-        progress.step(logits[torch.arange(len(active), device=device), lens_t - 1])
-        ids[index, lens_t] = torch.tensor([progress.tokens[i][-1] for i in active],
-                                          device=device)
+        ids[index, lens_t] = progress.step(
+            logits[torch.arange(len(active), device=device), lens_t - 1])
 
 
 def _takes(model: nn.Module, name: str) -> bool:
     """Whether the model's forward takes the keyword ``name`` (or any keyword)."""
+    return _forward_takes(type(model).forward, name)
+
+
+@functools.lru_cache(maxsize=64)
+def _forward_takes(forward: Callable[..., Any], name: str) -> bool:  # a signature: ~0.1 ms
     try:
-        params = inspect.signature(model.forward).parameters
+        params = inspect.signature(forward).parameters
     except (TypeError, ValueError):
         return False
     return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
