@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import math
 import pathlib
-import string
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from service import attribution as A
 from .algorithms import AlgorithmTable, text_table
 from .algorithms.text import TextAlgorithm, TextFamily
 from .cache import BaselineCache
-from .errors import DeadlineExceeded, ExplainError, InvalidInput, LimitExceeded, ModelError, shown
+from .errors import DeadlineExceeded, ExplainError, InvalidInput, LimitExceeded, ModelError
 from .generate import Continuation, Row, greedy_isolated
 from .heatmap import heatmap_png
 from .limits import Limits
@@ -49,13 +48,12 @@ from .request import (
     Request,
     Response,
     TargetKind,
-    TemplatePayload,
     TextExplanation,
-    TextPayload,
     Timings,
 )
 from .run import seeded
 from .spec import ModelSpec, SpecError
+from .text_prompt import Prompt, parse_prompt, template_slots
 from .work import Outcome, check_deadline, expires_at, ms, unexpected
 
 PER_EVAL = 16  # perturbed prompts per forward pass
@@ -63,15 +61,6 @@ PER_EVAL = 16  # perturbed prompts per forward pass
 # on_part(position of the request in the batch, partial response): a streamed request's parts
 OnPart = Callable[[int, Response], None]
 PartSink = Callable[[Response], None]
-
-
-@dataclass
-class Prompt:
-    """A validated prompt: the text, and the template it was built from (if any)."""
-
-    text: str
-    field: str                                  # "inputs.text" | "inputs.template"
-    template: TemplatePayload | None = None
 
 
 @dataclass
@@ -271,35 +260,7 @@ class TextExecutor:
 
     def prompt(self, req: Request) -> Prompt:
         """The request's prompt, validated (errors name ``inputs.text`` / ``inputs.template``)."""
-        p = req.inputs
-        if isinstance(p, TextPayload):
-            if not p.text.strip():
-                raise InvalidInput("inputs.text", "is empty; send a prompt")
-            return Prompt(p.text, "inputs.text")
-        if isinstance(p, TemplatePayload):
-            slots = template_slots(p.template)
-            missing = [s for s in slots if s not in p.values]
-            if missing:
-                raise InvalidInput("inputs.template.values",
-                                   f"no value for the placeholder {shown(missing[0])}", slots)
-            for key in p.values:
-                if key not in slots:
-                    raise InvalidInput(f"inputs.template.values.{key}",
-                                       f"{shown(key)} is not a placeholder of the template",
-                                       slots)
-            for key in p.baselines:
-                if key not in slots:
-                    raise InvalidInput(f"inputs.template.baselines.{key}",
-                                       f"{shown(key)} is not a feature of the template", slots)
-            text = p.template.format(**p.values)
-            if not text.strip():
-                raise InvalidInput("inputs.template", "the filled template is empty")
-            # the features in the template's order (a protobuf map has none of its own)
-            ordered = TemplatePayload(p.template, {s: p.values[s] for s in slots},
-                                      {s: p.baselines[s] for s in slots if s in p.baselines})
-            return Prompt(text, "inputs.template", ordered)
-        raise InvalidInput("inputs", f"model {self.spec.name!r} takes a prompt: inputs.text or "
-                           "inputs.template", ("text", "template"))
+        return parse_prompt(req.inputs, self.spec.name)
 
     def _check_prompt_length(self, prompt: Prompt, n_tokens: int) -> None:
         """The prompt (and, for a template, the prompt with every slot at the longer of its
@@ -499,31 +460,6 @@ class TextExecutor:
                         request_id=response.request_id, algorithm=response.algorithm,
                         prediction=response.prediction, text=text, partial=True,
                         part_index=index)
-
-
-def template_slots(template: str) -> list[str]:
-    """The ``{name}`` placeholders of a template, in order of first use; a malformed template,
-    a positional ``{}`` or an indexed ``{a[0]}`` is refused naming ``inputs.template.template``."""
-    where = "inputs.template.template"
-    if not template.strip():
-        raise InvalidInput(where, "is empty")
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as e:
-        raise InvalidInput(where, f"is not a valid template: {e}") from e
-    slots: list[str] = []
-    for _, name, spec, conversion in parsed:
-        if name is None:
-            continue
-        if not name.isidentifier() or spec or conversion:
-            raise InvalidInput(where, f"placeholder {{{shown(name, 40)[1:-1]}}} must be a plain "
-                               "name such as {country}")
-        if name not in slots:
-            slots.append(name)
-    if not slots:
-        raise InvalidInput(where, "has no {name} placeholder; send inputs.text to attribute to "
-                           "the prompt's words")
-    return slots
 
 
 __all__ = ["TextExecutor", "template_slots"]
