@@ -5,8 +5,12 @@ features) or ``inputs.template`` (a ``{name}`` template: its slots are the featu
 explained is ``target_text``, or the model's own greedy generation (at most ``max_new_tokens``
 tokens, stopping after the spec's stop token). Perturbation methods run under the engine's
 ``LLMAttribution``, layer-gradient methods under ``LLMGradientAttribution`` on the spec's
-embedding layer (over the prompt's words; a template is filled in first). Each request runs on
-its own (no fusion); one bad request fails alone, with an error naming its field.
+embedding layer (over the prompt's words; a template is filled in first). Every request of a
+batch is validated first, then one greedy generation runs for all of them (``generate.greedy``:
+one forward pass a step for the whole batch, which also scores the generated tokens), then each
+request is explained on its own. One bad request fails alone, with an error naming its field; if
+the batch's generation fails, each request is generated again alone, so only the request the
+model fails on fails.
 
 A request with ``stream_tokens`` is answered in parts: every part of the token-by-token matrix
 (the engine's ``attribute_parts``) is handed, as a partial ``Response``, to the ``on_part``
@@ -20,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import math
 import pathlib
-import string
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -35,7 +38,8 @@ from service import attribution as A
 from .algorithms import AlgorithmTable, text_table
 from .algorithms.text import TextAlgorithm, TextFamily
 from .cache import BaselineCache
-from .errors import DeadlineExceeded, ExplainError, InvalidInput, LimitExceeded, ModelError, shown
+from .errors import DeadlineExceeded, ExplainError, InvalidInput, LimitExceeded, ModelError
+from .generate import Continuation, Row, greedy_isolated
 from .heatmap import heatmap_png
 from .limits import Limits
 from .request import (
@@ -44,13 +48,12 @@ from .request import (
     Request,
     Response,
     TargetKind,
-    TemplatePayload,
     TextExplanation,
-    TextPayload,
     Timings,
 )
 from .run import seeded
 from .spec import ModelSpec, SpecError
+from .text_prompt import Prompt, parse_prompt, template_slots
 from .work import Outcome, check_deadline, expires_at, ms, unexpected
 
 PER_EVAL = 16  # perturbed prompts per forward pass
@@ -61,12 +64,20 @@ PartSink = Callable[[Response], None]
 
 
 @dataclass
-class Prompt:
-    """A validated prompt: the text, and the template it was built from (if any)."""
+class _Prepared:
+    """A request validated and ready to generate for: everything before the model runs."""
 
-    text: str
-    field: str                                  # "inputs.text" | "inputs.template"
-    template: TemplatePayload | None = None
+    pos: int
+    req: Request
+    sink: PartSink | None
+    prompt: Prompt
+    prompt_ids: Tensor                          # (1, n_prompt)
+    n_new: int
+    entry: TextAlgorithm | None
+    params: dict[str, Any]
+    target_ids: Tensor | None                   # (n_target,): target_text's ids, if given
+    timings: Timings
+    t_start: float
 
 
 class _Expired(Exception):
@@ -80,7 +91,7 @@ class TextExecutor:
 
     def __init__(self, model: nn.Module, spec: ModelSpec, model_dir: str | pathlib.Path = ".",
                  limits: Limits | None = None, device: torch.device | str | None = None,
-                 table: AlgorithmTable | None = None) -> None:
+                 table: AlgorithmTable | None = None, fuse: bool = True) -> None:
         from service.nets import WordTokenizer
 
         if spec.text is None:
@@ -111,6 +122,7 @@ class TextExecutor:
                             f"{self.text.embedding_layer!r} is not a module of the model") from e
         self.stop_id = (self.tokenizer.convert_tokens_to_ids(self.text.stop_token)
                         if self.text.stop_token else None)
+        self.fuse = fuse    # False: each request generates alone (the model's generate)
 
     # ---- the batch
 
@@ -118,11 +130,14 @@ class TextExecutor:
             on_part: OnPart | None = None) -> list[Outcome]:
         """One outcome per request, in order; never raises. A request with ``stream_tokens``
         hands its partial responses to ``on_part(position, response)`` first (without
-        ``on_part``, such a request is refused: this caller cannot stream)."""
-        outcomes: list[Outcome] = []
+        ``on_part``, such a request is refused: this caller cannot stream). With ``fuse``
+        (the default) the batch's generations run together; without, each request runs
+        ``answer`` alone (the model's own ``generate``, then a pass scoring its tokens)."""
+        outcomes: list[Outcome | None] = [None] * len(requests)
+        prepared: list[_Prepared] = []
         for pos, req in enumerate(requests):
             if isinstance(req, ExplainError):
-                outcomes.append(req)
+                outcomes[pos] = req
                 continue
             sink = None
             if on_part is not None and req.stream_tokens:
@@ -130,45 +145,77 @@ class TextExecutor:
                     assert on_part is not None
                     on_part(pos, resp)
             try:
-                outcomes.append(self.answer(req, sink))
+                if not self.fuse:
+                    outcomes[pos] = self.answer(req, sink)
+                    continue
+                prepared.append(self._prepare(pos, req, sink))
             except Exception as e:
-                outcomes.append(unexpected(e, req, "text"))
-        return outcomes
+                outcomes[pos] = unexpected(e, req, "text")
+        t0 = time.perf_counter()
+        generations = greedy_isolated(
+            self.model, [Row(p.prompt_ids[0], p.n_new, expires_at(p.req, self.limits))
+                         for p in prepared], self.stop_id) if prepared else []
+        took = ms(t0)
+        for p, generation in zip(prepared, generations):
+            try:
+                if isinstance(generation, Exception):
+                    raise generation
+                p.timings.predict_ms = took
+                outcomes[p.pos] = self._respond(p, generation.tokens, self._scored(generation))
+            except Exception as e:
+                outcomes[p.pos] = unexpected(e, p.req, "text")
+        assert all(o is not None for o in outcomes)
+        return [o for o in outcomes if o is not None]
 
     def answer(self, req: Request, on_part: PartSink | None = None) -> Response:
+        """One request alone: the model's own ``generate``, a forward pass scoring its tokens,
+        then the explanation (the path of ``fuse=False``)."""
+        p = self._prepare(0, req, on_part)
+        t0 = time.perf_counter()
+        with self._deadline(req):
+            generated = self.generate(p.prompt_ids, p.n_new)                # (n_generated,)
+            prediction = self._prediction(p.prompt_ids, generated)
+        p.timings.predict_ms = ms(t0)
+        return self._respond(p, generated, prediction)
+
+    def _prepare(self, pos: int, req: Request, sink: PartSink | None) -> _Prepared:
+        """Everything before generation: deadline, streaming, prompt, limits, algorithm and
+        target (an ExplainError naming the field for a bad request)."""
         t_start = time.perf_counter()
         timings = Timings()
         check_deadline(req, self.limits)
-        self._check_streaming(req, on_part)
+        self._check_streaming(req, sink)
         prompt = self.prompt(req)
         prompt_ids = self.tokenizer.encode(prompt.text, return_tensors="pt").to(self.device)
-        self._check_prompt_length(prompt, prompt_ids.size(1))
+        n_prompt = prompt_ids.size(1)
+        self._check_prompt_length(prompt, n_prompt)
         entry, params = (self._algorithm(req) if req.explain else (None, {}))
-        target_ids = self._target(req, prompt, prompt_ids.size(1)) if req.explain else None
+        target_ids = self._target(req, prompt, n_prompt) if req.explain else None
+        n_new = self._n_new(req, prompt, n_prompt)
         timings.preprocess_ms = ms(t_start)
+        return _Prepared(pos, req, sink, prompt, prompt_ids, n_new, entry, params, target_ids,
+                         timings, t_start)
 
-        t0 = time.perf_counter()
-        with self._deadline(req):
-            n_new = self._n_new(req, prompt, prompt_ids.size(1))
-            generated = self.generate(prompt_ids, n_new)                    # (n_generated,)
-            prediction = self._prediction(prompt_ids, generated)
-        timings.predict_ms = ms(t0)
+    def _respond(self, p: _Prepared, generated: Tensor, prediction: Prediction) -> Response:
+        """The answer to a prepared request, given its generation ``(n_generated,)``."""
+        req, timings = p.req, p.timings
         response = Response(model=self.spec.name, model_version=self.spec.version,
                             request_id=req.request_id, algorithm="", prediction=prediction,
                             timings=timings)
         if req.explain:
+            entry = p.entry
             assert isinstance(entry, TextAlgorithm)
-            target = generated if target_ids is None else target_ids
+            target = generated if p.target_ids is None else p.target_ids
             if target.numel() == 0:
                 raise InvalidInput("max_new_tokens", "the model generated no token to explain "
                                    "(the context is full); give target_text")
             t0 = time.perf_counter()
             response.algorithm = entry.name
-            response.text, response.part_index = self._explain(req, prompt, entry, params, target,
-                                                               response, on_part)
+            response.text, response.part_index = self._explain(
+                req, p.prompt, entry, p.params, target, response, p.sink)
             timings.explain_ms = ms(t0)
             timings.fused_group_size = 1
-        timings.total_ms = ms(t_start)
+        timings.total_ms = ms(p.t_start)
         return response
 
     # ---- validation
@@ -213,35 +260,7 @@ class TextExecutor:
 
     def prompt(self, req: Request) -> Prompt:
         """The request's prompt, validated (errors name ``inputs.text`` / ``inputs.template``)."""
-        p = req.inputs
-        if isinstance(p, TextPayload):
-            if not p.text.strip():
-                raise InvalidInput("inputs.text", "is empty; send a prompt")
-            return Prompt(p.text, "inputs.text")
-        if isinstance(p, TemplatePayload):
-            slots = template_slots(p.template)
-            missing = [s for s in slots if s not in p.values]
-            if missing:
-                raise InvalidInput("inputs.template.values",
-                                   f"no value for the placeholder {shown(missing[0])}", slots)
-            for key in p.values:
-                if key not in slots:
-                    raise InvalidInput(f"inputs.template.values.{key}",
-                                       f"{shown(key)} is not a placeholder of the template",
-                                       slots)
-            for key in p.baselines:
-                if key not in slots:
-                    raise InvalidInput(f"inputs.template.baselines.{key}",
-                                       f"{shown(key)} is not a feature of the template", slots)
-            text = p.template.format(**p.values)
-            if not text.strip():
-                raise InvalidInput("inputs.template", "the filled template is empty")
-            # the features in the template's order (a protobuf map has none of its own)
-            ordered = TemplatePayload(p.template, {s: p.values[s] for s in slots},
-                                      {s: p.baselines[s] for s in slots if s in p.baselines})
-            return Prompt(text, "inputs.template", ordered)
-        raise InvalidInput("inputs", f"model {self.spec.name!r} takes a prompt: inputs.text or "
-                           "inputs.template", ("text", "template"))
+        return parse_prompt(req.inputs, self.spec.name)
 
     def _check_prompt_length(self, prompt: Prompt, n_tokens: int) -> None:
         """The prompt (and, for a template, the prompt with every slot at the longer of its
@@ -308,6 +327,14 @@ class TextExecutor:
         out = generate(prompt_ids, max_new_tokens=n_new, eos_token_id=self.stop_id,
                        do_sample=False)
         return out[0, prompt_ids.size(1):]
+
+    def _scored(self, generation: Continuation) -> Prediction:
+        """A fused generation as a prediction, the same as ``_prediction`` would make of it
+        (its tokens' log-probabilities come from the steps that chose them)."""
+        token_lp = generation.log_probs                                     # (n_generated,)
+        return Prediction(index=0, label=self.tokenizer.decode(generation.tokens),
+                          probability=math.exp(float(token_lp.sum())), top=[],
+                          output=token_lp.cpu().numpy())
 
     @torch.no_grad()
     def _prediction(self, prompt_ids: Tensor, generated: Tensor) -> Prediction:
@@ -433,31 +460,6 @@ class TextExecutor:
                         request_id=response.request_id, algorithm=response.algorithm,
                         prediction=response.prediction, text=text, partial=True,
                         part_index=index)
-
-
-def template_slots(template: str) -> list[str]:
-    """The ``{name}`` placeholders of a template, in order of first use; a malformed template,
-    a positional ``{}`` or an indexed ``{a[0]}`` is refused naming ``inputs.template.template``."""
-    where = "inputs.template.template"
-    if not template.strip():
-        raise InvalidInput(where, "is empty")
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as e:
-        raise InvalidInput(where, f"is not a valid template: {e}") from e
-    slots: list[str] = []
-    for _, name, spec, conversion in parsed:
-        if name is None:
-            continue
-        if not name.isidentifier() or spec or conversion:
-            raise InvalidInput(where, f"placeholder {{{shown(name, 40)[1:-1]}}} must be a plain "
-                               "name such as {country}")
-        if name not in slots:
-            slots.append(name)
-    if not slots:
-        raise InvalidInput(where, "has no {name} placeholder; send inputs.text to attribute to "
-                           "the prompt's words")
-    return slots
 
 
 __all__ = ["TextExecutor", "template_slots"]
