@@ -4,6 +4,9 @@
 benchmark started: the TorchServe frontend and workers of the instance in ``run_dir`` (found by
 their command line naming ``run_dir``, and their children), this process and the locust runs it
 waited for. ``other`` = machine busy share - ours: a round with a large ``other`` was disturbed.
+``server_cpu_s``, the CPU time of the instance's processes alone, divided by the requests a
+window completed is a cost per request that other processes' load moves far less than the
+throughput.
 Linux only; elsewhere every figure is NaN.
 """
 
@@ -75,6 +78,7 @@ class Load:
     busy: float           # share of all cores busy during the window (0..1)
     ours: float           # share used by the benchmark's own processes
     other: float          # busy - ours: other processes on the machine
+    server_cpu_s: float = float("nan")  # CPU seconds of the instance's processes (no locust)
 
     def describe(self) -> str:
         return (f"machine busy {100 * self.busy:.0f}% (ours {100 * self.ours:.0f}%, "
@@ -101,12 +105,13 @@ class LoadMeter:
         busy1, total1 = _machine_jiffies()
         procs1 = self._ours(set(procs0) | instance_pids(self.run_dir))
         window = max(total1 - total0, 1.0) / CLK  # core-seconds
-        ours = (_own_cpu() - own0) + sum(procs1[p] - procs0.get(p, 0.0) for p in procs1
-                                         if procs1[p] >= procs0.get(p, 0.0))
+        server = sum(procs1[p] - procs0.get(p, 0.0) for p in procs1
+                     if procs1[p] >= procs0.get(p, 0.0))
+        ours = (_own_cpu() - own0) + server
         busy = (busy1 - busy0) / CLK / window
         ours_share = min(ours / window, busy)
         try:
             loadavg = float(pathlib.Path("/proc/loadavg").read_text().split()[0])
         except OSError:
             loadavg = nan
-        return Load(loadavg, busy, ours_share, max(busy - ours_share, 0.0))
+        return Load(loadavg, busy, ours_share, max(busy - ours_share, 0.0), server)

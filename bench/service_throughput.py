@@ -442,6 +442,7 @@ def _window(server: launcher.Server, run_dir: pathlib.Path, config: str,
     load = meter.stop()
     res["other_cpu"] = load.other
     res["load"] = load.describe()
+    res["server_cpu_ms"] = 1e3 * load.server_cpu_s / max(res["requests"], 1)
     return res
 
 
@@ -461,14 +462,16 @@ def table(results: dict, inproc: dict, opts: argparse.Namespace, threads: int) -
              f"{rounds} x {opts.seconds} s per config (medians over rounds), "
              f"torch threads {threads}", "",
              "| model | config | rps | p50 ms | p95 ms | p99 ms | failures | locust CPU "
-             "| other CPU (max) |", "|---|---|---|---|---|---|---|---|---|"]
+             "| other CPU (max) | server CPU ms/request |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for m, per in results.items():
         for c, rows in per.items():
             lines.append(f"| {m} | ({c}) {LABEL[c]} | {_median(rows, 'rps'):.1f} | "
                          f"{_median(rows, 'p50'):.0f} | {_median(rows, 'p95'):.0f} | "
                          f"{_median(rows, 'p99'):.0f} | {sum(r['failures'] for r in rows)} | "
                          f"{100 * _median(rows, 'locust_cpu'):.0f}% | "
-                         f"{100 * max(r.get('other_cpu', 0.0) for r in rows):.0f}% |")
+                         f"{100 * max(r.get('other_cpu', 0.0) for r in rows):.0f}% | "
+                         f"{_median(rows, 'server_cpu_ms'):.2f} |")
     pairs = [(x, y) for x, y in (("a", "c"), ("ax", "c"), ("a", "b"), ("ap", "cp"),
                                  ("ax", "a")) if x in next(iter(results.values()))
              and y in next(iter(results.values()))]
@@ -519,6 +522,10 @@ def targets(results: dict, inproc: dict, overhead: dict) -> str:
         if "ap" in per and "cp" in per:
             r = _ratios(per["ap"], per["cp"])
             line(f"{m} predictions ours / stock >= 0.9", r, r >= 0.9)
+            cost = statistics.median(c["server_cpu_ms"] / a["server_cpu_ms"]
+                                     for a, c in zip(per["ap"], per["cp"]))
+            lines.append(f"- {m} predictions, server CPU per request stock / ours (frontend + "
+                         f"workers; not a target, less moved by load than rps): {cost:.2f}")
         if inproc[m].get("predict_ratio"):
             r = statistics.median(inproc[m]["predict_ratio"])
             lines.append(f"- {m} in-process predictions ours / stock (handle() per request, "
