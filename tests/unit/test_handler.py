@@ -142,3 +142,47 @@ def test_rest_protobuf_bodies_and_answers_are_negotiated(handler):
     unknown = pb.ExplainResponse.FromString(out[4])
     assert ctx.status[4][0] == 400 and unknown.error.code == "UNKNOWN_ALGORITHM"
     assert set(ctx.status) == {3, 4}
+
+
+class _Metrics:
+    """What the handler calls on TorchServe's metrics cache, recorded."""
+
+    def __init__(self):
+        self.calls: list[tuple[str, object, tuple]] = []
+
+    def _add(self, name, value, dimensions=()):
+        self.calls.append((name, value, tuple(d.value for d in dimensions or ())))
+
+    def add_time(self, name, value, dimensions=()):
+        self._add(name, value, dimensions)
+
+    def add_metric(self, name, value, unit, dimensions=()):
+        self._add(name, value, dimensions)
+
+    def add_percent(self, name, value, dimensions=()):
+        self._add(name, value, dimensions)
+
+
+def test_metrics_are_written_once_per_fused_group_and_the_cache_at_most_once_a_second(handler):
+    """Each metric is a log line TorchServe's frontend parses: a group's members share its
+    latency and size, so one line per group; the cache's figures are cumulative."""
+    h, d = handler
+    rows = ([{"body": body(i, algorithm="Saliency")} for i in range(5)]
+            + [{"body": body(9 + i, algorithm="IntegratedGradients",
+                             params={"n_steps": 4})} for i in range(3)])
+    ctx = Context(d, [{"explain": "true"}] * len(rows))
+    ctx.metrics = _Metrics()
+    h._cache_metrics_at = float("-inf")
+    out = [json.loads(o) for o in h.handle(rows, ctx)]
+    assert all("explanations" in o for o in out)
+    names = [c[0] for c in ctx.metrics.calls]
+    latency = {c[2]: c[1] for c in ctx.metrics.calls if c[0] == "ExplainLatency"}
+    assert names.count("ExplainLatency") == 2 and set(latency) == {("Saliency",),
+                                                                   ("IntegratedGradients",)}
+    sizes = sorted(c[1] for c in ctx.metrics.calls if c[0] == "FusedGroupSize")
+    assert sizes == [3, 5]
+    assert names.count("BaselineCacheHitRate") == 1
+    ctx.metrics = _Metrics()   # a batch right after: the groups again, not the cache
+    h.handle(rows, ctx)
+    assert [c[0] for c in ctx.metrics.calls].count("ExplainLatency") == 2
+    assert "BaselineCacheHitRate" not in [c[0] for c in ctx.metrics.calls]
