@@ -43,7 +43,7 @@ from .errors import error_to_proto
 from .jsonmap import message_to_dict
 from .jsonparse import parse_dict
 from .plainbody import plain_request
-from .predjson import prediction_json
+from .predjson import explanation_json, prediction_json
 from .tensors import tensor_from_proto, tensor_to_proto
 
 if TYPE_CHECKING:
@@ -447,13 +447,13 @@ _OMIT_WHEN_EMPTY = ("reasonsNote", "metrics", "layer")
 def response_to_json(r: Response) -> str:
     """The protobuf-JSON answer. Fields at their default (index 0, ...) are printed too: still
     the canonical mapping, and clearer to read than an absent field; but a prediction answer
-    carries no explanation fields, and an explanation no empty note. A prediction answer is
-    written directly as text (predjson: the same characters)."""
+    carries no explanation fields, and an explanation no empty note. Predictions and most
+    explanations are written directly as text (predjson: the same characters)."""
     if not r.explanations and not r.algorithm:
         text = prediction_json(r)
-        if text is not None:
-            return text
-    return mapped_json(r)
+    else:
+        text = explanation_json(r)
+    return text if text is not None else mapped_json(r)
 
 
 def mapped_json(r: Response) -> str:

@@ -1,14 +1,16 @@
-"""The JSON answer of a prediction (a Response without explanations), written as text.
+"""The JSON answer of a prediction, or of a tabular or image explanation, written as text.
 
-``prediction_json(r)`` returns what ``convert.response_to_json``'s general path prints for the
-same Response (``response_to_proto``, ``jsonmap.message_to_dict``, the prediction answer's
-omissions, ``json.dumps(ensure_ascii=False)``), character for character, about 5x faster: no
-protobuf message, no dict, and floats spelled once. It follows protobuf-JSON's printing rules
+``prediction_json(r)`` (a Response without explanations) and ``explanation_json(r)`` (one
+with them, not a text model's, not streamed) return what ``convert.response_to_json``'s general
+path prints for the same Response (``response_to_proto``, ``jsonmap.message_to_dict``, the
+answer's omissions, ``json.dumps(ensure_ascii=False)``), character for character, several times
+faster: no protobuf message, no dict, and floats spelled once. It follows protobuf-JSON's printing rules
 for these messages (fields at their default printed after the set ones, -0.0 counted as set,
 int64 as strings, bytes as base64, non-finite doubles as the strings "NaN" / "Infinity"). It
 returns None for what it does not write (no prediction, an output that is not float32, a
-string protobuf would refuse): the general path answers those.
-tests/unit/test_wire_predjson.py checks the equality on random predictions.
+string protobuf would refuse, an attribution that is not float32, more than one metric: a
+protobuf map's order is its own): the general path answers those.
+tests/unit/test_wire_predjson.py checks the equality on random predictions and explanations.
 """
 
 from __future__ import annotations
@@ -21,7 +23,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from service.runtime.request import ClassScore, Prediction, Response, Timings
+from service.runtime.request import (
+    ClassScore,
+    Feature,
+    Prediction,
+    Response,
+    TargetExplanation,
+    Timings,
+)
 
 _str = json.encoder.encode_basestring  # json.dumps(ensure_ascii=False)'s quoting of strings
 _num = float.__repr__  # json.dumps' spelling of a finite float (TypeError if not a float)
@@ -116,5 +125,92 @@ def prediction_json(r: Response) -> str | None:
                            ("prediction", _prediction(p), True),
                            ("timings", _timings(r.timings), True)))
     except TypeError:  # a value of another type (a numpy scalar, ...): protobuf's to judge
+        return None
+    return None if not out.isascii() and _SURROGATE.search(out) else out
+
+
+# -- explanations (a tabular or image model's answer)
+
+def _strings(values: Sequence[str]) -> str:
+    return "[" + ", ".join([_str(v) for v in values]) + "]"
+
+
+def _feature(f: Feature) -> str:
+    name, v, a = f.name, float(f.value), float(f.attribution)
+    if name and v != 0.0 and a != 0.0 and v - v == 0.0 and a - a == 0.0:  # the common case
+        return f'{{"name": {_str(name)}, "value": {_num(v)}, "attribution": {_num(a)}}}'
+    return _object((("name", _str(name), name != ""), ("value", _double(v), _set(v)),
+                    ("attribution", _double(a), _set(a))))
+
+
+def _f4(a: np.ndarray | None) -> bool:
+    return isinstance(a, np.ndarray) and a.dtype.kind == "f" and a.dtype.itemsize == 4
+
+
+def _explanation(e: TargetExplanation) -> str:
+    """Fields in number order, each at its place among the set ones or the defaults; the
+    message and optional fields (attributions, approximationError) only when present, and
+    reasonsNote, metrics and layer only when not empty (the answer omits them)."""
+    target, label, note, to, layer = int(e.target), e.label, e.reasons_note, e.attributed_to, e.layer
+    io, bo = float(e.instance_output), float(e.baseline_output)
+    png = e.heatmap_png or b""
+    fields: list[tuple[str, str, bool]] = [("target", _int(target), target != 0),
+                                           ("label", _str(label), label != "")]
+    if e.attributions is not None:
+        fields.append(("attributions", _tensor(e.attributions), True))
+    fields += [("instanceOutput", _double(io), _set(io)),
+               ("baselineOutput", _double(bo), _set(bo))]
+    if e.approximation_error is not None:
+        fields.append(("approximationError", _double(float(e.approximation_error)), True))
+    fields += [("topFeatures", "[" + ", ".join([_feature(f) for f in e.top_features]) + "]",
+                bool(e.top_features)),
+               ("heatmapPng", '"' + base64.b64encode(png).decode() + '"', png != b""),
+               ("reasons", _strings(e.reasons), bool(e.reasons))]
+    if note:
+        fields.append(("reasonsNote", _str(note), True))
+    fields.append(("attributedTo", _str(to), to != ""))
+    if layer:
+        fields.append(("layer", _str(layer), True))
+    if e.metrics:
+        [(name, value)] = e.metrics.items()
+        fields.append(("metrics", f"{{{_str(name)}: {_double(float(value))}}}", True))
+    return _object(fields)
+
+
+def _explain_timings(t: Timings) -> str:
+    doubles = [(k, float(v)) for k, v in (
+        ("preprocessMs", t.preprocess_ms), ("predictMs", t.predict_ms),
+        ("explainMs", t.explain_ms), ("postprocessMs", t.postprocess_ms),
+        ("totalMs", t.total_ms))]
+    n, hit = int(t.fused_group_size), bool(t.baseline_cache_hit)
+    if n != 0 and all(v != 0.0 and v - v == 0.0 for _, v in doubles):  # the common case
+        # (baselineCacheHit is last whether it is set or at its default)
+        return ("{" + ", ".join([f'"{k}": {_num(v)}' for k, v in doubles])
+                + f', "fusedGroupSize": {_int(n)}, "baselineCacheHit": '
+                + ("true}" if hit else "false}"))
+    return _object([(k, _double(v), _set(v)) for k, v in doubles]
+                   + [("fusedGroupSize", _int(n), n != 0),
+                      ("baselineCacheHit", "true" if hit else "false", hit)])
+
+
+def explanation_json(r: Response) -> str | None:
+    """An explanation answer's JSON, or None when the general path must write it."""
+    p = r.prediction
+    if (not r.explanations or r.text is not None or r.partial or r.part_index or p is None
+            or not _f4(p.output) or any(len(e.metrics) > 1 or (
+                e.attributions is not None and not _f4(e.attributions))
+                for e in r.explanations)):
+        return None
+    model, version, rid, algorithm = r.model, r.model_version, r.request_id, r.algorithm
+    try:
+        explanations = "[" + ", ".join([_explanation(e) for e in r.explanations]) + "]"
+        out = _object((("model", _str(model), model != ""),
+                       ("modelVersion", _str(version), version != ""),
+                       ("requestId", _str(rid), rid != ""),
+                       ("algorithm", _str(algorithm), algorithm != ""),
+                       ("prediction", _prediction(p), True),
+                       ("explanations", explanations, True),
+                       ("timings", _explain_timings(r.timings), True)))
+    except (TypeError, ValueError):  # a value of another type: protobuf's to judge
         return None
     return None if not out.isascii() and _SURROGATE.search(out) else out

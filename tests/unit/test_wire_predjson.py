@@ -1,6 +1,7 @@
-"""service.wire.predjson (the prediction answer written as text) against its oracles: protobuf's
-own json_format on the same Response's message, with the prediction answer's omissions, and
-convert.mapped_json (the general path), character for character, on random predictions:
+"""service.wire.predjson (the prediction and explanation answers written as text) against its
+oracles: protobuf's own json_format on the same Response's message, with the answer's
+omissions, and convert.mapped_json (the general path), character for character, on random
+predictions and explanations:
 labels with quotes, backslashes, control characters and non-ASCII text, indices 0, -0.0 and
 zero probabilities (fields at their default), non-finite doubles, empty and odd-shaped
 outputs, byte orders."""
@@ -15,9 +16,16 @@ import numpy as np
 import pytest
 from google.protobuf import json_format
 
-from service.runtime.request import ClassScore, Prediction, Response, Timings
+from service.runtime.request import (
+    ClassScore,
+    Feature,
+    Prediction,
+    Response,
+    TargetExplanation,
+    Timings,
+)
 from service.wire import convert
-from service.wire.predjson import prediction_json
+from service.wire.predjson import explanation_json, prediction_json
 
 TEXT = ["", "a", "malignant", 'say "hi"', "back\\slash", "tab\there", "line\nfeed", "\x00\x1f",
         "é\u00e9 x", "日本語", "emoji \U0001f600", "\u2028sep", "</script>", "0"]
@@ -122,3 +130,73 @@ def test_numpy_scalars_print_as_protobuf_prints_them():
             c.index = rng.choice([np.int64, int])(c.index)
         r.prediction.probability = np.float64(r.prediction.probability)
         assert convert.response_to_json(r) == oracle(r)
+
+
+# -- explanation answers
+
+def _attributions(rng: random.Random, odd: bool) -> np.ndarray | None:
+    if rng.random() < 0.1:
+        return None   # outputs.attributions: false
+    return _output(rng, odd)
+
+
+def random_explanation(rng: random.Random, odd: bool = True) -> Response:
+    r = random_prediction(rng, odd)
+    r.algorithm = rng.choice(["IntegratedGradients", "Saliency", "é"])
+    r.explanations = [TargetExplanation(
+        target=rng.choice([0, 1, 9]), label=rng.choice(TEXT),
+        attributions=_attributions(rng, odd), instance_output=_double(rng, odd),
+        baseline_output=_double(rng, odd),
+        approximation_error=rng.choice([None, _double(rng, odd)]),
+        top_features=[Feature(rng.choice(TEXT), _double(rng, odd), _double(rng, odd))
+                      for _ in range(rng.randrange(4))],
+        heatmap_png=rng.choice([None, b"", b"\x89PNG\r\n\x1a\n" + bytes(range(40))]),
+        reasons=[rng.choice(TEXT) for _ in range(rng.randrange(3))],
+        reasons_note=rng.choice(["", "", "Saliency is unsigned"]),
+        metrics=rng.choice([{}, {}, {"infidelity": _double(rng, odd)}]),
+        attributed_to=rng.choice(["input", "layer_output", ""]),
+        layer=rng.choice(["", "conv2"])) for _ in range(rng.randrange(1, 4))]
+    return r
+
+
+def explanation_oracle(r: Response) -> str:
+    """json_format's mapping of the response's message, as an explanation answer prints it."""
+    d = json_format.MessageToDict(convert.response_to_proto(r),
+                                  always_print_fields_with_no_presence=True)
+    for k in ("partial", "partIndex"):   # not streamed
+        d.pop(k, None)
+    for e in d["explanations"]:
+        for k in ("reasonsNote", "metrics", "layer"):
+            if not e.get(k):
+                e.pop(k, None)
+    return json.dumps(d, ensure_ascii=False)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_explanations_equal_json_format_and_the_general_path(seed):
+    rng = random.Random(1000 + seed)
+    for _ in range(200):
+        r = random_explanation(rng)
+        fast = explanation_json(r)
+        assert fast is not None
+        assert fast == explanation_oracle(r) == convert.mapped_json(r)
+        assert convert.response_to_json(r) == fast
+
+
+def test_explanations_it_does_not_write_go_the_general_way():
+    rng = random.Random(6)
+    for change in ("float64 attributions", "two metrics", "streamed", "surrogate"):
+        r = random_explanation(rng, odd=False)
+        e = r.explanations[0]
+        if change == "float64 attributions":
+            e.attributions = np.zeros(3, dtype=np.float64)
+        elif change == "two metrics":
+            e.metrics = {"infidelity": 0.5, "sensitivity": 0.25}
+        elif change == "streamed":
+            r.partial, r.part_index = True, 1
+        else:
+            e.label = "lone \ud800"
+        assert explanation_json(r) is None, change
+        if change != "surrogate":
+            got = json.loads(convert.response_to_json(r))
+            assert got["explanations"][0]["target"] == e.target
