@@ -31,8 +31,13 @@ class CachedBaseline:
 
     @property
     def nbytes(self) -> int:
+        """What the entry may hold: the tensors, and the derived ``reference`` (float64) and
+        ``output_means`` (a list of Python floats: ~32 bytes each, 64 the list), counted whether or not they
+        were built yet."""
+        row = self.tensor[0].numel() if self.tensor.dim() > 0 and len(self.tensor) else 0
         return (self.tensor.numel() * self.tensor.element_size()
-                + self.outputs.numel() * self.outputs.element_size())
+                + self.outputs.numel() * self.outputs.element_size()
+                + 8 * row + 64 + 32 * (self.outputs.shape[-1] if self.outputs.dim() else 1))
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,7 @@ def _entry(n: int) -> CachedBaseline:
 
 
 def test_cache_lru_with_byte_budget():
-    cache = BaselineCache(max_bytes=100)  # float32: 25 elements
+    cache = BaselineCache(max_bytes=250)  # an entry of 10 elements counts 112 bytes: two fit
     calls = []
 
     def make(n):
@@ -73,11 +73,23 @@ def test_cache_lru_with_byte_budget():
     assert cache.get_or_compute("a", make(10))[1] is False
     assert cache.get_or_compute("b", make(10))[1] is False
     assert cache.get_or_compute("a", make(10))[1] is True  # a is now most recent
-    cache.get_or_compute("c", make(10))  # 120 bytes > 100: evicts b, the least recent
+    cache.get_or_compute("c", make(10))  # 336 bytes > 250: evicts b, the least recent
     assert cache.get_or_compute("a", make(10))[1] is True
     assert cache.get_or_compute("b", make(10))[1] is False
     big, hit = cache.get_or_compute("big", make(100))  # larger than the budget: not stored
     assert not hit and big.tensor.numel() == 100
     stats = cache.stats()
-    assert stats.nbytes <= 100 and stats.hits == 2 and stats.misses == 5
+    assert stats.nbytes <= 250 and stats.hits == 2 and stats.misses == 5
     assert stats.hit_rate == pytest.approx(2 / 7)
+
+
+def test_cache_entry_counts_what_it_derives():
+    """The budget counts the derived reference row and output means too, built or not."""
+    import sys
+
+    e = CachedBaseline(torch.randn(4, 3, 5), torch.randn(4, 10))
+    before = e.nbytes
+    means, ref = e.output_means, e.reference
+    held = (e.tensor.numel() * 4 + e.outputs.numel() * 4 + ref.nbytes
+            + sys.getsizeof(means) + sum(sys.getsizeof(v) for v in means))
+    assert e.nbytes == before >= held
