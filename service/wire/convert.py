@@ -41,7 +41,7 @@ from service.runtime.spec import ModelSpec
 from . import text as text_wire
 from .errors import error_to_proto
 from .jsonmap import message_to_dict
-from .jsonparse import parse_dict
+from .jsonparse import SURROGATE, parse_dict
 from .plainbody import plain_request
 from .predjson import explanation_json, prediction_json
 from .tensors import tensor_from_proto, tensor_to_proto
@@ -51,7 +51,6 @@ if TYPE_CHECKING:
 
 # A request's parts when the body leaves them out (frozen: one instance serves every request).
 _NO_TARGET, _NO_BASELINE, _NO_LAYER = TargetSpec(), BaselineSpec(), LayerSelector()
-_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads leaves only unpaired ones
 _NO_OUTPUTS = OutputOptions()
 
 IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
@@ -220,7 +219,7 @@ def _check_json(body: Any, limits: Limits) -> None:
             for k, v in children:
                 if keyed:
                     size += len(str(k)) + 3
-                    if isinstance(k, str) and _SURROGATE.search(k):
+                    if isinstance(k, str) and SURROGATE.search(k):
                         raise InvalidInput(".".join(map(str, path)) or "body",
                                            f"the key {shown(k)} holds an unpaired surrogate "
                                            "(not valid Unicode)")
@@ -245,7 +244,7 @@ def _check_types(body: Mapping[str, Any], message: Any, path: str) -> None:
         where = f"{path}.{fd.json_name}" if path else fd.json_name
         if fd.enum_type is not None and (
                 (isinstance(value, float) and not math.isfinite(value))
-                or (isinstance(value, str) and _SURROGATE.search(value))):
+                or (isinstance(value, str) and SURROGATE.search(value))):
             # json_format would int() a float and let an OverflowError out, and upb's lookup
             # of a name with an unpaired surrogate raises SystemError
             raise InvalidInput(where, f"must be one of {[v.name for v in fd.enum_type.values]}, "

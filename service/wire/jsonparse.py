@@ -25,7 +25,9 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 _F = FieldDescriptor
-_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads leaves only unpaired ones
+# An unpaired surrogate (json.loads leaves only those): protobuf refuses it in a string
+# field, and upb's lookup of a name holding one raises SystemError.
+SURROGATE = re.compile("[\ud800-\udfff]")
 _FLOAT32_MAX = 3.4028234663852886e38
 _INT_RANGE = {_F.CPPTYPE_INT32: (-2**31, 2**31), _F.CPPTYPE_UINT32: (0, 2**32),
               _F.CPPTYPE_INT64: (-2**63, 2**63), _F.CPPTYPE_UINT64: (0, 2**64)}
@@ -85,7 +87,7 @@ def _scalar(fd: FieldDescriptor) -> Any:
         return data
 
     def string(v: Any) -> str:
-        if type(v) is not str or _SURROGATE.search(v):
+        if type(v) is not str or SURROGATE.search(v):
             raise _Unsure
         return v
     return string
@@ -95,7 +97,7 @@ def _plain_json(v: Any, depth: int = 0) -> None:
     """A Struct/Value's content: JSON types only, numbers that fit a double exactly."""
     t = type(v)
     if t is str:
-        if _SURROGATE.search(v):
+        if SURROGATE.search(v):
             raise _Unsure
     elif t is float:
         if not math.isfinite(v):
@@ -105,7 +107,7 @@ def _plain_json(v: Any, depth: int = 0) -> None:
             raise _Unsure
     elif t is dict:
         for k, x in v.items():
-            if type(k) is not str or _SURROGATE.search(k):
+            if type(k) is not str or SURROGATE.search(k):
                 raise _Unsure
             _plain_json(x, depth + 1)
     elif t is list:
@@ -202,7 +204,7 @@ def _message(body: Any, m: Message) -> None:
                 raise _Unsure
             container = getattr(m, f.name)
             for k, item in value.items():
-                if type(k) is not str or _SURROGATE.search(k) or item is None:
+                if type(k) is not str or SURROGATE.search(k) or item is None:
                     raise _Unsure
                 if f.message is not None:
                     _message(item, container[k])

@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import json.encoder
 import math
-import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -32,11 +31,18 @@ from service.runtime.request import (
     Timings,
 )
 
+from .jsonparse import SURROGATE
+
 _str = json.encoder.encode_basestring  # json.dumps(ensure_ascii=False)'s quoting of strings
 _num = float.__repr__  # json.dumps' spelling of a finite float (TypeError if not a float)
 _int = int.__repr__
-_SURROGATE = re.compile("[\ud800-\udfff]")  # protobuf refuses them in string fields
 _F4 = np.dtype("<f4")  # what tensor_to_proto sends a float32 array as
+
+
+def _checked(out: str) -> str | None:
+    """``out``, or None when it holds a string protobuf would refuse (the general path then
+    answers, raising as it does)."""
+    return None if not out.isascii() and SURROGATE.search(out) else out
 
 
 def _double(v: float) -> str:
@@ -126,7 +132,7 @@ def prediction_json(r: Response) -> str | None:
                            ("timings", _timings(r.timings), True)))
     except TypeError:  # a value of another type (a numpy scalar, ...): protobuf's to judge
         return None
-    return None if not out.isascii() and _SURROGATE.search(out) else out
+    return _checked(out)
 
 
 # -- explanations (a tabular or image model's answer)
@@ -213,4 +219,4 @@ def explanation_json(r: Response) -> str | None:
                        ("timings", _explain_timings(r.timings), True)))
     except (TypeError, ValueError):  # a value of another type: protobuf's to judge
         return None
-    return None if not out.isascii() and _SURROGATE.search(out) else out
+    return _checked(out)
