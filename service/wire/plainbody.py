@@ -92,7 +92,7 @@ def _request(body: dict, explain: bool, limits: Limits) -> Request:
         size += len(key) + 3
         if f.name in _SCALARS:
             scalars[f.name] = f.convert(value)
-            size += len(value) + 3 if type(value) is str else 5
+            size += _size(value)
         elif f.name == "inputs":
             inputs, n = _inputs(value, limits)
             size += n
@@ -115,6 +115,11 @@ def _request(body: dict, explain: bool, limits: Limits) -> Request:
                    request_id=scalars.get("request_id", ""), model=scalars.get("model", ""))
 
 
+def _size(v: Any) -> int:
+    """convert._check_json's count for a scalar value: a string's length + 3, else 5."""
+    return len(v) + 3 if type(v) is str else 5
+
+
 def _flat(value: Any, table: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """An object of scalar (and repeated scalar) fields of ``table``'s message, by proto
     name, each through its field's converter."""
@@ -131,10 +136,10 @@ def _flat(value: Any, table: dict[str, Any]) -> tuple[dict[str, Any], int]:
             if type(item) is not list:
                 raise Unsure
             out[f.name] = tuple(f.convert(x) for x in item)
-            size += 2 + sum(len(x) + 3 if type(x) is str else 5 for x in item)
+            size += 2 + sum(_size(x) for x in item)
         elif f.kind == "one":
             out[f.name] = f.convert(item)
-            size += len(item) + 3 if type(item) is str else 5
+            size += _size(item)
         else:
             raise Unsure
     return out, size
@@ -190,29 +195,9 @@ def _inputs(value: Any, limits: Limits) -> tuple[Payload, int]:
 
 
 def _tensor(value: dict, limits: Limits) -> tuple[Any, int]:
-    size = 2
-    dtype, shape, data = 0, (), b""
-    seen: set[str] = set()
-    for key, item in value.items():
-        f = _TENSOR.get(key) if type(key) is str else None
-        if f is None or item is None or f.name in seen:
-            raise Unsure
-        seen.add(f.name)
-        size += len(key) + 3
-        if f.name == "shape":
-            if type(item) is not list:
-                raise Unsure
-            shape = tuple(f.convert(n) for n in item)
-            size += 2 + 5 * len(item)
-        else:   # dtype (an enum's name) or data (base64): strings
-            converted = f.convert(item)
-            size += len(item) + 3
-            if f.name == "dtype":
-                dtype = converted
-            else:
-                data = converted
-    return tensor_from_fields(dtype, shape, data, "inputs.tensor",  # type: ignore[arg-type]
-                              limits.max_tensor_elements), size
+    t, size = _flat(value, _TENSOR)   # shape (a list of ints), dtype (a name), data (base64)
+    return tensor_from_fields(t.get("dtype", 0), t.get("shape", ()), t.get("data", b""),
+                              "inputs.tensor", limits.max_tensor_elements), size
 
 
 def _features(value: dict) -> tuple[dict[str, float], int]:
