@@ -329,8 +329,10 @@ class TextExecutor:
         return out[0, prompt_ids.size(1):]
 
     def _scored(self, generation: Continuation) -> Prediction:
-        """A fused generation as a prediction, the same as ``_prediction`` would make of it
-        (its tokens' log-probabilities come from the steps that chose them)."""
+        """A generation and its tokens' log-probabilities as a prediction: ``label`` its text,
+        ``probability`` the product of its tokens' probabilities, ``output`` their
+        log-probabilities ``(n_generated,)`` (the fused steps give them; ``_prediction``
+        scores the model's own ``generate`` in one more pass)."""
         token_lp = generation.log_probs                                     # (n_generated,)
         return Prediction(index=0, label=self.tokenizer.decode(generation.tokens),
                           probability=math.exp(float(token_lp.sum())), top=[],
@@ -338,17 +340,13 @@ class TextExecutor:
 
     @torch.no_grad()
     def _prediction(self, prompt_ids: Tensor, generated: Tensor) -> Prediction:
-        """The generation as a prediction: ``label`` its text, ``probability`` the product of
-        its tokens' probabilities, ``output`` their log-probabilities ``(n_generated,)``."""
+        """The model's own generation, scored in one forward pass, as a prediction."""
         ids = torch.cat([prompt_ids[0], generated])[None]                   # (1, n_all)
         logits = self.model(input_ids=ids).logits[0]                        # (n_all, vocab)
         n = prompt_ids.size(1)
         log_probs = torch.log_softmax(logits[n - 1:-1].double(), dim=-1)    # (n_generated, V)
         token_lp = log_probs.gather(1, generated[:, None]).reshape(-1)
-        total = float(token_lp.sum())
-        return Prediction(index=0, label=self.tokenizer.decode(generated),
-                          probability=math.exp(total), top=[],
-                          output=token_lp.cpu().numpy())
+        return self._scored(Continuation(generated, token_lp))
 
     @contextlib.contextmanager
     def _deadline(self, req: Request) -> Iterator[None]:
