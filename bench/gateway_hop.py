@@ -11,12 +11,18 @@ running the gateway code of that git revision (``git archive``; or a directory h
 ``service`` package), each spawned alike (the launcher's malloc settings). Sequential calls,
 the paths in rotating order, call after call:
   rest        ExplainClient(mode="rest"): JSON to /explanations (the target's denominator);
-  grpc        ExplainClient over gRPC via this checkout's gateway (the target's numerator);
+  grpc        ExplainClient over gRPC via this checkout's gateway (the target's numerator),
+              which reaches TorchServe over its REST API;
+  grpc~grpc-upstream  the same gateway code reaching TorchServe over gRPC (--inference-url "");
   grpc@REF    the same via the REF gateway;
   ts          TorchServe's own gRPC Predictions, no gateway: the serialized request in the
               input map, the ExplainReply parsed and read back as ExplainClient does;
-  raw, raw@REF, raw_ts  the serialized request as bytes and the answer left as bytes (no
-              client-side protobuf work): the gateway's hop alone is raw - raw_ts.
+  raw, raw~grpc-upstream, raw@REF, raw_ts  the serialized request as bytes and the answer left
+              as bytes (no client-side protobuf work): a gRPC-upstream gateway's hop alone is
+              raw - raw_ts;
+  raw_ts_rest the serialized request POSTed to TorchServe's REST /explanations in
+              application/x-protobuf (http.client, keep-alive): the REST-upstream gateway's hop
+              alone is raw - raw_ts_rest.
 Prints the p50 (and p90) of every path, the ratios to rest, the machine's /proc/loadavg, and
 each gateway's CPU time per call. ``--profile`` also runs a cProfiled gateway (this
 checkout's), sends it the calls, and prints its top functions by own time.
@@ -30,6 +36,7 @@ round, the gateways' CPU per call and p50 (calls interleaved), and the stand-in 
 from __future__ import annotations
 
 import argparse
+import http.client
 import io
 import os
 import pathlib
@@ -66,11 +73,14 @@ def _checkout(ref: str, into: pathlib.Path) -> pathlib.Path:
 
 def _spawn(server: launcher.Server, run_dir: pathlib.Path, name: str,
            pythonpath: pathlib.Path, prefix: list[str], management_url: str = "",
-           ) -> tuple[subprocess.Popen, str]:
+           inference_url: str | None = None) -> tuple[subprocess.Popen, str]:
+    """A gateway; ``inference_url``: its REST upstream ("": gRPC only; None: the option is
+    not passed, for a --ref gateway older than it)."""
     port = launcher.free_ports(1)[0]
     listen = f"127.0.0.1:{port}"
     cmd = gw_process.gateway_command(listen, f"127.0.0.1:{server.ports['grpc_inference']}",
-                                     management_url or server.management_url, None)
+                                     management_url or server.management_url, None,
+                                     inference_url=inference_url)
     cmd = [cmd[0], *prefix, *cmd[1:]]
     # the launcher's malloc settings (a fixed mmap threshold: large buffers cost page faults)
     env = launcher.torchserve.memory_env({**os.environ, "PYTHONPATH": str(pythonpath)})
@@ -124,6 +134,19 @@ def paths(server: launcher.Server, model: str, base: str, n_steps: int,
     ).SerializeToString()
     out["ts"] = ts
     out["raw_ts"] = lambda: ts_raw(ts_request, timeout=60)
+    conn = http.client.HTTPConnection("127.0.0.1", server.ports["inference"])
+    timed = build_request(model, **kw)
+    timed.deadline_ms = 60_000
+    body = timed.SerializeToString()
+    headers = {"Content-Type": "application/x-protobuf", "Accept": "application/x-protobuf"}
+
+    def ts_rest() -> bytes:
+        conn.request("POST", f"/explanations/{model}", body=body, headers=headers)
+        r = conn.getresponse()
+        data = r.read()
+        assert r.status == 200, (r.status, data[:200])
+        return data
+    out["raw_ts_rest"] = ts_rest
     return out
 
 
@@ -157,8 +180,9 @@ def report(times: dict[str, list[float]]) -> str:
     for k, v in times.items():
         p90 = statistics.quantiles(v, n=10)[-1]
         lines.append(f"| {k} | {p50[k]:.2f} | {p90:.2f} | {p50[k] / p50['rest']:.3f} |")
-    for gw in [k for k in p50 if k.startswith("raw") and k != "raw_ts"]:
-        lines.append(f"\nhop {gw} - raw_ts: {p50[gw] - p50['raw_ts']:+.2f} ms")
+    for gw in [k for k in p50 if k.startswith("raw") and not k.startswith("raw_ts")]:
+        lines.append(f"\nhop {gw} - raw_ts (gRPC): {p50[gw] - p50['raw_ts']:+.2f} ms, "
+                     f"- raw_ts_rest (REST): {p50[gw] - p50['raw_ts_rest']:+.2f} ms")
     return "\n".join(lines)
 
 
@@ -225,7 +249,8 @@ def stand_in(model: str, n_steps: int, calls: int, refs: list[str], rounds: int,
             where = (pathlib.Path(ref) if pathlib.Path(ref).is_dir()  # a copy to try
                      else _checkout(ref, tmp / ref.replace("/", "_")) if ref else ROOT)
             proc, address = _spawn(fake, tmp, (ref or "this").replace("/", "_"), where, [],
-                                   management_url="http://127.0.0.1:1")
+                                   management_url="http://127.0.0.1:1",
+                                   inference_url=None if ref else "")  # the stand-in: gRPC
             call = grpc.insecure_channel(address).unary_unary("/explain.v1.Explainer/Explain")
             gws[ref or "this"] = proc, lambda call=call: call(payload, timeout=60)
         direct = grpc.insecure_channel(f"127.0.0.1:{port}").unary_unary(
@@ -294,9 +319,13 @@ def main() -> None:
     server = launcher.start(store, run_dir, auth=False, timeout=600, gateway=False)
     procs: list[subprocess.Popen] = []
     try:  # every gateway spawned alike (the launcher's malloc settings, no supervisor)
-        proc, address = _spawn(server, run_dir, "this", ROOT, [])
+        proc, address = _spawn(server, run_dir, "this", ROOT, [],
+                               inference_url=server.inference_url)
         procs.append(proc)
         gateways = {"gw": address}
+        proc, gateways["gw~grpc-upstream"] = _spawn(server, run_dir, "grpc-upstream", ROOT, [],
+                                                    inference_url="")
+        procs.append(proc)
         if opts.ref:
             where = (pathlib.Path(opts.ref) if pathlib.Path(opts.ref).is_dir()
                      else _checkout(opts.ref, tmp / "ref"))
@@ -318,7 +347,8 @@ def main() -> None:
         if opts.profile:
             out = tmp / "gateway.prof"
             proc, address = _spawn(server, run_dir, "profiled", ROOT,
-                                   ["-m", "cProfile", "-o", str(out)])
+                                   ["-m", "cProfile", "-o", str(out)],
+                                   inference_url=server.inference_url)
             prof = paths(server, model, opts.model, opts.n_steps, {"gw": address})
             measure({"grpc": prof["grpc"], "raw": prof["raw"]}, opts.calls)
             proc.send_signal(signal.SIGTERM)

@@ -14,6 +14,7 @@ export TS_TOKEN_EXPIRATION_MIN="${TS_TOKEN_EXPIRATION_MIN:-60}"
 # shellcheck disable=SC2086
 exec python -m service.launcher supervise --run-dir /app \
   --gateway-listen 0.0.0.0:50051 --torchserve-grpc 127.0.0.1:7070 \
+  --torchserve-rest http://127.0.0.1:8080 \
   --management-url http://127.0.0.1:8081 --key-file /app/key_file.json \
   --token-expiration-min "$TS_TOKEN_EXPIRATION_MIN" \
   -- torchserve --start --foreground --ncs \

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 class GatewayConfig:
     listen: str = "127.0.0.1:50051"
     torchserve: str = "127.0.0.1:7070"           # TorchServe's gRPC inference address
+    # TorchServe's REST inference API, for Explain and Predict ("": over gRPC as the rest)
+    inference_url: str = "http://127.0.0.1:8080"
+    upstream_connections: int = 64               # REST connections to TorchServe, at most
     management_url: str = "http://127.0.0.1:8081"  # TorchServe's REST management API
     key_file: str | None = None                  # TorchServe's key_file.json (token auth)
     tls_cert: str | None = None
@@ -22,9 +25,11 @@ class GatewayConfig:
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key must be given together")
-        for name in ("max_message_bytes", "stream_concurrency"):
+        for name in ("max_message_bytes", "stream_concurrency", "upstream_connections"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.inference_url and not self.inference_url.startswith(("http://", "https://")):
+            raise ValueError(f"inference_url: {self.inference_url!r} is not an http(s):// URL")
         if self.default_timeout_s <= 0:
             raise ValueError("default_timeout_s must be > 0")
 
@@ -33,12 +38,13 @@ class GatewayConfig:
         """EXPLAIN_GATEWAY_* environment variables, then explicit overrides (None = unset)."""
         env = os.environ
         values: dict[str, object] = {}
-        for field, cast in (("listen", str), ("torchserve", str), ("management_url", str),
+        for field, cast in (("listen", str), ("torchserve", str), ("inference_url", str),
+                            ("upstream_connections", int), ("management_url", str),
                             ("key_file", str), ("tls_cert", str), ("tls_key", str),
                             ("max_message_bytes", int), ("default_timeout_s", float),
                             ("stream_concurrency", int)):
             raw = env.get(f"EXPLAIN_GATEWAY_{field.upper()}")
-            if raw:
+            if raw or (raw == "" and field == "inference_url"):   # set empty: gRPC only
                 values[field] = cast(raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return GatewayConfig(**values)  # type: ignore[arg-type]

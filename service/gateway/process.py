@@ -22,9 +22,11 @@ def pid_file(run_dir: pathlib.Path) -> pathlib.Path:
 
 
 def gateway_command(listen: str, torchserve_grpc: str, management_url: str,
-                    key_file: pathlib.Path | None, extra_args: list[str] | None = None) -> list[str]:
+                    key_file: pathlib.Path | None, extra_args: list[str] | None = None,
+                    inference_url: str | None = None) -> list[str]:
     cmd = [sys.executable, "-m", "service.gateway", "--listen", listen,
            "--torchserve", torchserve_grpc, "--management-url", management_url,
+           *(["--inference-url", inference_url] if inference_url is not None else []),
            *(extra_args or [])]
     if key_file is not None:
         cmd += ["--key-file", str(key_file)]

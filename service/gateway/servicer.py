@@ -1,18 +1,21 @@
-"""The Explainer servicer: a thin adapter. Each call becomes one TorchServe Predictions call
-carrying the serialized request and the explain marker; the handler's ExplainReply becomes the
-response or a status with the same message REST gives (its Error carries the gRPC code the wire
-layer chose). Conversions live in service.wire. On ExplainStream, a request with
-``stream_tokens`` becomes a StreamPredictions call (with the ``stream`` marker, without which
-the handler refuses to stream) whose every reply is relayed: its parts, then its answer.
+"""The Explainer servicer: a thin adapter. Explain and Predict (and every ExplainStream request
+without ``stream_tokens``) become one call of TorchServe's REST inference API carrying the
+serialized request (``upstream.TorchServe.answer``: over gRPC when no REST address is
+configured); GetModelSpec a TorchServe Predictions call with the spec marker. The handler's
+answer becomes the response, its refusal a status with the same message REST gives (its Error
+carries the gRPC code the wire layer chose). Conversions live in service.wire. On
+ExplainStream, a request with ``stream_tokens`` becomes a StreamPredictions call (with the
+``stream`` marker, without which the handler refuses to stream) whose every reply is relayed:
+its parts, then its answer.
 
 ``add_to_server`` registers the servicer with byte-level request deserializers, so that a
 malformed protobuf is answered INVALID_ARGUMENT by the servicer (``calls.parse``; gRPC's own
 deserializer failure gives UNKNOWN); the servicer methods also take parsed messages. Explain and
 Predict pass bytes through (bench/README.md "Gateway hop"): the client's serialized request
 goes to TorchServe as it came (a deadline appended as one more encoded field, which overrides)
-and they answer the handler's serialized ExplainResponse sliced out of its ExplainReply
-(``calls.response_bytes``), so they are registered without a response serializer: serve them
-with ``add_to_server``, not the generated ``add_ExplainerServicer_to_server``."""
+and they answer the handler's serialized ExplainResponse as it came, so they are registered
+without a response serializer: serve them with ``add_to_server``, not the generated
+``add_ExplainerServicer_to_server``."""
 
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from google.protobuf.message import Message
 from service._proto.explain.v1 import explain_pb2 as pb
 from service._proto.explain.v1 import explain_pb2_grpc as pb_grpc
 
-from .calls import CallError, aborting, parse, response_bytes, unpack_reply, with_deadline_ms
+from .calls import CallError, aborting, parse, unpack_reply, with_deadline_ms
 from .config import GatewayConfig
 from .stream import answer_concurrently
 from .upstream import TorchServe, UpstreamError
@@ -54,29 +57,32 @@ class ExplainerServicer(pb_grpc.ExplainerServicer):
 
     async def _call(self, model: str, version: str, inputs: dict[str, bytes],
                     metadata: list[tuple[str, str]], timeout: float) -> pb.ExplainReply:
-        return unpack_reply(await self._call_raw(model, version, inputs, metadata, timeout),
-                            model)
-
-    async def _call_raw(self, model: str, version: str, inputs: dict[str, bytes],
-                        metadata: list[tuple[str, str]], timeout: float) -> bytes | memoryview:
-        """The handler's serialized ExplainReply."""
+        """The handler's ExplainReply to a Predictions call with ``inputs``."""
         _named(model)
         try:
-            return await self.upstream.predictions(model, version, inputs, metadata, timeout)
+            raw = await self.upstream.predictions(model, version, inputs, metadata, timeout)
         except UpstreamError as e:
             raise CallError(e.code, e.message, field=e.field) from None
+        return unpack_reply(raw, model)
 
     async def _forward(self, request: pb.ExplainRequest, explain: bool,
-                       context: grpc.aio.ServicerContext, timeout: float | None = None,
-                       ) -> pb.ExplainResponse:
-        timeout = self._timeout(context) if timeout is None else timeout
+                       context: grpc.aio.ServicerContext) -> pb.ExplainResponse:
+        timeout = self._timeout(context)
         if explain and not request.deadline_ms:
             request.deadline_ms = max(1, int(timeout * 1000))
-        reply = await self._call(request.model, request.model_version,
-                                 {"explain_request": request.SerializeToString(),
-                                  "explain": b"true" if explain else b"false"},
-                                 self._metadata(context), timeout)
-        return reply.response
+        return pb.ExplainResponse.FromString(await self._answer(
+            request.model, request.model_version, request.SerializeToString(), explain,
+            context, timeout))
+
+    async def _answer(self, model: str, version: str, raw: bytes, explain: bool,
+                      context: grpc.aio.ServicerContext, timeout: float) -> bytes:
+        """The handler's serialized ExplainResponse to the serialized ExplainRequest ``raw``."""
+        _named(model)
+        try:
+            return await self.upstream.answer(model, version, raw, explain,
+                                              self._metadata(context), timeout)
+        except UpstreamError as e:
+            raise CallError(e.code, e.message, field=e.field) from None
 
     async def _forward_parts(self, request: pb.ExplainRequest, context: grpc.aio.ServicerContext
                              ) -> AsyncIterator[pb.ExplainResponse]:
@@ -105,11 +111,7 @@ class ExplainerServicer(pb_grpc.ExplainerServicer):
         timeout = self._timeout(context)
         if explain and not req.deadline_ms:
             raw += with_deadline_ms(max(1, int(timeout * 1000)))
-        reply = await self._call_raw(req.model, req.model_version,
-                                     {"explain_request": raw,
-                                      "explain": b"true" if explain else b"false"},
-                                     self._metadata(context), timeout)
-        return response_bytes(reply, req.model)
+        return await self._answer(req.model, req.model_version, raw, explain, context, timeout)
 
     # -- RPCs -------------------------------------------------------------------------------
 

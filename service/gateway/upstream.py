@@ -1,5 +1,7 @@
-"""TorchServe as the gateway sees it: one persistent gRPC channel for Predictions,
-StreamPredictions and Ping, and the REST management API for the list of models."""
+"""TorchServe as the gateway sees it: its REST inference API (pooled keep-alive connections,
+``http1``) for the answers to explanation and prediction requests, one persistent gRPC channel
+for the rest (the spec marker, StreamPredictions, Ping; and every call when no REST address is
+configured), and the REST management API for the list of models."""
 
 from __future__ import annotations
 
@@ -13,11 +15,13 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 import grpc
 from google.protobuf import empty_pb2
 
+from service._proto.explain.v1 import explain_pb2 as pb
 from service._proto.torchserve import inference_client_pb2 as ts_pb
 from service._proto.torchserve import inference_client_pb2_grpc as ts_grpc
 
-from .calls import sole_field, varint
+from .calls import CallError, response_bytes, sole_field, varint
 from .config import GatewayConfig
+from .http1 import Http1Pool, HttpError, Reply
 
 
 class UpstreamError(Exception):
@@ -46,7 +50,13 @@ def clean(details: str, limit: int = 300) -> str:
 
 
 def _mapped(e: grpc.aio.AioRpcError, model: str, version: str, size: int) -> UpstreamError:
-    code, details = e.code(), e.details() or ""
+    return refusal(e.code(), e.details() or "", model, version, size)
+
+
+def refusal(code: grpc.StatusCode, details: str, model: str, version: str, size: int
+            ) -> UpstreamError:
+    """TorchServe's own refusal (not the handler's), by its status and message, as the status
+    the gateway's client gets; the same whether it came over gRPC or REST."""
     lowered = details.lower()
     if "version" in lowered and ("not exist" in lowered or "not found" in lowered):
         return UpstreamError(grpc.StatusCode.NOT_FOUND,
@@ -65,6 +75,43 @@ def _mapped(e: grpc.aio.AioRpcError, model: str, version: str, size: int) -> Ups
                              f"({clean(details) or code.name}); the limit is max_body_bytes "
                              "(GetModelSpec lists it)", "explain_request")
     return UpstreamError(code, clean(details) or code.name)
+
+
+# TorchServe's REST statuses as gRPC codes (TorchServe's gRPC frontend gives these codes for
+# the same refusals; a refused inference key is PERMISSION_DENIED there too)
+_HTTP_CODES = {400: grpc.StatusCode.INVALID_ARGUMENT, 401: grpc.StatusCode.UNAUTHENTICATED,
+               403: grpc.StatusCode.PERMISSION_DENIED, 404: grpc.StatusCode.NOT_FOUND,
+               408: grpc.StatusCode.DEADLINE_EXCEEDED, 413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+               429: grpc.StatusCode.RESOURCE_EXHAUSTED, 500: grpc.StatusCode.INTERNAL,
+               501: grpc.StatusCode.UNIMPLEMENTED, 503: grpc.StatusCode.UNAVAILABLE,
+               504: grpc.StatusCode.DEADLINE_EXCEEDED, 507: grpc.StatusCode.RESOURCE_EXHAUSTED}
+PROTOBUF = "application/x-protobuf"
+
+
+def http_refusal(reply: Reply, model: str, version: str, size: int) -> CallError:
+    """A REST answer other than 200: the handler's Error (in its protobuf ExplainResponse) as
+    the call's error, or TorchServe's own refusal (a JSON ``{code, type, message}``) mapped as its gRPC
+    frontend's would be."""
+    if reply.headers.get("content-type", "").startswith(PROTOBUF):
+        try:  # the handler answers a refusal as an ExplainResponse with its error set
+            answer = pb.ExplainResponse.FromString(reply.body)
+            error = answer.error if answer.HasField("error") else None
+        except Exception:
+            error = None
+        if error is not None:
+            code = grpc.StatusCode.__members__.get(error.grpc_code,
+                                                   grpc.StatusCode.INVALID_ARGUMENT)
+            return CallError(code, error.message, error)
+    kind, message = "", reply.reason
+    try:
+        body = json.loads(reply.body)
+        kind, message = str(body.get("type", "")), str(body.get("message", "")) or message
+    except (ValueError, AttributeError):
+        pass
+    code = (grpc.StatusCode.PERMISSION_DENIED if "InvalidKey" in kind
+            else _HTTP_CODES.get(reply.status, grpc.StatusCode.UNKNOWN))
+    e = refusal(code, f"{kind}: {message}" if kind else message, model, version, size)
+    return CallError(e.code, e.message, field=e.field)
 
 
 def _field(number: int, data: bytes) -> bytes:
@@ -96,9 +143,48 @@ class TorchServe:
         # view of it (sole_field)
         self._predictions = self.channel.unary_unary(
             "/org.pytorch.serve.grpc.inference.InferenceAPIsService/Predictions")
+        self.rest = (Http1Pool(config.inference_url, config.upstream_connections, size)
+                     if config.inference_url else None)
 
     async def close(self) -> None:
         await self.channel.close()
+        if self.rest is not None:
+            await self.rest.close()
+
+    async def answer(self, model: str, version: str, request: bytes, explain: bool,
+                     metadata: Sequence[tuple[str, str]], timeout: float) -> bytes:
+        """The serialized ExplainResponse the handler gives the serialized ExplainRequest
+        ``request`` (on /explanations when ``explain``, else /predictions); the handler's
+        refusal and TorchServe's raise CallError, failures of the call itself UpstreamError."""
+        if self.rest is None:
+            raw = await self.predictions(model, version, {
+                "explain_request": request, "explain": b"true" if explain else b"false"},
+                metadata, timeout)
+            return response_bytes(raw, model)
+        path = "/{}/{}{}".format("explanations" if explain else "predictions",
+                                 urllib.parse.quote(model, safe=""),
+                                 "/" + urllib.parse.quote(version, safe="") if version else "")
+        headers = [("Content-Type", PROTOBUF), ("Accept", PROTOBUF),
+                   *(("Authorization", v) for k, v in metadata if k.lower() == "authorization")]
+        try:
+            reply = await asyncio.wait_for(self.rest.post(path, request, headers), timeout)
+        except asyncio.TimeoutError:
+            raise UpstreamError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                f"TorchServe did not answer within {timeout:.3f} s") from None
+        except HttpError as e:
+            if len(request) > LARGE_REQUEST_BYTES and not e.answered:
+                raise refusal(grpc.StatusCode.CANCELLED, str(e), model, version,
+                              len(request)) from None
+            raise UpstreamError(grpc.StatusCode.UNAVAILABLE,
+                                f"TorchServe's REST API ({self.config.inference_url}): {e}"
+                                ) from None
+        if reply.status != 200:
+            raise http_refusal(reply, model, version, len(request))
+        if not reply.headers.get("content-type", "").startswith(PROTOBUF):
+            raise CallError(grpc.StatusCode.INTERNAL,
+                            f"model {model!r} did not answer with an ExplainResponse (is it "
+                            "served by this project's handler?)")
+        return reply.body
 
     async def predictions(self, model: str, version: str, inputs: dict[str, bytes],
                           metadata: Sequence[tuple[str, str]], timeout: float,

@@ -53,7 +53,8 @@ def supervise_command(server: Server, gateway: bool) -> list[str]:
            "--gateway-log", str(server.run_dir / "logs" / "gateway.log")]
     if gateway:
         cmd += ["--gateway-listen", f"127.0.0.1:{p['gateway']}",
-                "--torchserve-grpc", f"127.0.0.1:{p['grpc_inference']}"]
+                "--torchserve-grpc", f"127.0.0.1:{p['grpc_inference']}",
+                "--torchserve-rest", server.inference_url]
     if server.auth:
         cmd += ["--key-file", str(server.key_file)]
     return cmd

@@ -25,7 +25,7 @@ def _supervise(a: argparse.Namespace) -> int:
     if a.gateway_listen:
         gateway_cmd = tuple(gw_process.gateway_command(
             a.gateway_listen, a.torchserve_grpc, a.management_url, key_file,
-            a.gateway_arg or []))
+            a.gateway_arg or [], a.torchserve_rest))
     host, _, port = (a.gateway_listen or "").rpartition(":")
     probe = f"{'127.0.0.1' if host in ('0.0.0.0', '', '[::]') else host}:{port}"
     torchserve_cmd = tuple(a.torchserve_cmd[1:] if a.torchserve_cmd[:1] == ["--"]
@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--token-expiration-min", type=float, default=TOKEN_EXPIRATION_MIN)
     s.add_argument("--gateway-listen", help="run the gateway on this address")
     s.add_argument("--torchserve-grpc", default="127.0.0.1:7070")
+    s.add_argument("--torchserve-rest", default="http://127.0.0.1:8080",
+                   help="TorchServe's REST inference API, for the gateway's Explain and Predict "
+                        "(\"\": over gRPC)")
     s.add_argument("--gateway-log", help="the gateway's log file (default: this output)")
     s.add_argument("--gateway-arg", action="append", help="extra gateway argument (repeat)")
     s.add_argument("torchserve_cmd", nargs=argparse.REMAINDER,

@@ -114,6 +114,23 @@ def test_unknown_model_is_not_found(client) -> None:
     assert info.value.status == "NOT_FOUND" and "no_such_model" in info.value.message
 
 
+def test_unknown_version_is_not_found(client) -> None:
+    with pytest.raises(ExplainClientError) as info:
+        client.explain("digits", tensor=_digit(), model_version="9.9")
+    assert info.value.status == "NOT_FOUND" and "9.9" in info.value.message
+    assert "Exception" not in info.value.message
+
+
+def test_a_request_torchserve_refuses_as_too_large_is_resource_exhausted(client) -> None:
+    """Above TorchServe's max_request_size (the launcher's 16 MiB) its frontend answers 413
+    and closes the gateway's connection; the gateway's next call opens another."""
+    with pytest.raises(ExplainClientError) as info:
+        client.explain("tiny", tensor=_tiny(), request_id="x" * (17 * 2**20))
+    assert info.value.status == "RESOURCE_EXHAUSTED"
+    assert "max_body_bytes" in info.value.message
+    assert client.explain("tiny", tensor=_tiny(), algorithm="Saliency").explanations
+
+
 def test_malformed_tensor_names_its_field(client) -> None:
     req = build_request("digits", tensor=_digit())
     req.inputs.tensor.data = req.inputs.tensor.data[:-4]

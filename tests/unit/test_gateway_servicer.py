@@ -63,6 +63,13 @@ class HandlerUpstream:
             reply = m.SerializeToString()
         return bytes(reply)
 
+    async def answer(self, model, version, request, explain, metadata, timeout) -> bytes:
+        """As ``TorchServe.answer`` without a REST address: one Predictions call."""
+        raw = await self.predictions(model, version, {
+            "explain_request": request, "explain": b"true" if explain else b"false"},
+            metadata, timeout)
+        return response_bytes(raw, model)
+
     async def model_names(self) -> list[str]:
         return ["tiny"]
 
