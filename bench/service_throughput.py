@@ -390,6 +390,11 @@ def main() -> None:
                 latency = max(latency, time.perf_counter() - t0)
             seconds = window_seconds(opts.seconds, latency)
             local = InProcess(m, files["json"].read_bytes(), predict=files["predict"].read_bytes())
+            if m == models[0]:  # TorchServe's frontend is slow until its JIT has run: the
+                for c in configs:  # first window served ~0.6x the later ones (2026-12-02)
+                    res = _window(server, run_dir, c, endpoints[m], files, opts.users,
+                                  min(seconds, 4), tmp / f"{m}_{c}_warm")
+                    print(f"{m} ({c}) warm-up, not counted: {res['rps']:.1f} rps", flush=True)
             for r in range(opts.rounds):
                 order = configs if r % 2 == 0 else configs[::-1]
                 for c in order:
