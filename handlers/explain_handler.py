@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from service import tsworker, wire
+from service import wire
 from service.runtime import (
     BaselineCache,
     Executor,
@@ -56,7 +56,6 @@ class ExplainHandler:
         self._cache_metrics_at = -math.inf   # when the cache's metrics were last written
 
     def initialize(self, context) -> None:
-        buffered = tsworker.install()   # TorchServe's frame reader, buffered (see there)
         props = context.system_properties
         model_dir = pathlib.Path(props["model_dir"])
         spec = load_spec(model_dir / "spec.yaml")
@@ -75,8 +74,8 @@ class ExplainHandler:
                                      cache=cache, table=default_table(),
                                      channels_last=None if layout == "" else layout == "1")
         self.initialized = True
-        log.info("model %s %s ready on %s (algorithms: %s; buffered frame reads: %s)",
-                 spec.name, spec.version, device, ", ".join(spec.algorithms), buffered)
+        log.info("model %s %s ready on %s (algorithms: %s)", spec.name, spec.version, device,
+                 ", ".join(spec.algorithms))
 
     def handle(self, data: list[dict], context) -> list:
         """One reply per request; never raises (an exception escaping here would fail every
