@@ -20,6 +20,7 @@ from bench.stages import StageClock
 from handlers.explain_handler import ExplainHandler
 
 PROFILE_DIR_ENV = "EXPLAIN_PROFILE_DIR"
+IDLE_S = 1.0
 
 
 class ProfiledHandler(ExplainHandler):
@@ -40,7 +41,9 @@ class ProfiledHandler(ExplainHandler):
         if self.last_end is not None:
             cpu = start[1] - self.last_end[1]
             self.ipc_cpu += cpu
-            self.waited += max(0.0, start[0] - self.last_end[0] - cpu)
+            gap = start[0] - self.last_end[0] - cpu
+            if gap < IDLE_S:  # longer: the endpoint sat idle between windows, not under load
+                self.waited += max(0.0, gap)
         with self.clock.stage("handler: other"):
             replies = super().handle(data, context)
         self.batches += 1

@@ -1,6 +1,6 @@
 """Service throughput under the same locust load, side by side in one run:
 ``python -m bench.service_throughput [--models breast_cancer,digits,recommender] [--users 16]
-[--seconds 8] [--rounds 3] [--n-steps 32] [--configs a,ax,c,ap,cp] [--threads 0]``.
+[--seconds 8] [--rounds 3] [--n-steps 32] [--configs a,ax,c,ap,cp,z] [--threads 0]``.
 
 For each model one TorchServe on this machine serves these endpoints, and the configs below
 alternate back to back, round after round (identical runs drift by 10-15%):
@@ -11,7 +11,10 @@ alternate back to back, round after round (identical runs drift by 10-15%):
   (c)  a stock-style handler (bench/stock_handler.py): captum's IntegratedGradients once per
        request, as TorchServe's own handlers do, batch size 8;
   (ap) predictions (no explanation) through our handler (a's endpoint);
-  (cp) predictions through the stock handler (BaseHandler's batched forward, c's endpoint).
+  (cp) predictions through the stock handler (BaseHandler's batched forward, c's endpoint);
+  (z)  (a)'s request to a handler that answers ``{}`` (bench/null_handler.py), batch size 8:
+       TorchServe's floor on this machine (the rate no handler exceeds under this load, and
+       the CPU per request of TorchServe and locust alone).
 Load: N locust users sending one fixed request (IntegratedGradients, n_steps) of one input.
 After each round it measures in-process, with the server idle, the rate of the same fused
 engine calls on the same requests (the executor on decoded batches of 8: what the handler would
@@ -54,17 +57,19 @@ BUILD = ROOT / "model_store" / "build"
 HANDLER = ROOT / "handlers" / "explain_handler.py"
 STOCK = ROOT / "bench" / "stock_handler.py"
 PROFILED = ROOT / "bench" / "profiled_handler.py"
+NULL = ROOT / "bench" / "null_handler.py"
 PROTOBUF = "application/x-protobuf"
 # config -> (endpoint kind, path, body kind)
 CONFIGS = {"a": ("fused", "explanations", "json"), "ax": ("fused", "explanations", "protobuf"),
            "b": ("b1", "explanations", "json"), "c": ("stock", "explanations", "json"),
            "ap": ("fused", "predictions", "predict"), "cp": ("stock", "predictions", "predict"),
-           "p": ("profiled", "explanations", "json")}
+           "z": ("null", "explanations", "json"), "p": ("profiled", "explanations", "json")}
 LABEL = {"a": "ours, batch 8, fused", "ax": "ours, batch 8, fused, protobuf body",
          "b": "ours, batch 1", "c": "stock captum, batch 8", "ap": "ours, predictions",
-         "cp": "stock BaseHandler, predictions", "p": "ours, profiled"}
+         "cp": "stock BaseHandler, predictions", "z": "null handler (TorchServe's floor)",
+         "p": "ours, profiled"}
 ENDPOINTS = {"fused": (8, HANDLER), "b1": (1, HANDLER), "stock": (8, STOCK),
-             "profiled": (8, PROFILED)}
+             "profiled": (8, PROFILED), "null": (8, NULL)}
 MIN_COMPLETIONS = 20
 MAX_WINDOW_S = 300
 
@@ -309,7 +314,7 @@ def gateway_overhead(server: launcher.Server, model: str, endpoint: str, n_steps
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--models", default="breast_cancer,digits,recommender")
-    ap.add_argument("--configs", default="a,ax,c,ap,cp",
+    ap.add_argument("--configs", default="a,ax,c,ap,cp,z",
                     help=f"comma-separated, of {','.join(c for c in CONFIGS if c != 'p')}")
     ap.add_argument("--users", type=int, default=16)
     ap.add_argument("--seconds", type=int, default=8)
@@ -529,6 +534,11 @@ def targets(results: dict, inproc: dict, overhead: dict) -> str:
             want = EFFICIENCY.get(m, 0.5)
             eff = statistics.median(r["rps"] / x for r, x in zip(per["a"], inproc[m]["executor"]))
             line(f"{m} serving efficiency (JSON) >= {want}", eff, eff >= want)
+            if "z" in per:
+                z = statistics.median(r["rps"] / x for r, x in zip(per["z"],
+                                                                   inproc[m]["executor"]))
+                lines.append(f"- {m} TorchServe's floor (z) / in-process executor (not a "
+                             f"target: what a handler costing nothing would reach): {z:.2f}")
         if "ap" in per and "cp" in per:
             r = _ratios(per["ap"], per["cp"])
             line(f"{m} predictions ours / stock >= 0.9", r, r >= 0.9)
