@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import urllib.parse
 from dataclasses import dataclass
 
 
@@ -28,8 +29,10 @@ class GatewayConfig:
         for name in ("max_message_bytes", "stream_concurrency", "upstream_connections"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
-        if self.inference_url and not self.inference_url.startswith(("http://", "https://")):
-            raise ValueError(f"inference_url: {self.inference_url!r} is not an http(s):// URL")
+        u = urllib.parse.urlsplit(self.inference_url)
+        if self.inference_url and (u.scheme not in ("http", "https") or not u.hostname):
+            raise ValueError(f"inference_url: {self.inference_url!r} is not an http(s):// URL "
+                             "with a host")
         if self.default_timeout_s <= 0:
             raise ValueError("default_timeout_s must be > 0")
 

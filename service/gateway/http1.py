@@ -26,12 +26,12 @@ _HEAD_LIMIT = 64 * 1024   # status line and headers
 
 
 class HttpError(Exception):
-    """The exchange failed: no (complete) response. ``sent``: the whole request was written
-    before it failed; ``answered``: some of a response had arrived."""
+    """The exchange failed: no (complete) response. ``answered``: some of a response had
+    arrived (else the request may be sent again on another connection)."""
 
-    def __init__(self, message: str, sent: bool, answered: bool = True) -> None:
+    def __init__(self, message: str, answered: bool = True) -> None:
         super().__init__(message)
-        self.sent, self.answered = sent, answered
+        self.answered = answered
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class Http1Pool:
                  max_body_bytes: int = 64 * 2**20) -> None:
         u = urllib.parse.urlsplit(base_url)
         if u.scheme not in ("http", "https") or not u.hostname:
-            raise ValueError(f"inference_url: {base_url!r} is not an http(s):// URL")
+            raise ValueError(f"{base_url!r} is not an http(s):// URL with a host")
         self.host = u.hostname
         self.port = u.port or (443 if u.scheme == "https" else 80)
         self.prefix = u.path.rstrip("/")
@@ -106,23 +106,21 @@ class Http1Pool:
             reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self._ssl,
                                                            limit=_HEAD_LIMIT)
         except OSError as e:
-            raise HttpError(f"cannot connect to {self.host}:{self.port}: {e}", False,
+            raise HttpError(f"cannot connect to {self.host}:{self.port}: {e}",
                             answered=False) from None
         self.opened += 1
         return _Conn(reader, writer), False
 
     async def _exchange(self, conn: _Conn, head: bytes, body: bytes) -> Reply:
         done = False
-        sent = False
         try:
             try:
                 conn.writer.write(head)
                 conn.writer.write(body)
                 await conn.writer.drain()
-                sent = True
             except OSError:
                 pass  # a server refusing a large body answers and closes: read its answer
-            reply, keep = await self._read(conn.reader, sent)
+            reply, keep = await self._read(conn.reader)
             done = keep
             return reply
         finally:
@@ -131,22 +129,22 @@ class Http1Pool:
             else:
                 conn.close()
 
-    async def _read(self, reader: asyncio.StreamReader, sent: bool) -> tuple[Reply, bool]:
+    async def _read(self, reader: asyncio.StreamReader) -> tuple[Reply, bool]:
         try:
             raw = await reader.readuntil(b"\r\n\r\n")
         except asyncio.IncompleteReadError as e:
             if e.partial:
-                raise HttpError("truncated response head", sent) from None
-            raise HttpError("no response (connection closed)", sent, answered=False) from None
+                raise HttpError("truncated response head") from None
+            raise HttpError("no response (connection closed)", answered=False) from None
         except asyncio.LimitOverrunError:
-            raise HttpError("response head too large", sent) from None
+            raise HttpError("response head too large") from None
         except OSError as e:
-            raise HttpError(f"no response ({e})", sent, answered=False) from None
+            raise HttpError(f"no response ({e})", answered=False) from None
         lines = raw[:-4].decode("latin-1").split("\r\n")
         version, _, rest = lines[0].partition(" ")
         code, _, reason = rest.partition(" ")
         if not version.startswith("HTTP/1.") or not code.isdigit():
-            raise HttpError(f"not an HTTP/1 response: {lines[0][:80]!r}", sent)
+            raise HttpError(f"not an HTTP/1 response: {lines[0][:80]!r}")
         headers: dict[str, str] = {}
         for line in lines[1:]:
             name, sep, value = line.partition(":")
@@ -155,7 +153,7 @@ class Http1Pool:
         try:
             body, framed = await self._body(reader, headers)
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError, ValueError):
-            raise HttpError("truncated or malformed response body", sent) from None
+            raise HttpError("truncated or malformed response body") from None
         keep = (framed and version == "HTTP/1.1"
                 and headers.get("connection", "").lower() != "close")
         return Reply(int(code), reason, headers, body), keep
@@ -180,7 +178,7 @@ class Http1Pool:
         length = headers.get("content-length")
         if length is not None:
             if not length.isdigit():
-                raise HttpError(f"bad Content-Length {length!r}", True)
+                raise HttpError(f"bad Content-Length {length!r}")
             self._check(int(length))
             return await reader.readexactly(int(length)), True
         parts, size = [], 0
@@ -192,5 +190,4 @@ class Http1Pool:
 
     def _check(self, size: int) -> None:
         if size > self.max_body_bytes:
-            raise HttpError(f"response of more than max_message_bytes ({self.max_body_bytes})",
-                            True)
+            raise HttpError(f"response of more than max_message_bytes ({self.max_body_bytes})")

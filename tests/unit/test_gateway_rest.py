@@ -365,4 +365,6 @@ def test_a_header_with_a_line_break_is_refused():
 def test_the_config_refuses_a_url_that_is_not_http():
     with pytest.raises(ValueError, match="inference_url"):
         GatewayConfig(inference_url="127.0.0.1:8080")
+    with pytest.raises(ValueError, match="inference_url"):
+        GatewayConfig(inference_url="http://")
     assert GatewayConfig(inference_url="").inference_url == ""
