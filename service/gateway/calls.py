@@ -32,6 +32,12 @@ class CallError(Exception):
         return self.error or pb.Error(code=self.code.name, message=self.message,
                                       field=self.field, grpc_code=self.code.name)
 
+    @staticmethod
+    def refused(error: pb.Error) -> CallError:
+        """The handler's refusal, with the gRPC code the wire layer chose for it."""
+        code = grpc.StatusCode.__members__.get(error.grpc_code, grpc.StatusCode.INVALID_ARGUMENT)
+        return CallError(code, error.message, error)
+
 
 M = TypeVar("M", bound=Message)
 
@@ -84,9 +90,7 @@ def unpack_reply(raw: bytes | memoryview, model: str) -> pb.ExplainReply:
                         f"model {model!r} did not answer with an ExplainReply (is it served "
                         "by this project's handler?)")
     if reply.WhichOneof("result") == "error":
-        code = grpc.StatusCode.__members__.get(reply.error.grpc_code,
-                                               grpc.StatusCode.INVALID_ARGUMENT)
-        raise CallError(code, reply.error.message, reply.error)
+        raise CallError.refused(reply.error)
     return reply
 
 

@@ -32,7 +32,7 @@ from service._proto.explain.v1 import explain_pb2_grpc as pb_grpc
 from .calls import CallError, aborting, parse, unpack_reply, with_deadline_ms
 from .config import GatewayConfig
 from .stream import answer_concurrently
-from .upstream import TorchServe, UpstreamError
+from .upstream import TorchServe
 
 PASSED_METADATA = ("authorization",)
 _MARGIN_S = 0.05  # leave the gateway time to answer before the client's deadline
@@ -59,10 +59,7 @@ class ExplainerServicer(pb_grpc.ExplainerServicer):
                     metadata: list[tuple[str, str]], timeout: float) -> pb.ExplainReply:
         """The handler's ExplainReply to a Predictions call with ``inputs``."""
         _named(model)
-        try:
-            raw = await self.upstream.predictions(model, version, inputs, metadata, timeout)
-        except UpstreamError as e:
-            raise CallError(e.code, e.message, field=e.field) from None
+        raw = await self.upstream.predictions(model, version, inputs, metadata, timeout)
         return unpack_reply(raw, model)
 
     async def _forward(self, request: pb.ExplainRequest, explain: bool,
@@ -78,11 +75,8 @@ class ExplainerServicer(pb_grpc.ExplainerServicer):
                       context: grpc.aio.ServicerContext, timeout: float) -> bytes:
         """The handler's serialized ExplainResponse to the serialized ExplainRequest ``raw``."""
         _named(model)
-        try:
-            return await self.upstream.answer(model, version, raw, explain,
-                                              self._metadata(context), timeout)
-        except UpstreamError as e:
-            raise CallError(e.code, e.message, field=e.field) from None
+        return await self.upstream.answer(model, version, raw, explain, self._metadata(context),
+                                          timeout)
 
     async def _forward_parts(self, request: pb.ExplainRequest, context: grpc.aio.ServicerContext
                              ) -> AsyncIterator[pb.ExplainResponse]:
@@ -98,8 +92,6 @@ class ExplainerServicer(pb_grpc.ExplainerServicer):
         try:
             async for raw in parts:
                 yield unpack_reply(raw, request.model).response
-        except UpstreamError as e:
-            raise CallError(e.code, e.message, field=e.field) from None
         finally:
             await parts.aclose()
 
@@ -161,10 +153,7 @@ class ExplainerServicer(pb_grpc.ExplainerServicer):
     @aborting
     async def ListModels(self, request: pb.ListModelsRequest, context) -> pb.ListModelsResponse:
         parse(request, pb.ListModelsRequest)
-        try:
-            names = await self.upstream.model_names()
-        except UpstreamError as e:
-            raise CallError(e.code, e.message, field=e.field) from None
+        names = await self.upstream.model_names()   # UpstreamError: a CallError
         metadata, timeout = self._metadata(context), self._timeout(context)
         replies = await asyncio.gather(
             *(self._call(n, "", {"spec": b"1"}, metadata, timeout) for n in sorted(names)),

@@ -24,14 +24,12 @@ from .config import GatewayConfig
 from .http1 import Http1Pool, HttpError, Reply
 
 
-class UpstreamError(Exception):
-    """A failed TorchServe call, already mapped to the status the gateway's client gets."""
+class UpstreamError(CallError):
+    """A failed TorchServe call (TorchServe's refusal, not the handler's), already mapped to
+    the status the gateway's client gets: the call's error as it is."""
 
     def __init__(self, code: grpc.StatusCode, message: str, field: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.field = field
+        super().__init__(code, message, field=field)
 
 
 # "org.pytorch.serve.archive.model.ModelNotFoundException: " and the like
@@ -90,8 +88,8 @@ PROTOBUF = "application/x-protobuf"
 
 def http_refusal(reply: Reply, model: str, version: str, size: int) -> CallError:
     """A REST answer other than 200: the handler's Error (in its protobuf ExplainResponse) as
-    the call's error, or TorchServe's own refusal (a JSON ``{code, type, message}``) mapped as its gRPC
-    frontend's would be."""
+    the call's error, or TorchServe's own refusal (a JSON ``{code, type, message}``) mapped as
+    its gRPC frontend's would be."""
     if reply.headers.get("content-type", "").startswith(PROTOBUF):
         try:  # the handler answers a refusal as an ExplainResponse with its error set
             answer = pb.ExplainResponse.FromString(reply.body)
@@ -99,9 +97,7 @@ def http_refusal(reply: Reply, model: str, version: str, size: int) -> CallError
         except Exception:
             error = None
         if error is not None:
-            code = grpc.StatusCode.__members__.get(error.grpc_code,
-                                                   grpc.StatusCode.INVALID_ARGUMENT)
-            return CallError(code, error.message, error)
+            return CallError.refused(error)
     kind, message = "", reply.reason
     try:
         body = json.loads(reply.body)
@@ -110,8 +106,7 @@ def http_refusal(reply: Reply, model: str, version: str, size: int) -> CallError
         pass
     code = (grpc.StatusCode.PERMISSION_DENIED if "InvalidKey" in kind
             else _HTTP_CODES.get(reply.status, grpc.StatusCode.UNKNOWN))
-    e = refusal(code, f"{kind}: {message}" if kind else message, model, version, size)
-    return CallError(e.code, e.message, field=e.field)
+    return refusal(code, f"{kind}: {message}" if kind else message, model, version, size)
 
 
 def _field(number: int, data: bytes) -> bytes:
@@ -155,7 +150,8 @@ class TorchServe:
                      metadata: Sequence[tuple[str, str]], timeout: float) -> bytes:
         """The serialized ExplainResponse the handler gives the serialized ExplainRequest
         ``request`` (on /explanations when ``explain``, else /predictions); the handler's
-        refusal and TorchServe's raise CallError, failures of the call itself UpstreamError."""
+        refusal raises CallError, TorchServe's and failures of the call itself UpstreamError
+        (a CallError too)."""
         if self.rest is None:
             raw = await self.predictions(model, version, {
                 "explain_request": request, "explain": b"true" if explain else b"false"},

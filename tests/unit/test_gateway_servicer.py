@@ -18,7 +18,7 @@ from service._proto.explain.v1 import explain_pb2 as pb
 from service.gateway.calls import CallError, response_bytes, sole_field, with_deadline_ms
 from service.gateway.config import GatewayConfig
 from service.gateway.servicer import ExplainerServicer, add_to_server
-from service.gateway.upstream import UpstreamError, _mapped
+from service.gateway.upstream import TorchServe, UpstreamError, _mapped
 from tests.serving_fixture import tiny_image
 from tests.unit.test_handler import Context, handler_module
 
@@ -63,12 +63,8 @@ class HandlerUpstream:
             reply = m.SerializeToString()
         return bytes(reply)
 
-    async def answer(self, model, version, request, explain, metadata, timeout) -> bytes:
-        """As ``TorchServe.answer`` without a REST address: one Predictions call."""
-        raw = await self.predictions(model, version, {
-            "explain_request": request, "explain": b"true" if explain else b"false"},
-            metadata, timeout)
-        return response_bytes(raw, model)
+    rest = None                  # TorchServe.answer's gRPC route, over predictions() here
+    answer = TorchServe.answer
 
     async def model_names(self) -> list[str]:
         return ["tiny"]
