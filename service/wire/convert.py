@@ -271,8 +271,11 @@ def request_from_dict(body: Mapping[str, Any], explain: bool,
         raise InvalidInput("body", "a JSON body must be an object (an ExplainRequest), got "
                            f"{type(body).__name__}")
     plain = plain_request(body, explain, limits)  # the plainest bodies, without the message
-    if plain is not None:
-        return plain
+    return plain if plain is not None else _general_request(body, explain, limits)
+
+
+def _general_request(body: Mapping[str, Any], explain: bool, limits: Limits) -> Request:
+    """request_from_dict for a body plain_request does not read."""
     _check_json(body, limits)
     m = pb.ExplainRequest()
     if parse_dict(body, m):  # the plain form, read fast; anything else as json_format reads it
@@ -304,6 +307,9 @@ def request_from_body(body: bytes | bytearray | str | Mapping | None, explain: b
     """A REST body: raw PNG/JPEG bytes (model defaults) or an ExplainRequest as JSON (bytes,
     text, or already parsed, as TorchServe gives application/json bodies)."""
     limits = _limits(max_body_bytes, limits)
+    if type(body) is dict:  # TorchServe's parsed application/json body: the common case
+        plain = plain_request(body, explain, limits)
+        return plain if plain is not None else _general_request(body, explain, limits)
     max_body_bytes = limits.max_body_bytes
     if body is None or (isinstance(body, (bytes, bytearray, str)) and len(body) == 0):
         raise InvalidInput("body", "empty request body; send an ExplainRequest JSON object or "

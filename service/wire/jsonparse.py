@@ -14,7 +14,6 @@ table built once per message type. tests/unit/test_wire_jsonparse.py checks the 
 
 from __future__ import annotations
 
-import base64
 import binascii
 import math
 import re
@@ -25,6 +24,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 _F = FieldDescriptor
+_URLSAFE = bytes.maketrans(b"-_", b"+/")  # base64.urlsafe_b64decode's translation
 # An unpaired surrogate (json.loads leaves only those): protobuf refuses it in a string
 # field, and upb's lookup of a name holding one raises SystemError.
 SURROGATE = re.compile("[\ud800-\udfff]")
@@ -80,8 +80,10 @@ def _scalar(fd: FieldDescriptor) -> Any:
             if type(v) is not str:
                 raise _Unsure
             encoded = v.encode("utf-8")
-            try:  # json_format's own reading: padded, URL-safe alphabet accepted
-                return base64.urlsafe_b64decode(encoded + b"=" * (4 - len(encoded) % 4))
+            try:  # json_format's own reading (base64.urlsafe_b64decode of the padded text:
+                # the URL-safe alphabet accepted), without the module's wrappers
+                return binascii.a2b_base64((encoded + b"=" * (4 - len(encoded) % 4))
+                                           .translate(_URLSAFE))  # not strict: as b64decode
             except (binascii.Error, ValueError):
                 raise _Unsure from None
         return data

@@ -59,6 +59,10 @@ _TARGET = _fields(pb.Target.DESCRIPTOR)
 _OUTPUTS = _fields(pb.OutputOptions.DESCRIPTOR)
 _KINDS = {"predicted": TargetKind.PREDICTED, "index": TargetKind.INDEX,
           "label": TargetKind.LABEL, "top_k": TargetKind.TOP_K}
+_NO_TARGET, _NO_OUTPUTS = TargetSpec(), OutputOptions()
+# the Tensor message's fields (its JSON names are its proto names)
+_DIM, _DTYPE, _DATA = (_TENSOR[k].convert for k in ("shape", "dtype", "data"))
+assert sorted(_TENSOR) == ["data", "dtype", "shape"]
 _text = _REQUEST["model"].convert   # a string as a proto string field takes it
 _SCALARS = frozenset({"model", "model_version", "algorithm", "request_id", "deadline_ms"})
 _DEPTH = 4      # the deepest container of the plain form: body > inputs > tensor > shape
@@ -82,7 +86,7 @@ def _request(body: dict, explain: bool, limits: Limits) -> Request:
     scalars: dict[str, Any] = {}
     inputs: Payload | None = None
     params: dict[str, Any] = {}
-    target, outputs = TargetSpec(), OutputOptions()
+    target, outputs = _NO_TARGET, _NO_OUTPUTS
     seen: set[str] = set()
     for key, value in body.items():
         f = _REQUEST.get(key) if type(key) is str else None
@@ -149,7 +153,7 @@ def _target(value: Any) -> tuple[TargetSpec, int]:
     """As ``convert._target`` reads the message (``predicted: false`` too picks the kind)."""
     given, size = _flat(value, _TARGET)
     if not given:
-        return TargetSpec(), size
+        return _NO_TARGET, size
     if len(given) > 1:
         raise Unsure  # a oneof given twice: the general path's error
     [(name, v)] = given.items()
@@ -195,9 +199,29 @@ def _inputs(value: Any, limits: Limits) -> tuple[Payload, int]:
 
 
 def _tensor(value: dict, limits: Limits) -> tuple[Any, int]:
-    t, size = _flat(value, _TENSOR)   # shape (a list of ints), dtype (a name), data (base64)
-    return tensor_from_fields(t.get("dtype", 0), t.get("shape", ()), t.get("data", b""),
-                              "inputs.tensor", limits.max_tensor_elements), size
+    """``_flat`` for the Tensor message, written out (every request of a tensor model has
+    one): shape (a list of ints), dtype (a name), data (base64); no other key."""
+    shape: tuple[int, ...] = ()
+    dtype, data = pb.DTYPE_UNSPECIFIED, b""
+    size = 2
+    for key, item in value.items():
+        if item is None:
+            raise Unsure
+        if key == "data":
+            data = _DATA(item)
+            size += 7 + len(item) + 3
+        elif key == "shape":
+            if type(item) is not list:
+                raise Unsure
+            shape = tuple([_DIM(d) for d in item])
+            size += 8 + 2 + 5 * len(item)
+        elif key == "dtype":
+            dtype = _DTYPE(item)
+            size += 8 + len(item) + 3
+        else:
+            raise Unsure
+    return tensor_from_fields(dtype, shape, data, "inputs.tensor",
+                              limits.max_tensor_elements), size
 
 
 def _features(value: dict) -> tuple[dict[str, float], int]:

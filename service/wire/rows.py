@@ -93,6 +93,13 @@ def text(value: object) -> str:
     return "" if value is None else str(value)
 
 
+def flag(value: object) -> bool:
+    """A true/false marker (a header or input-map value: text, bytes or None)."""
+    if value is None:
+        return False
+    return (value if type(value) is str else text(value)).lower() in TRUE
+
+
 def decode_row(row: object, explain_header: object, request_id: object,
                limits: Limits, content_type: str = "", accept: str = "") -> Row:
     """The row's request (an ExplainError when it is unreadable; never raises).
@@ -104,14 +111,16 @@ def decode_row(row: object, explain_header: object, request_id: object,
         return Row(SPEC, ANSWER_REPLY)
     serialized = row.get("explain_request")
     answer = ANSWER_REPLY if serialized is not None else answer_for(content_type, accept)
-    marked = serialized is not None and text(row.get("stream")).lower() in TRUE
+    marked = serialized is not None and flag(row.get("stream"))
     can_stream = serialized is None or marked
     try:
-        explain = text(explain_header).lower() in TRUE or text(row.get("explain")).lower() in TRUE
+        explain = flag(explain_header) or flag(row.get("explain"))
         if serialized is not None:
             req = request_from_serialized(serialized, explain, limits=limits)
         else:
-            body = row.get("body") if row.get("body") is not None else row.get("data")
+            body = row.get("body")
+            if body is None:
+                body = row.get("data")
             if body is None and set(row) - {"explain"}:
                 raise InvalidInput("body", "got form fields; send the ExplainRequest JSON with "
                                    "'Content-Type: application/json', or the image bytes "
