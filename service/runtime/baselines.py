@@ -52,9 +52,11 @@ class BaselineResolver:
         self.device = device
         self.dtype = dtype
         self.shape = tuple(spec.input_shape)
+        self._default = BaselineSpec(BaselineKind.NAMED, name=spec.default_baseline)
+        self._key_tail = (self.shape, str(dtype), str(device))
 
     def default_spec(self) -> BaselineSpec:
-        return BaselineSpec(BaselineKind.NAMED, name=self.spec.default_baseline)
+        return self._default
 
     def canonical(self, b: BaselineSpec) -> BaselineSpec:
         """Spellings of one spec baseline become one (named) spec, so they share a cache key."""
@@ -80,8 +82,7 @@ class BaselineResolver:
         return b.kind is BaselineKind.BLUR
 
     def key(self, b: BaselineSpec) -> tuple:
-        return (self.spec.name, self.spec.version, b.canonical(), self.shape, str(self.dtype),
-                str(self.device))
+        return (self.spec.name, self.spec.version, b.canonical(), *self._key_tail)
 
     def resolve(self, b: BaselineSpec, x: Tensor | None = None) -> tuple[CachedBaseline, bool]:
         """The baseline tensor and the model's outputs on it; True when it came from the cache.

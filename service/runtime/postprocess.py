@@ -19,15 +19,24 @@ def feature_names(spec: ModelSpec) -> list[str]:
     return [f"x[{','.join(map(str, idx))}]" for idx in np.ndindex(*shape)]
 
 
+SORTED_FEATURES = 256  # up to this many features: ranked by one full sort
+
+
 def top_features(attr: np.ndarray, shown: np.ndarray, names: list[str], k: int) -> list[Feature]:
     """The ``k`` features with the largest |attribution|, largest first."""
     flat = attr.reshape(-1)
     if k <= 0 or flat.shape[0] != len(names):
         return []
-    k = min(k, flat.shape[0])
-    order = np.argpartition(-np.abs(flat), k - 1)[:k]
-    order = order[np.argsort(-np.abs(flat[order]), kind="stable")]
-    return [Feature(names[i], float(shown[i]), float(flat[i])) for i in order]
+    n = flat.shape[0]
+    k = min(k, n)
+    minus = -np.abs(flat)
+    if n <= SORTED_FEATURES:  # one sort is cheaper than a partition and a sort
+        order = np.argsort(minus, kind="stable")[:k]
+    else:
+        order = np.argpartition(minus, k - 1)[:k]
+        order = order[np.argsort(minus[order], kind="stable")]
+    return [Feature(names[i], v, a) for i, v, a in zip(
+        order.tolist(), shown[order].astype(float).tolist(), flat[order].astype(float).tolist())]
 
 
 # Algorithms whose attributions are magnitudes (a sign that says nothing about the direction in

@@ -4,6 +4,7 @@ predictions at once, then each explanation's targets resolved from its output.""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 
@@ -17,18 +18,24 @@ from .spec import ModelSpec
 from .work import Outcomes, WorkItem, ms, unexpected
 
 
+@functools.lru_cache(maxsize=64)
+def default_target(default: str, class_names: tuple[str, ...]) -> int | None:
+    """The class a spec's ``default_target`` names (an index or a label), or None: the
+    predicted class (the same for every request of a model: read once)."""
+    if default.lstrip("-").isdigit():
+        return int(default)
+    return class_names.index(default) if default in class_names else None
+
+
 def targets(spec: ModelSpec, req: Request, output: Tensor, best: int | None = None) -> list[int]:
     """The class indices to explain, given the model's output ``(n_outputs,)`` (and its argmax
     ``best`` when the caller has it already)."""
     t = req.target
     kind = t.kind
     if kind is TargetKind.DEFAULT:
-        d = spec.default_target
-        if d.lstrip("-").isdigit():
-            return [int(d)]
-        named = spec.class_index(d)
-        if named is not None:
-            return [named]
+        fixed = default_target(spec.default_target, spec.class_names)
+        if fixed is not None:
+            return [fixed]
         kind = TargetKind.PREDICTED
     if kind is TargetKind.PREDICTED:
         return [best if best is not None else int(output.argmax())]
@@ -58,7 +65,7 @@ def predict(items: list[WorkItem], outcomes: Outcomes, forward: Callable[[Tensor
         if outs.shape[0] != len(items):
             raise ModelError("", f"the model gave {outs.shape[0]} rows for {len(items)}")
         took = ms(t0)
-        for i, out in zip(items, outs):
+        for i, out in zip(items, outs.unbind(0)):
             i.output, i.timings.predict_ms = out, took
         batch = outs
     except Exception:

@@ -144,11 +144,12 @@ class Request:
     explain: bool
     algorithm: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
-    target: TargetSpec = field(default_factory=TargetSpec)
-    baseline: BaselineSpec = field(default_factory=BaselineSpec)
-    outputs: OutputOptions = field(default_factory=OutputOptions)
+    # frozen: one shared default each (building them took 2 of a prediction's ~50 us)
+    target: TargetSpec = TargetSpec()
+    baseline: BaselineSpec = BaselineSpec()
+    outputs: OutputOptions = OutputOptions()
     noise_tunnel: NoiseTunnelSpec | None = None
-    layer: LayerSelector = field(default_factory=LayerSelector)
+    layer: LayerSelector = LayerSelector()
     max_batch_rows: int | None = None
     deadline_ms: int | None = None
     request_id: str = ""

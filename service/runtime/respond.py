@@ -37,7 +37,8 @@ class Responder:
     def predictions(self, outs: Tensor) -> list[Prediction]:
         """``outs`` (rows, n_outputs): each row's prediction, with one copy to the host, one
         softmax, one top-k and one conversion to Python for all the rows."""
-        logits = outs.detach().double().cpu()  # (rows, n_outputs)
+        logits = (outs if outs.dtype == torch.float64 and outs.device.type == "cpu"
+                  and not outs.requires_grad else outs.detach().double().cpu())  # (rows, n_outputs)
         if self.spec.output_kind == "classification":
             probs = torch.softmax(logits, dim=1)
         else:
@@ -66,12 +67,13 @@ class Responder:
         choice = i.layer
         units = choice if entry.family is Family.LAYER else None  # a layer-shaped answer
         size = math.prod(units.shape if units is not None else spec.input_shape)
+        outputs = logits.tolist()  # (n_outputs,): one conversion, not one per target
         for t, a in zip(i.targets, i.attributions):
             a_np = a.cpu().double().numpy()
             if a_np.size != size or not np.isfinite(a_np).all():
                 raise InvalidInput("inputs", f"{entry.name} gave non-finite or misshapen "
                                    "attributions for this input (values too large?)")
-            inst = float(logits[t])
+            inst = outputs[t]
             base = i.baseline.output_means[t] if i.baseline is not None else 0.0
             err = (postprocess.approximation_error(entry.name, entry.completeness, i.params,
                                                    a_np, i.x, inst - base)

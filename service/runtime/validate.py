@@ -3,10 +3,12 @@ resolved baseline, pass memory checked) or an ExplainError naming the field at f
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from . import metrics, noise
-from .algorithms import AlgorithmTable, BaselineMode
+from .algorithms import AlgorithmEntry, AlgorithmTable, BaselineMode
 from .algorithms.perturbation import features_of
 from .baselines import BaselineResolver
 from .errors import InvalidInput, LimitExceeded
@@ -27,6 +29,9 @@ class Validator:
         self.layers = layers or {}
         self.baselines, self.budget = baselines, budget
         self.device, self.dtype = device, dtype
+        # by requested name: (its entry, the entry's defaults for this model)
+        self._defaults: dict[str, tuple[AlgorithmEntry, dict[str, Any]]] = {}
+        self._references = [n for n, d in spec.baselines.items() if d.kind == "reference_set"]
 
     def prepare(self, pos: int, req: Request) -> WorkItem:
         spec, limits = self.spec, self.limits
@@ -53,9 +58,11 @@ class Validator:
         given = req.params
         if req.noise_tunnel is not None:
             item.noise, given = noise.resolve(req.noise_tunnel, entry, given, limits)
-        item.params = entry.resolve_params(
-            given, entry.defaults(spec.input_kind.value, spec.default_params.get(name, {})),
-            limits)
+        defaults = self._defaults.get(name)
+        if defaults is None or defaults[0] is not entry:  # the same for every request
+            defaults = self._defaults[name] = (entry, entry.defaults(
+                spec.input_kind.value, spec.default_params.get(name, {})))
+        item.params = entry.resolve_params(given, defaults[1], limits)
         if item.noise is not None:
             item.noise = noise.seeded_by(item.noise, item.params)
         features = features_of(item.params, spec.input_shape)
@@ -74,13 +81,13 @@ class Validator:
     def _baseline(self, item: WorkItem) -> None:
         """The request's baseline, resolved (cached) and checked against what the method
         takes; a reference set the method shares across a group gets its group key."""
-        entry, spec = item.entry, self.spec
+        entry = item.entry
         assert entry is not None
         mode = entry.baseline_mode(item.params)
         if mode is BaselineMode.NONE:
             return
         b = item.req.baseline
-        refs = [n for n, d in spec.baselines.items() if d.kind == "reference_set"]
+        refs = self._references
         if b.kind is BaselineKind.DEFAULT and mode is BaselineMode.REFERENCE_SET and refs:
             b = BaselineSpec(BaselineKind.REFERENCE_SET, name=refs[0])
         item.baseline, hit = self.baselines.resolve(b, item.x)

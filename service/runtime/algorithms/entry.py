@@ -4,6 +4,7 @@ caps them), what baselines it takes, and whether requests can be fused into one 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -177,6 +178,11 @@ class AlgorithmEntry:
     def all_params(self) -> tuple[Param, ...]:
         return (*self.params, SEED) if self.stochastic else self.params
 
+    @functools.cached_property
+    def params_by_name(self) -> dict[str, Param]:
+        """``all_params()`` by name (built once: every request resolves its params)."""
+        return {p.name: p for p in self.all_params()}
+
     def defaults(self, input_kind: str, spec_defaults: Mapping[str, Any] = {}) -> dict[str, Any]:
         """Every parameter's default for a model: the entry's, the input kind's, the spec's."""
         out = {p.name: p.default for p in self.all_params()}
@@ -209,8 +215,10 @@ class AlgorithmEntry:
                        limits: Limits) -> dict[str, Any]:
         """Validated parameters: request values over ``defaults`` (``self.defaults(...)``, or
         the spec's alone) over the entry's."""
-        known = {p.name: p for p in self.all_params()}
+        known = self.params_by_name
         for source, values in (("params", given), ("spec default_params", defaults)):
+            if values.keys() <= known.keys():
+                continue
             unknown = sorted(set(values) - set(known))
             if unknown:
                 raise InvalidInput(f"params.{unknown[0]}" if source == "params" else source,
