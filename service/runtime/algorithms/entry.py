@@ -42,40 +42,44 @@ class Param:
     choices: tuple[Any, ...] = ()
     limit: str | None = None  # a Limits field capping the value
 
+    @property
+    def where(self) -> str:
+        """The request field this parameter is (for errors)."""
+        return f"params.{self.name}"
+
     def coerce(self, value: Any, limits: Limits) -> Any:
-        field_name = f"params.{self.name}"
         v = value
         if self.type is bool:
             if not isinstance(v, bool):
-                raise InvalidInput(field_name, f"must be a boolean, got {shown(value)}")
+                raise InvalidInput(self.where, f"must be a boolean, got {shown(value)}")
         elif self.type is int:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or (
                     isinstance(v, float) and (not math.isfinite(v) or v != int(v))):
-                raise InvalidInput(field_name, f"must be an integer, got {shown(value)}")
+                raise InvalidInput(self.where, f"must be an integer, got {shown(value)}")
             v = int(v)
         elif self.type is float:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise InvalidInput(field_name, f"must be a finite number, got {shown(value)}")
+                raise InvalidInput(self.where, f"must be a finite number, got {shown(value)}")
             v = float(v)
         elif self.type is str:
             if not isinstance(v, str):
-                raise InvalidInput(field_name, f"must be a string, got {shown(value)}")
+                raise InvalidInput(self.where, f"must be a string, got {shown(value)}")
         elif self.type is tuple:
             if not isinstance(v, (list, tuple)) or not all(
                     isinstance(e, (int, float)) and not isinstance(e, bool)
                     and math.isfinite(e) and e == int(e) for e in v) or len(v) > 16:
-                raise InvalidInput(field_name, f"must be a list of integers, got {shown(value)}")
+                raise InvalidInput(self.where, f"must be a list of integers, got {shown(value)}")
             v = tuple(int(e) for e in v)
         if self.choices and v not in self.choices:
-            raise InvalidInput(field_name, f"{shown(v)} is not supported", self.choices)
+            raise InvalidInput(self.where, f"{shown(v)} is not supported", self.choices)
         if self.minimum is not None and isinstance(v, (int, float)) and v < self.minimum:
-            raise InvalidInput(field_name, f"must be >= {self.minimum:g}, got {v}")
+            raise InvalidInput(self.where, f"must be >= {self.minimum:g}, got {v}")
         if self.maximum is not None and isinstance(v, (int, float)) and v > self.maximum:
-            raise InvalidInput(field_name, f"must be <= {self.maximum:g}, got {v}")
+            raise InvalidInput(self.where, f"must be <= {self.maximum:g}, got {v}")
         if self.limit is not None:
             cap = getattr(limits, self.limit)
             if v > cap:
-                raise LimitExceeded(field_name, f"{v} is above the limit {cap} ({self.limit})")
+                raise LimitExceeded(self.where, f"{v} is above the limit {cap} ({self.limit})")
         return v
 
 
