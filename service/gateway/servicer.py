@@ -35,7 +35,12 @@ from .stream import answer_concurrently
 from .upstream import TorchServe
 
 PASSED_METADATA = ("authorization",)
-_MARGIN_S = 0.05  # leave the gateway time to answer before the client's deadline
+# Leave the gateway time to answer before the client's deadline. gRPC sends the deadline as
+# a grpc-timeout header that its encoder rounds *up* to keep few digits (10,001 ms goes out as
+# 101 hundred-milliseconds): the server's time_remaining() can exceed the client's own by up
+# to 1 %, so the margin covers that too (CI once saw a 10 s call forwarded with 10,048 ms).
+_MARGIN_S = 0.05
+_ROUNDING = 0.01
 
 
 class ExplainerServicer(pb_grpc.ExplainerServicer):
@@ -53,7 +58,8 @@ class ExplainerServicer(pb_grpc.ExplainerServicer):
         remaining = context.time_remaining()
         if remaining is None:
             return self.config.default_timeout_s
-        return max(0.001, min(remaining - _MARGIN_S, self.config.default_timeout_s))
+        return max(0.001, min(remaining * (1 - _ROUNDING) - _MARGIN_S,
+                              self.config.default_timeout_s))
 
     async def _call(self, model: str, version: str, inputs: dict[str, bytes],
                     metadata: list[tuple[str, str]], timeout: float) -> pb.ExplainReply:

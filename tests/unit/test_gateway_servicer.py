@@ -401,3 +401,22 @@ def test_predictions_request_encodes_what_the_message_would(model, version, inpu
     raw = predictions_request(model, version, inputs)
     assert ts_pb.PredictionsRequest.FromString(raw) == ts_pb.PredictionsRequest(
         model_name=model, model_version=version, input=inputs)
+
+
+class DeadlineContext(StreamContext):
+    def __init__(self, remaining):
+        self.remaining = remaining
+
+    def time_remaining(self):
+        return self.remaining
+
+
+def test_forwarded_timeout_stays_inside_the_clients_deadline(tiny):
+    """gRPC rounds the grpc-timeout header up (a 10 s call can arrive with 10.1 s left):
+    what the gateway forwards stays under the client's own 10 s, with room to answer."""
+    servicer = ExplainerServicer(HandlerUpstream(*tiny), GatewayConfig(default_timeout_s=120))
+    assert servicer._timeout(DeadlineContext(10.1)) < 10.0 - 0.05
+    assert servicer._timeout(DeadlineContext(1.0)) > 0.9
+    assert servicer._timeout(DeadlineContext(0.0)) == 0.001
+    assert servicer._timeout(DeadlineContext(None)) == 120
+    assert servicer._timeout(DeadlineContext(500.0)) == 120
