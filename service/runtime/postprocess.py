@@ -23,7 +23,8 @@ SORTED_FEATURES = 256  # up to this many features: ranked by one full sort
 
 
 def top_features(attr: np.ndarray, shown: np.ndarray, names: list[str], k: int) -> list[Feature]:
-    """The ``k`` features with the largest |attribution|, largest first."""
+    """The ``k`` features with the largest |attribution|, largest first; equal magnitudes in
+    feature order (the lower index first), whatever the input's size."""
     flat = attr.reshape(-1)
     if k <= 0 or flat.shape[0] != len(names):
         return []
@@ -32,9 +33,10 @@ def top_features(attr: np.ndarray, shown: np.ndarray, names: list[str], k: int) 
     minus = -np.abs(flat)
     if n <= SORTED_FEATURES:  # one sort is cheaper than a partition and a sort
         order = np.argsort(minus, kind="stable")[:k]
-    else:
-        order = np.argpartition(minus, k - 1)[:k]
-        order = order[np.argsort(minus[order], kind="stable")]
+    else:  # the candidates: every feature up to the k-th magnitude, ties included, in order
+        kth = np.partition(minus, k - 1)[k - 1]
+        cand = np.flatnonzero(~(minus > kth))  # NaN sorts last in both paths: kept as one
+        order = cand[np.argsort(minus[cand], kind="stable")[:k]]
     return [Feature(names[i], v, a) for i, v, a in zip(
         order.tolist(), shown[order].astype(float).tolist(), flat[order].astype(float).tolist())]
 
