@@ -1,6 +1,7 @@
 """Service throughput under the same locust load, side by side in one run:
 ``python -m bench.service_throughput [--models breast_cancer,digits,recommender] [--users 16]
-[--seconds 8] [--rounds 3] [--n-steps 32] [--configs a,ax,c,ap,cp,z] [--threads 0]``.
+[--seconds 8] [--rounds 3] [--n-steps 32] [--configs a,ax,c,ap,cp,z] [--threads 0]
+[--load locust|wrk]``.
 
 For each model one TorchServe on this machine serves these endpoints, and the configs below
 alternate back to back, round after round (identical runs drift by 10-15%):
@@ -15,7 +16,10 @@ alternate back to back, round after round (identical runs drift by 10-15%):
   (z)  (a)'s request to a handler that answers ``{}`` (bench/null_handler.py), batch size 8:
        TorchServe's floor on this machine (the rate no handler exceeds under this load, and
        the CPU per request of TorchServe and locust alone).
-Load: N locust users sending one fixed request (IntegratedGradients, n_steps) of one input.
+Load: N locust users sending one fixed request (IntegratedGradients, n_steps) of one input
+(``--load wrk``: N wrk connections instead, each sending its next request when the last is
+answered, with a few us of client CPU per request against locust's 50-100: at 4,000-10,000
+rps the locust process itself limits the fast configs; ``apt install wrk``).
 After each round it measures in-process, with the server idle, the rate of the same fused
 engine calls on the same requests (the executor on decoded batches of 8: what the handler would
 reach if the transport cost nothing) and of the handler itself (decode + executor + encode):
@@ -327,9 +331,16 @@ def main() -> None:
                          "the cores shared out among the workers; -1: torch's default, one "
                          "per core)")
     ap.add_argument("--no-profile", action="store_true")
+    ap.add_argument("--load", choices=sorted(LOADS), default="locust",
+                    help="the load generator: locust (loadtest/locustfile.py's BenchUser) or "
+                         "wrk (apt install wrk; a few us of client CPU per request)")
     ap.add_argument("--in-process", action="store_true",
                     help="only the in-process predictions, ours vs stock (no server, no load)")
     opts = ap.parse_args()
+    global LOAD
+    LOAD = opts.load
+    if LOAD == "wrk" and shutil.which("wrk") is None:
+        raise SystemExit("--load wrk needs wrk on the PATH (Debian: apt install wrk)")
     models = [m for m in opts.models.split(",") if m]
     configs = [c for c in opts.configs.split(",") if c]
     unknown = [c for c in configs if c not in CONFIGS or c == "p"]
@@ -408,7 +419,7 @@ def main() -> None:
                     results[m][c].append(res)
                     print(f"{m} ({c}) round {r}: {res['rps']:.1f} rps, p50 {res['p50']:.0f} ms, "
                           f"p99 {res['p99']:.0f} ms, failures {res['failures']}, "
-                          f"locust CPU {100 * res['locust_cpu']:.0f}%, {seconds} s window; "
+                          f"client CPU {100 * res['locust_cpu']:.0f}%, {seconds} s window; "
                           f"{res['load']}" + (f"; NOTE {res['note']}" if "note" in res
                                               else ""), flush=True)
                 e_rate, h_rate = local.executor_rate(), local.handler_rate()
@@ -445,6 +456,60 @@ def main() -> None:
     print(targets(results, inproc, overhead))
 
 
+WRK_SCRIPT = """
+local f = assert(io.open(os.getenv("EXPLAIN_BENCH_BODY_FILE"), "rb"))
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = os.getenv("EXPLAIN_BENCH_CONTENT_TYPE")
+wrk.headers["Accept"] = os.getenv("EXPLAIN_BENCH_CONTENT_TYPE")
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests": %d, "seconds": %.6f, "failures": %d, "p50": %.3f, "p95": %.3f, "p99": %.3f}\\n',
+    summary.requests, summary.duration / 1e6, e.connect + e.read + e.write + e.status + e.timeout,
+    latency:percentile(50) / 1e3, latency:percentile(95) / 1e3, latency:percentile(99) / 1e3))
+end
+"""
+
+
+def wrk_run(server: launcher.Server, endpoint: str, path: str, body_file: pathlib.Path,
+            content_type: str, users: int, seconds: int, out: pathlib.Path) -> dict:
+    """``locust_run``'s window driven by wrk (one thread, ``users`` connections, each sending
+    its next request when the last is answered, as locust's users with no wait): a load
+    generator that costs a few us of CPU per request instead of locust's ~50-100 us, so that
+    the fast configs measure the server rather than the client. Non-2xx answers are failures."""
+    script = out.with_suffix(".lua")
+    script.write_text(WRK_SCRIPT)
+    env = dict(os.environ, EXPLAIN_BENCH_BODY_FILE=str(body_file),
+               EXPLAIN_BENCH_CONTENT_TYPE=content_type)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        ["wrk", "-t1", f"-c{users}", f"-d{seconds}s", "--timeout", "30s", "-s", str(script),
+         f"{server.inference_url}/{path}/{endpoint}"],
+        env=env, capture_output=True, text=True, check=False, timeout=seconds + 120)
+    wall = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    client_cpu = cpu / wall / (os.cpu_count() or 1)
+    line = next((x for x in reversed(proc.stdout.splitlines()) if x.startswith("{")), None)
+    got = json.loads(line) if line else {"requests": 0}
+    if not got["requests"]:
+        nan = float("nan")
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        return {"requests": 0, "failures": 0, "rps": 0.0, "p50": nan, "p95": nan, "p99": nan,
+                "locust_cpu": client_cpu,
+                "note": f"no request completed in {seconds} s ({tail[0][:200]})"}
+    return {"requests": got["requests"], "failures": got["failures"],
+            "rps": got["requests"] / got["seconds"], "p50": got["p50"], "p95": got["p95"],
+            "p99": got["p99"], "locust_cpu": client_cpu}
+
+
+LOADS = {"locust": locust_run, "wrk": wrk_run}
+LOAD = "locust"  # --load
+
+
 def _window(server: launcher.Server, run_dir: pathlib.Path, config: str,
             endpoints: dict[str, str], files: dict[str, pathlib.Path], users: int,
             seconds: int, out: pathlib.Path) -> dict:
@@ -452,8 +517,8 @@ def _window(server: launcher.Server, run_dir: pathlib.Path, config: str,
     ctype = PROTOBUF if body_kind == "protobuf" else "application/json"
     meter = LoadMeter(run_dir)
     meter.start()
-    res = locust_run(server, endpoints[kind], path, files[body_kind], ctype, users, seconds,
-                     out)
+    res = LOADS[LOAD](server, endpoints[kind], path, files[body_kind], ctype, users, seconds,
+                      out)
     load = meter.stop()
     res["other_cpu"] = load.other
     res["load"] = load.describe()
@@ -476,7 +541,7 @@ def table(results: dict, inproc: dict, opts: argparse.Namespace, threads: int) -
     lines = [f"IntegratedGradients n_steps={opts.n_steps}, {opts.users} users, "
              f"{rounds} x {opts.seconds} s per config (medians over rounds), "
              f"torch threads {threads}", "",
-             "| model | config | rps | p50 ms | p95 ms | p99 ms | failures | locust CPU "
+             "| model | config | rps | p50 ms | p95 ms | p99 ms | failures | client CPU "
              "| other CPU (max) | server CPU ms/request |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for m, per in results.items():
