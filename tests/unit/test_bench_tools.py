@@ -89,3 +89,32 @@ def test_soak_slope_is_the_least_squares_rate_per_minute() -> None:
     assert slope_mb_per_min(samples, "p", 60, 70) is None     # fewer than 3 points
     flat = [{"t_s": t, "rss_mb": {"p": 50.0 + (t % 20 == 0)}} for t in range(0, 600, 10)]
     assert abs(slope_mb_per_min(flat, "p", 0, 600)) <= 0.02   # a plateau with noise: ~0
+
+
+def test_wrk_window_reads_wrks_summary_line(tmp_path: pathlib.Path, monkeypatch) -> None:
+    """service_throughput --load wrk: the window's figures come from the summary line the
+    Lua script's done() writes (a stand-in wrk on PATH prints one), and a run that completed
+    nothing reports 0 rps with a note instead of failing the whole bench."""
+    import types
+
+    from bench.service_throughput import WRK_SCRIPT, wrk_run
+
+    assert "done = function(summary, latency, requests)" in WRK_SCRIPT
+    fake = tmp_path / "wrk"
+    fake.write_text("#!/bin/sh\necho 'Running 8s test'\n"
+                    "echo '{\"requests\": 4000, \"seconds\": 2.000000, \"failures\": 3, "
+                    "\"p50\": 1.500, \"p95\": 4.000, \"p99\": 9.250}'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    server = types.SimpleNamespace(inference_url="http://127.0.0.1:1")
+    body = tmp_path / "body.json"
+    body.write_text("{}")
+    res = wrk_run(server, "m", "predictions", body, "application/json", 16, 2,
+                  tmp_path / "out")
+    assert (res["requests"], res["failures"], res["rps"]) == (4000, 3, 2000.0)
+    assert (res["p50"], res["p95"], res["p99"]) == (1.5, 4.0, 9.25)
+    assert (tmp_path / "out.lua").read_text() == WRK_SCRIPT
+    fake.write_text("#!/bin/sh\necho 'unable to connect to 127.0.0.1:1' >&2\nexit 1\n")
+    res = wrk_run(server, "m", "predictions", body, "application/json", 16, 2,
+                  tmp_path / "out")
+    assert res["rps"] == 0.0 and "unable to connect" in res["note"]
