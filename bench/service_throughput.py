@@ -331,6 +331,9 @@ def main() -> None:
                          "the cores shared out among the workers; -1: torch's default, one "
                          "per core)")
     ap.add_argument("--no-profile", action="store_true")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="TorchServe workers per endpoint, every endpoint alike (the targets "
+                         "are measured with 1; the in-process rates are one process's)")
     ap.add_argument("--load", choices=sorted(LOADS), default="locust",
                     help="the load generator: locust (loadtest/locustfile.py's BenchUser) or "
                          "wrk (apt install wrk; a few us of client CPU per request)")
@@ -352,7 +355,7 @@ def main() -> None:
     kinds = {CONFIGS[c][0] for c in configs} | (set() if opts.no_profile else {"profiled"})
     # every worker, ours and stock alike, and the in-process measurement: the given threads, or
     # what the launcher gives this many workers (cores shared out), or torch's default (-1)
-    threads = opts.threads or launcher.worker_threads(len(models) * len(kinds))
+    threads = opts.threads or launcher.worker_threads(len(models) * len(kinds) * opts.workers)
     if threads > 0:
         os.environ["OMP_NUM_THREADS"] = str(threads)
     import torch
@@ -378,7 +381,7 @@ def main() -> None:
                  for m in models}
     run_dir = tmp / "run"
     t_start = time.monotonic()
-    server = launcher.start(store, run_dir, auth=False, timeout=600)
+    server = launcher.start(store, run_dir, auth=False, timeout=600, workers=opts.workers)
     print(f"server ready in {time.monotonic() - t_start:.0f} s; torch threads {threads}",
           flush=True)
     results: dict[str, dict[str, list[dict]]] = {m: {c: [] for c in configs} for m in models}
