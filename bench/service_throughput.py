@@ -15,7 +15,10 @@ alternate back to back, round after round (identical runs drift by 10-15%):
   (cp) predictions through the stock handler (BaseHandler's batched forward, c's endpoint);
   (z)  (a)'s request to a handler that answers ``{}`` (bench/null_handler.py), batch size 8:
        TorchServe's floor on this machine (the rate no handler exceeds under this load, and
-       the CPU per request of TorchServe and locust alone).
+       the CPU per request of TorchServe and locust alone);
+  (a2) (c2) (ap2) (cp2): (a), (c), (ap) and (cp) on endpoints of two workers each (not run by
+       default; ``--configs a,a2,c,c2,ap,ap2,cp,cp2`` measures one and two workers side by
+       side). The other endpoints have ``--workers`` workers (default 1).
 Load: N locust users sending one fixed request (IntegratedGradients, n_steps) of one input
 (``--load wrk``: N wrk connections instead, each sending its next request when the last is
 answered, with a few us of client CPU per request against locust's 50-100: at 4,000-10,000
@@ -67,13 +70,21 @@ PROTOBUF = "application/x-protobuf"
 CONFIGS = {"a": ("fused", "explanations", "json"), "ax": ("fused", "explanations", "protobuf"),
            "b": ("b1", "explanations", "json"), "c": ("stock", "explanations", "json"),
            "ap": ("fused", "predictions", "predict"), "cp": ("stock", "predictions", "predict"),
-           "z": ("null", "explanations", "json"), "p": ("profiled", "explanations", "json")}
+           "z": ("null", "explanations", "json"), "p": ("profiled", "explanations", "json"),
+           "a2": ("fused2", "explanations", "json"), "c2": ("stock2", "explanations", "json"),
+           "ap2": ("fused2", "predictions", "predict"),
+           "cp2": ("stock2", "predictions", "predict")}
 LABEL = {"a": "ours, batch 8, fused", "ax": "ours, batch 8, fused, protobuf body",
          "b": "ours, batch 1", "c": "stock captum, batch 8", "ap": "ours, predictions",
          "cp": "stock BaseHandler, predictions", "z": "null handler (TorchServe's floor)",
-         "p": "ours, profiled"}
-ENDPOINTS = {"fused": (8, HANDLER), "b1": (1, HANDLER), "stock": (8, STOCK),
-             "profiled": (8, PROFILED), "null": (8, NULL)}
+         "p": "ours, profiled", "a2": "ours, batch 8, fused, 2 workers",
+         "c2": "stock captum, batch 8, 2 workers", "ap2": "ours, predictions, 2 workers",
+         "cp2": "stock BaseHandler, predictions, 2 workers"}
+# endpoint kind -> (batch size, handler, workers: None for --workers)
+ENDPOINTS: dict[str, tuple[int, pathlib.Path, int | None]] = {
+    "fused": (8, HANDLER, None), "b1": (1, HANDLER, None), "stock": (8, STOCK, None),
+    "profiled": (8, PROFILED, None), "null": (8, NULL, None), "fused2": (8, HANDLER, 2),
+    "stock2": (8, STOCK, 2)}
 MIN_COMPLETIONS = 20
 MAX_WINDOW_S = 300
 
@@ -84,15 +95,16 @@ def window_seconds(seconds: int, latency_s: float) -> int:
     return int(min(max(seconds, MIN_COMPLETIONS * latency_s), MAX_WINDOW_S) + 0.999)
 
 
-def variant(model: str, suffix: str, batch: int, handler: pathlib.Path,
+def variant(model: str, suffix: str, batch: int, handler: pathlib.Path, workers: int,
             store: pathlib.Path) -> str:
-    """Archives model_store/build/<model>/ under a new name with its own batch size/handler."""
+    """Archives model_store/build/<model>/ under a new name with its own batch size, handler
+    and TorchServe workers."""
     name = f"{model}_{suffix}"
     work = store / "work" / name
     shutil.copytree(BUILD / model, work)
     spec = yaml.safe_load((work / "spec.yaml").read_text())
     spec["name"] = name
-    spec["batch"] = {"batch_size": batch, "max_batch_delay_ms": 10}
+    spec["batch"] = {"batch_size": batch, "max_batch_delay_ms": 10, "workers": workers}
     (work / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     extras = [p for p in sorted(work.iterdir())
               if p.name not in ("model.py", "weights.pt") and p.suffix in (".yaml", ".pt")]
@@ -332,8 +344,9 @@ def main() -> None:
                          "per core)")
     ap.add_argument("--no-profile", action="store_true")
     ap.add_argument("--workers", type=int, default=1,
-                    help="TorchServe workers per endpoint, every endpoint alike (the targets "
-                         "are measured with 1; the in-process rates are one process's)")
+                    help="TorchServe workers of every endpoint but the 2-worker configs' "
+                         "(the targets are measured with 1; the in-process rates are one "
+                         "process's)")
     ap.add_argument("--load", choices=sorted(LOADS), default="locust",
                     help="the load generator: locust (loadtest/locustfile.py's BenchUser) or "
                          "wrk (apt install wrk; a few us of client CPU per request)")
@@ -355,7 +368,8 @@ def main() -> None:
     kinds = {CONFIGS[c][0] for c in configs} | (set() if opts.no_profile else {"profiled"})
     # every worker, ours and stock alike, and the in-process measurement: the given threads, or
     # what the launcher gives this many workers (cores shared out), or torch's default (-1)
-    threads = opts.threads or launcher.worker_threads(len(models) * len(kinds) * opts.workers)
+    workers = {k: ENDPOINTS[k][2] or opts.workers for k in kinds}
+    threads = opts.threads or launcher.worker_threads(len(models) * sum(workers.values()))
     if threads > 0:
         os.environ["OMP_NUM_THREADS"] = str(threads)
     import torch
@@ -377,11 +391,11 @@ def main() -> None:
     os.environ["EXPLAIN_PROFILE_DIR"] = str(profile_dir)
     store = tmp / "store"
     store.mkdir()
-    endpoints = {m: {k: variant(m, k, *ENDPOINTS[k], store) for k in sorted(kinds)}
-                 for m in models}
+    endpoints = {m: {k: variant(m, k, *ENDPOINTS[k][:2], workers[k], store)
+                     for k in sorted(kinds)} for m in models}
     run_dir = tmp / "run"
     t_start = time.monotonic()
-    server = launcher.start(store, run_dir, auth=False, timeout=600, workers=opts.workers)
+    server = launcher.start(store, run_dir, auth=False, timeout=600)  # the specs' workers
     print(f"server ready in {time.monotonic() - t_start:.0f} s; torch threads {threads}",
           flush=True)
     results: dict[str, dict[str, list[dict]]] = {m: {c: [] for c in configs} for m in models}
@@ -556,14 +570,15 @@ def table(results: dict, inproc: dict, opts: argparse.Namespace, threads: int) -
                          f"{100 * max(r.get('other_cpu', 0.0) for r in rows):.0f}% | "
                          f"{_median(rows, 'server_cpu_ms'):.2f} |")
     pairs = [(x, y) for x, y in (("a", "c"), ("ax", "c"), ("a", "b"), ("ap", "cp"),
-                                 ("ax", "a")) if x in next(iter(results.values()))
+                                 ("ax", "a"), ("a2", "c2"), ("ap2", "cp2"), ("a2", "a"),
+                                 ("ap2", "ap")) if x in next(iter(results.values()))
              and y in next(iter(results.values()))]
     lines += ["", "Ratios: medians over rounds of the per-round ratio (configs of a round run "
               "back to back).", "",
               "| model | " + " | ".join(f"{x}/{y} rps" for x, y in pairs)
               + " | p99 a vs c | in-process executor | in-process handler | efficiency a "
-              "| efficiency ax | in-process predictions ours/stock |",
-              "|---|" + "---|" * (len(pairs) + 6)]
+              "| efficiency ax | efficiency a2 | in-process predictions ours/stock |",
+              "|---|" + "---|" * (len(pairs) + 7)]
     for m, per in results.items():
         cells = [f"{_ratios(per[x], per[y]):.2f}x" for x, y in pairs]
         p99 = (f"{_median(per['a'], 'p99'):.0f} vs {_median(per['c'], 'p99'):.0f} ms"
@@ -571,10 +586,10 @@ def table(results: dict, inproc: dict, opts: argparse.Namespace, threads: int) -
         e = statistics.median(inproc[m]["executor"]) if inproc[m]["executor"] else float("nan")
         h = statistics.median(inproc[m]["handler"]) if inproc[m]["handler"] else float("nan")
         eff = {c: (statistics.median(r["rps"] / x for r, x in zip(per[c], inproc[m]["executor"]))
-                   if c in per else float("nan")) for c in ("a", "ax")}
+                   if c in per else float("nan")) for c in ("a", "ax", "a2")}
         pr = inproc[m].get("predict_ratio") or [float("nan")]
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {p99} | {e:.0f} req/s | "
-                     f"{h:.0f} req/s | {eff['a']:.2f} | {eff['ax']:.2f} | "
+                     f"{h:.0f} req/s | {eff['a']:.2f} | {eff['ax']:.2f} | {eff['a2']:.2f} | "
                      f"{statistics.median(pr):.2f}x |")
     return "\n".join(lines)
 
@@ -614,6 +629,19 @@ def targets(results: dict, inproc: dict, overhead: dict) -> str:
                                      for a, c in zip(per["ap"], per["cp"]))
             lines.append(f"- {m} predictions, server CPU per request stock / ours (frontend + "
                          f"workers; not a target, less moved by load than rps): {cost:.2f}")
+        if "a2" in per and "c2" in per:
+            line(f"{m} fused / stock captum, 2 workers each (the same target, another "
+                 f"deployment) >= {A_OVER_C.get(m, 3.0)}x", _ratios(per["a2"], per["c2"]),
+                 _ratios(per["a2"], per["c2"]) >= A_OVER_C.get(m, 3.0))
+        if "a2" in per and inproc[m]["executor"]:
+            eff = statistics.median(r["rps"] / x for r, x in zip(per["a2"], inproc[m]["executor"]))
+            lines.append(f"- {m} served with 2 workers / one process's in-process executor (not "
+                         f"the target's definition: that is per worker, {eff / 2:.2f}): "
+                         f"{eff:.2f}")
+        if "ap2" in per and "cp2" in per:
+            r = _ratios(per["ap2"], per["cp2"])
+            line(f"{m} predictions ours / stock, 2 workers each (the same target, another "
+                 f"deployment) >= 0.9", r, r >= 0.9)
         if inproc[m].get("predict_ratio"):
             r = statistics.median(inproc[m]["predict_ratio"])
             lines.append(f"- {m} in-process predictions ours / stock (handle() per request, "

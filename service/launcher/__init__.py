@@ -72,7 +72,7 @@ def _start_supervisor(server: Server, gateway: bool) -> int:
 
 
 def start(store: pathlib.Path, run_dir: pathlib.Path, models: list[str] | None = None,
-          auth: bool = True, port_base: int | None = None, workers: int = 1,
+          auth: bool = True, port_base: int | None = None, workers: int | None = None,
           timeout: float = 300.0, gateway: bool = True,
           token_expiration_min: float = TOKEN_EXPIRATION_MIN, explorer: bool = False,
           access_log: bool = False, memory_tuning: bool = True) -> Server:
@@ -80,7 +80,8 @@ def start(store: pathlib.Path, run_dir: pathlib.Path, models: list[str] | None =
     then the supervisor (with ``gateway``, it runs the gRPC Explainer gateway in front of
     TorchServe; with ``auth``, it renews the keys) and wait until the gateway serves; with
     ``explorer`` (and the gateway), the explorer page on 127.0.0.1. ``memory_tuning``: glibc
-    malloc settings (torchserve.MEMORY_ENV) for TorchServe and the gateway."""
+    malloc settings (torchserve.MEMORY_ENV) for TorchServe and the gateway. ``workers``: every
+    model's TorchServe workers (None: each spec's ``batch.workers``)."""
     store, run_dir = store.resolve(), run_dir.resolve()
     if shutil.which("java") is None:
         raise RuntimeError("TorchServe needs Java 11+ (`java` is not on PATH)")

@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--auth", choices=("on", "off"), default="on")
         p.add_argument("--port-base", type=int, default=0,
                        help="first of 8 consecutive ports (default: free ports)")
-        p.add_argument("--workers", type=int, default=1)
+        p.add_argument("--workers", type=int, default=None,
+                       help="TorchServe workers of every model (default: each model's spec, "
+                            "batch.workers)")
         p.add_argument("--gateway", choices=("on", "off"), default="on",
                        help="also start the gRPC Explainer gateway (default on)")
         p.add_argument("--access-log", choices=("on", "off"), default="off",
@@ -69,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     mc = sub.add_parser("models-config", help="print config.properties lines registering every "
                         "archive of a model store with its spec's batching (the container)")
     mc.add_argument("--model-store", default=str(ROOT / "model_store" / "build"))
-    mc.add_argument("--workers", type=int, default=1)
+    mc.add_argument("--workers", type=int, default=None,
+                    help="workers of every model (default: each model's spec, batch.workers)")
     s = sub.add_parser("supervise", help="keep the gateway running and the keys valid")
     s.add_argument("--run-dir", required=True, help="where tmp/gateway.pid goes")
     s.add_argument("--management-url", default="http://127.0.0.1:8081")

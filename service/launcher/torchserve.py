@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from service.runtime.spec import parse_spec
+
 from . import keys, procs
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -227,24 +229,32 @@ def _pid_alive(run_dir: pathlib.Path) -> bool:
     return frontend_pid(run_dir) is not None
 
 
-def models_config(mars: list[pathlib.Path], workers: int) -> tuple[dict[str, dict], dict]:
+def models_config(mars: list[pathlib.Path], workers: int | None = None,
+                  ) -> tuple[dict[str, dict], dict]:
     """(spec per model name, TorchServe's ``models`` setting): each archive registered with the
-    batch size and delay its spec.yaml asks for, so requests are batched and fused."""
+    batch size, delay and workers its spec.yaml asks for (``batch``), so requests are batched
+    and fused; ``workers`` (the launcher's --workers) gives every model that many instead."""
     specs: dict[str, dict] = {}
     models_cfg: dict[str, dict] = {}
     for mar in mars:
         spec = read_spec(mar)
         name = spec["name"]
         specs[name] = spec
-        batch = spec.get("batch") or {}
+        batch = parse_spec(spec).batch
+        n = workers if workers is not None else batch.workers
         models_cfg[name] = {str(spec.get("version", "1.0")): {
-            "defaultVersion": True, "marName": mar.name, "minWorkers": workers,
-            "maxWorkers": workers, "batchSize": int(batch.get("batch_size", 1)),
-            "maxBatchDelay": int(batch.get("max_batch_delay_ms", 10)), "responseTimeout": 120}}
+            "defaultVersion": True, "marName": mar.name, "minWorkers": n, "maxWorkers": n,
+            "batchSize": batch.batch_size, "maxBatchDelay": batch.max_batch_delay_ms,
+            "responseTimeout": 120}}
     return specs, models_cfg
 
 
-def models_properties(store: pathlib.Path, workers: int = 1) -> str:
+def total_workers(models_cfg: dict) -> int:
+    """The workers a ``models`` setting starts, over every model."""
+    return sum(v["minWorkers"] for versions in models_cfg.values() for v in versions.values())
+
+
+def models_properties(store: pathlib.Path, workers: int | None = None) -> str:
     """``load_models`` and ``models`` lines for a config.properties serving every archive in
     ``store`` as ``make serve`` does (the container's config is completed with them)."""
     mars = sorted(store.glob("*.mar"))
@@ -254,9 +264,11 @@ def models_properties(store: pathlib.Path, workers: int = 1) -> str:
 
 
 def write_config(run_dir: pathlib.Path, store: pathlib.Path, mars: list[pathlib.Path],
-                 ports: dict[str, int], auth: bool, workers: int,
+                 ports: dict[str, int], auth: bool, workers: int | None,
                  token_expiration_min: float = TOKEN_EXPIRATION_MIN,
-                 access_log: bool = False, memory_tuning: bool = True) -> dict[str, dict]:
+                 access_log: bool = False, memory_tuning: bool = True,
+                 ) -> tuple[dict[str, dict], int]:
+    """Writes config.properties and ports.json; (spec per model name, workers in all)."""
     specs, models_cfg = models_config(mars, workers)
     java_opts = os.environ.get("EXPLAIN_JAVA_OPTS") or (
         JAVA_OPTS if memory_tuning else JAVA_OPTS_UNTUNED)
@@ -274,7 +286,7 @@ def write_config(run_dir: pathlib.Path, store: pathlib.Path, mars: list[pathlib.
         "model_store": str(store),
         "load_models": ",".join(m.name for m in mars),
         "models": json.dumps(models_cfg),
-        "default_workers_per_model": workers,
+        "default_workers_per_model": workers or 1,
         "install_py_dep_per_model": "false",
         "disable_token_authorization": "false" if auth else "true",
         "token_expiration_min": token_expiration_min,
@@ -289,7 +301,7 @@ def write_config(run_dir: pathlib.Path, store: pathlib.Path, mars: list[pathlib.
     text = "".join(f"{k}={v}\n" for k, v in lines.items())
     (run_dir / "config.properties").write_text(text)
     (run_dir / "ports.json").write_text(json.dumps(ports, indent=2))
-    return specs
+    return specs, total_workers(models_cfg)
 
 
 def _get(url: str, headers: dict[str, str], timeout: float = 5.0) -> tuple[int, bytes]:
@@ -351,7 +363,7 @@ def compile_sources() -> None:
 
 
 def start_torchserve(store: pathlib.Path, run_dir: pathlib.Path, mars: list[pathlib.Path],
-                     auth: bool, ports: dict[str, int], workers: int,
+                     auth: bool, ports: dict[str, int], workers: int | None,
                      token_expiration_min: float, access_log: bool = False,
                      memory_tuning: bool = True) -> Server:
     """Writes the run directory's config and starts TorchServe detached (not yet ready)."""
@@ -359,10 +371,10 @@ def start_torchserve(store: pathlib.Path, run_dir: pathlib.Path, mars: list[path
         (run_dir / sub).mkdir(parents=True, exist_ok=True)
     compile_sources()
     (run_dir / "key_file.json").unlink(missing_ok=True)
-    specs = write_config(run_dir, store, mars, ports, auth, workers, token_expiration_min,
-                         access_log, memory_tuning)
+    specs, n_workers = write_config(run_dir, store, mars, ports, auth, workers,
+                                    token_expiration_min, access_log, memory_tuning)
     server = Server(run_dir, ports, specs, auth, token_expiration_min, memory_tuning,
-                    worker_threads(len(mars) * workers))
+                    worker_threads(n_workers))
     cmd = ["torchserve", "--start", "--ncs", "--model-store", str(store),
            "--ts-config", str(run_dir / "config.properties")]
     if not auth:

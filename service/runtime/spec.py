@@ -68,8 +68,12 @@ class TextSpec:
 
 @dataclass(frozen=True)
 class BatchSpec:
+    """How TorchServe registers the model: its batching and its workers (the launcher's
+    ``--workers`` overrides ``workers`` for every model)."""
+
     batch_size: int = 1
     max_batch_delay_ms: int = 10
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -243,12 +247,21 @@ def parse_spec(data: dict) -> ModelSpec:
         default_baseline=default_baseline,
         limits={str(k): int(v) for k, v in
                 (_get(data, "limits", "", default={}, kind=dict)).items()},
-        batch=BatchSpec(batch_size=int(batch.get("batch_size", 1)),
-                        max_batch_delay_ms=int(batch.get("max_batch_delay_ms", 10))),
+        batch=_batch(batch),
         layers=layers,
         default_layer=default_layer,
         text=text,
     )
+
+
+def _batch(batch: dict) -> BatchSpec:
+    spec = BatchSpec(batch_size=int(batch.get("batch_size", 1)),
+                     max_batch_delay_ms=int(batch.get("max_batch_delay_ms", 10)),
+                     workers=int(batch.get("workers", 1)))
+    for key in ("batch_size", "workers"):
+        if getattr(spec, key) < 1:
+            raise SpecError(f"spec.yaml: `batch.{key}` must be at least 1")
+    return spec
 
 
 def _text_spec(inp: dict, shape: tuple[int, ...]) -> TextSpec:
