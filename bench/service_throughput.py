@@ -141,33 +141,45 @@ def bodies(model: str, n_steps: int) -> dict[str, bytes]:
             "predict": json.dumps(predict).encode()}
 
 
+def _client(cmd: list[str], env: dict[str, str], seconds: int,
+            ) -> tuple[subprocess.CompletedProcess, float]:
+    """Runs a load generator's window to its end: (the process, its CPU share of the machine
+    over the window)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False,
+                          timeout=seconds + 120)
+    wall = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return proc, cpu / wall / (os.cpu_count() or 1)
+
+
+def _nothing_done(seconds: int, output: str, client_cpu: float) -> dict:
+    """A window that completed no request: 0 rps and the client's last line as the note."""
+    nan = float("nan")
+    tail = output.strip().splitlines()[-1:] or ["no output"]
+    return {"requests": 0, "failures": 0, "rps": 0.0, "p50": nan, "p95": nan, "p99": nan,
+            "locust_cpu": client_cpu,
+            "note": f"no request completed in {seconds} s ({tail[0][:200]})"}
+
+
 def locust_run(server: launcher.Server, endpoint: str, path: str, body_file: pathlib.Path,
                content_type: str, users: int, seconds: int, out: pathlib.Path) -> dict:
     env = dict(os.environ, EXPLAIN_BENCH_MODEL=endpoint, EXPLAIN_BENCH_BODY_FILE=str(body_file),
                EXPLAIN_BENCH_PATH=path, EXPLAIN_BENCH_CONTENT_TYPE=content_type)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.monotonic()
-    proc = subprocess.run(
+    proc, locust_cpu = _client(
         [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtest" / "locustfile.py"),
          "--headless", "-u", str(users), "-r", str(users), "-t", f"{seconds}s",
          "--host", server.inference_url, "--only-summary", "--csv", str(out),
-         "--stop-timeout", "30", "BenchUser"],
-        env=env, capture_output=True, text=True, check=False, timeout=seconds + 120)
-    wall = time.monotonic() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+         "--stop-timeout", "30", "BenchUser"], env, seconds)
     row = None
     stats = pathlib.Path(f"{out}_stats.csv")
     if stats.is_file():
         with open(stats) as f:
             row = next((r for r in csv.DictReader(f) if r["Name"] == "Aggregated"), None)
-    locust_cpu = cpu / wall / (os.cpu_count() or 1)
     if row is None or int(row["Request Count"]) == 0:
-        nan = float("nan")
-        tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
-        return {"requests": 0, "failures": 0, "rps": 0.0, "p50": nan, "p95": nan, "p99": nan,
-                "locust_cpu": locust_cpu,
-                "note": f"no request completed in {seconds} s ({tail[0][:200]})"}
+        return _nothing_done(seconds, proc.stderr, locust_cpu)
     return {"requests": int(row["Request Count"]), "failures": int(row["Failure Count"]),
             "rps": float(row["Requests/s"]), "p50": float(row["50%"]),
             "p95": float(row["95%"]), "p99": float(row["99%"]),
@@ -439,14 +451,19 @@ def main() -> None:
                           f"client CPU {100 * res['locust_cpu']:.0f}%, {seconds} s window; "
                           f"{res['load']}" + (f"; NOTE {res['note']}" if "note" in res
                                               else ""), flush=True)
+                meter, t_in = LoadMeter(run_dir), time.monotonic()
+                meter.start()
                 e_rate, h_rate = local.executor_rate(), local.handler_rate()
                 inproc[m]["executor"].append(e_rate)
                 inproc[m]["handler"].append(h_rate)
                 ours_us, stock_us = local.prediction_us()
                 inproc[m]["predict_ratio"].append(stock_us / ours_us)
+                load = meter.stop()  # the idle server's own CPU would slow these down
                 print(f"{m} in-process round {r}: executor {e_rate:.1f} req/s, handler "
                       f"{h_rate:.1f} req/s; predictions ours {ours_us:.1f} us/request, stock "
-                      f"{stock_us:.1f} us/request", flush=True)
+                      f"{stock_us:.1f} us/request; {load.describe()}, the idle server "
+                      f"{100 * load.server_cpu_s / (time.monotonic() - t_in):.0f}% of a core",
+                      flush=True)
             if not opts.no_profile:
                 before = read_profile(profile_dir, endpoints[m]["profiled"])
                 res = _window(server, run_dir, "p", endpoints[m], files, opts.users, seconds,
@@ -500,24 +517,13 @@ def wrk_run(server: launcher.Server, endpoint: str, path: str, body_file: pathli
     script.write_text(WRK_SCRIPT)
     env = dict(os.environ, EXPLAIN_BENCH_BODY_FILE=str(body_file),
                EXPLAIN_BENCH_CONTENT_TYPE=content_type)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.monotonic()
-    proc = subprocess.run(
+    proc, client_cpu = _client(
         ["wrk", "-t1", f"-c{users}", f"-d{seconds}s", "--timeout", "30s", "-s", str(script),
-         f"{server.inference_url}/{path}/{endpoint}"],
-        env=env, capture_output=True, text=True, check=False, timeout=seconds + 120)
-    wall = time.monotonic() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    client_cpu = cpu / wall / (os.cpu_count() or 1)
+         f"{server.inference_url}/{path}/{endpoint}"], env, seconds)
     line = next((x for x in reversed(proc.stdout.splitlines()) if x.startswith("{")), None)
     got = json.loads(line) if line else {"requests": 0}
     if not got["requests"]:
-        nan = float("nan")
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        return {"requests": 0, "failures": 0, "rps": 0.0, "p50": nan, "p95": nan, "p99": nan,
-                "locust_cpu": client_cpu,
-                "note": f"no request completed in {seconds} s ({tail[0][:200]})"}
+        return _nothing_done(seconds, proc.stderr or proc.stdout, client_cpu)
     return {"requests": got["requests"], "failures": got["failures"],
             "rps": got["requests"] / got["seconds"], "p50": got["p50"], "p95": got["p95"],
             "p99": got["p99"], "locust_cpu": client_cpu}
