@@ -55,7 +55,7 @@ ACCESS_LOG ?= off
 
 serve: $(STAMP) models
 	$(PY) -m service.launcher start --instance $(INSTANCE) --auth $(AUTH) --port-base $(PORT_BASE) \
-		--token-expiration-min $(TOKEN_MIN) --access-log $(ACCESS_LOG)
+		--token-expiration-min $(TOKEN_MIN) --access-log $(ACCESS_LOG) $(if $(WORKERS),--workers $(WORKERS))
 
 # make loadtest [INSTANCE=name] [USERS=8] [SECONDS=20] [MODELS=digits,resnet18]: a bounded locust
 # run (REST + gRPC users) against the service `make serve` started; a summary table on the

@@ -68,6 +68,10 @@ def algorithms(*, cam: bool, perturbation: tuple[str, ...] = PERTURBATION_ALGORI
 DEFAULT_PARAMS = {"IntegratedGradients": {"n_steps": 32}, "GradientShap": {"n_samples": 16}}
 
 BATCH = {"batch_size": 8, "max_batch_delay_ms": 10}
+# The small models' batches keep one core busy (a 30-feature MLP's batch of 8 takes ~0.3 ms):
+# a second worker uses the second core of a 2-core machine and served 1.5-1.6x the
+# explanations and 1.3x the predictions of one (bench/README.md, "One and two workers").
+SMALL_MODEL_BATCH = {**BATCH, "workers": 2}
 
 
 @dataclass(frozen=True)

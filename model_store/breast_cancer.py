@@ -11,8 +11,8 @@ from service.nets import MLP
 
 from ._examples import EXAMPLES_FILE, example, first_per_class, report, tabular
 from ._recipe import (
-    BATCH,
     DEFAULT_PARAMS,
+    SMALL_MODEL_BATCH,
     Built,
     accuracy,
     algorithms,
@@ -80,7 +80,7 @@ def build() -> Built:
         # Baselines live in the model's input space (standardised): "mean" is the training
         # mean, i.e. an average patient.
         "baselines": baselines("mean"),
-        "batch": BATCH,
+        "batch": SMALL_MODEL_BATCH,
     }
     metrics = {
         "model": NAME,

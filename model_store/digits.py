@@ -12,8 +12,8 @@ from service.nets import SmallCNN
 
 from ._examples import EXAMPLES_FILE, example, first_per_class, png_b64, report
 from ._recipe import (
-    BATCH,
     DEFAULT_PARAMS,
+    SMALL_MODEL_BATCH,
     Built,
     accuracy,
     algorithms,
@@ -77,7 +77,7 @@ def build() -> Built:
             "reasons": [],
         },
         "baselines": baselines("zeros"),
-        "batch": BATCH,
+        "batch": SMALL_MODEL_BATCH,
     }
     metrics = {
         "model": NAME,

@@ -23,8 +23,8 @@ from service.nets import MLP
 
 from ._examples import EXAMPLES_FILE, example, first_per_class, report, tabular
 from ._recipe import (
-    BATCH,
     DEFAULT_PARAMS,
+    SMALL_MODEL_BATCH,
     Built,
     algorithms,
     baselines,
@@ -233,7 +233,7 @@ def build() -> Built:
         },
         # zeros = a user with no history and no stated tastes.
         "baselines": baselines("zeros"),
-        "batch": BATCH,
+        "batch": SMALL_MODEL_BATCH,
     }
     return Built(
         name=NAME, model=model, base="MLP",
