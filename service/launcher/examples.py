@@ -104,6 +104,11 @@ def print_banner(server: Server, store: pathlib.Path, instance: str) -> None:
       f"logs {server.run_dir}/logs")
     if explorer_url(server):
         p(f"  explorer   {explorer_url(server)}   (the web page; paste the inference key once)")
+    workers = server.worker_pids()
+    if workers:
+        threads = f"{server.threads} torch thread(s) each" if server.threads else "torch's threads"
+        p("  workers    " + ", ".join(f"{m} {len(pids)}" for m, pids in workers.items())
+          + f"   ({threads}; WORKERS=n for n per model)")
     p(f"  supervisor (restarts the gateway, renews the keys): pid file "
       f"{server.run_dir}/tmp/supervisor.pid, log {server.run_dir}/logs/supervisor.log")
     if server.auth:

@@ -108,8 +108,10 @@ def check_spec(spec: dict[str, Any], files: dict[str, Path]) -> None:
         assert key in LIMIT_KEYS and isinstance(value, int) and value > 0, (key, value)
     if "batch" in spec:
         batch = spec["batch"]
-        assert batch.keys() == {"batch_size", "max_batch_delay_ms"}
+        assert {"batch_size", "max_batch_delay_ms"} <= batch.keys() <= {
+            "batch_size", "max_batch_delay_ms", "workers"}, batch.keys()
         assert batch["batch_size"] >= 1 and batch["max_batch_delay_ms"] >= 0
+        assert type(batch.get("workers", 1)) is int and batch.get("workers", 1) >= 1
 
 
 def check_text_spec(spec: dict[str, Any], files: dict[str, Path]) -> None:

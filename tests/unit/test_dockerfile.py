@@ -93,7 +93,8 @@ def test_torchserve_config_matches_the_exposed_ports():
 
 
 def test_models_config_registers_the_archives_with_their_batching():
-    """What the image build appends: every archive with its spec's batch size (digits: 8)."""
+    """What the image build appends: every archive with its spec's batch size and workers
+    (digits: 8 and 2)."""
     import json
 
     from service.launcher.torchserve import models_properties
@@ -111,6 +112,7 @@ def test_models_config_registers_the_archives_with_their_batching():
 
     spec = yaml.safe_load((store / "digits" / "spec.yaml").read_text())
     assert version["batchSize"] == spec["batch"]["batch_size"] > 1
+    assert version["minWorkers"] == version["maxWorkers"] == spec["batch"]["workers"] == 2
     assert version["marName"] == "digits.mar"
 
 
