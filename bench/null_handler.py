@@ -1,15 +1,34 @@
-"""TorchServe's floor, for bench/service_throughput.py's config (z): a handler that loads
-nothing and answers every request of a batch with ``{}``. Served under the same load as our
-handler, its rate is what TorchServe's frontend, its worker-side IPC and the load generator
-allow on this machine with no work done: the rate no handler can exceed. For benchmarking
-only."""
+"""TorchServe's floor, for bench/service_throughput.py's configs (z), (zp), (zpa) and (zph): a
+handler that loads nothing and answers every request of a batch with ``{}``. Served under the
+same load as our handler, its rate is what TorchServe's frontend, its worker-side IPC and the
+load generator allow on this machine with no work done: the rate no handler can exceed.
+
+The archive's spec.yaml may ask it (``null_handler:``) to answer a given ``answer`` text
+instead (our handler's answer to the bench's request: what a larger answer costs the
+transport) and, with ``headers: true``, to do with TorchServe's context per request what our
+handler does (read the request's headers, set the answer's Content-Type): the cost of the
+transport's part of our answer, apart from computing it. For benchmarking only."""
 
 from __future__ import annotations
+
+import os
+
+import yaml
 
 
 class NullHandler:
     def initialize(self, context) -> None:
+        with open(os.path.join(context.system_properties["model_dir"], "spec.yaml")) as f:
+            mode = (yaml.safe_load(f) or {}).get("null_handler") or {}
+        self.answer = str(mode.get("answer", "{}"))
+        self.headers = bool(mode.get("headers", False))
         self.initialized = True
 
     def handle(self, data: list, context) -> list[str]:
-        return ["{}"] * len(data)
+        if self.headers:  # as handlers/explain_handler.py's _meta and content type
+            for idx in range(len(data)):
+                headers = context.get_all_request_header(idx) or {}
+                {str(k).lower(): v for k, v in headers.items() if isinstance(v, str)}
+                context.get_request_header(idx, "explain")
+                context.set_response_content_type(idx, "application/json")
+        return [self.answer] * len(data)

@@ -16,6 +16,11 @@ alternate back to back, round after round (identical runs drift by 10-15%):
   (z)  (a)'s request to a handler that answers ``{}`` (bench/null_handler.py), batch size 8:
        TorchServe's floor on this machine (the rate no handler exceeds under this load, and
        the CPU per request of TorchServe and locust alone);
+  (zp) (zpa) (zph): predictions to the null handler (not run by default): answering ``{}``;
+       answering our handler's prediction text; and that with our handler's per-request
+       header reads and Content-Type. With (ap) and (cp) they split the served cost of a
+       prediction into TorchServe's floor, our answer's size, our header handling, and our
+       handler's computing (``--configs ap,cp,zp,zpa,zph``);
   (a2) (c2) (ap2) (cp2): (a), (c), (ap) and (cp) on endpoints of two workers each (not run by
        default; ``--configs a,a2,c,c2,ap,ap2,cp,cp2`` measures one and two workers side by
        side). The other endpoints have ``--workers`` workers (default 1).
@@ -71,20 +76,25 @@ CONFIGS = {"a": ("fused", "explanations", "json"), "ax": ("fused", "explanations
            "b": ("b1", "explanations", "json"), "c": ("stock", "explanations", "json"),
            "ap": ("fused", "predictions", "predict"), "cp": ("stock", "predictions", "predict"),
            "z": ("null", "explanations", "json"), "p": ("profiled", "explanations", "json"),
+           "zp": ("null", "predictions", "predict"), "zpa": ("null_answer", "predictions", "predict"),
+           "zph": ("null_headers", "predictions", "predict"),
            "a2": ("fused2", "explanations", "json"), "c2": ("stock2", "explanations", "json"),
            "ap2": ("fused2", "predictions", "predict"),
            "cp2": ("stock2", "predictions", "predict")}
 LABEL = {"a": "ours, batch 8, fused", "ax": "ours, batch 8, fused, protobuf body",
          "b": "ours, batch 1", "c": "stock captum, batch 8", "ap": "ours, predictions",
          "cp": "stock BaseHandler, predictions", "z": "null handler (TorchServe's floor)",
-         "p": "ours, profiled", "a2": "ours, batch 8, fused, 2 workers",
+         "p": "ours, profiled", "zp": "null handler, predictions",
+         "zpa": "null handler answering our prediction's text",
+         "zph": "null handler answering our text, with our header reads and Content-Type",
+         "a2": "ours, batch 8, fused, 2 workers",
          "c2": "stock captum, batch 8, 2 workers", "ap2": "ours, predictions, 2 workers",
          "cp2": "stock BaseHandler, predictions, 2 workers"}
 # endpoint kind -> (batch size, handler, workers: None for --workers)
 ENDPOINTS: dict[str, tuple[int, pathlib.Path, int | None]] = {
     "fused": (8, HANDLER, None), "b1": (1, HANDLER, None), "stock": (8, STOCK, None),
-    "profiled": (8, PROFILED, None), "null": (8, NULL, None), "fused2": (8, HANDLER, 2),
-    "stock2": (8, STOCK, 2)}
+    "profiled": (8, PROFILED, None), "null": (8, NULL, None), "null_answer": (8, NULL, None),
+    "null_headers": (8, NULL, None), "fused2": (8, HANDLER, 2), "stock2": (8, STOCK, 2)}
 MIN_COMPLETIONS = 20
 MAX_WINDOW_S = 300
 
@@ -96,20 +106,35 @@ def window_seconds(seconds: int, latency_s: float) -> int:
 
 
 def variant(model: str, suffix: str, batch: int, handler: pathlib.Path, workers: int,
-            store: pathlib.Path) -> str:
+            store: pathlib.Path, extra: dict | None = None) -> str:
     """Archives model_store/build/<model>/ under a new name with its own batch size, handler
-    and TorchServe workers."""
+    and TorchServe workers (and ``extra`` keys in its spec.yaml)."""
     name = f"{model}_{suffix}"
     work = store / "work" / name
     shutil.copytree(BUILD / model, work)
     spec = yaml.safe_load((work / "spec.yaml").read_text())
     spec["name"] = name
     spec["batch"] = {"batch_size": batch, "max_batch_delay_ms": 10, "workers": workers}
+    spec.update(extra or {})
     (work / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     extras = [p for p in sorted(work.iterdir())
               if p.name not in ("model.py", "weights.pt") and p.suffix in (".yaml", ".pt")]
     pack_dir(work, name, "1.0", handler, store, extras)
     return name
+
+
+def null_mode(kind: str, model: str, n_steps: int) -> dict | None:
+    """The null handler's spec keys of endpoint ``kind``: our handler's answer to the bench's
+    prediction (computed here, in process), and whether to handle the headers as ours does."""
+    if kind not in ("null_answer", "null_headers"):
+        return None
+    from handlers.explain_handler import ExplainHandler
+
+    handler = ExplainHandler()
+    handler.initialize(_Context(BUILD / model, 1))
+    body = json.loads(bodies(model, n_steps)["predict"])
+    [answer] = handler.handle([{"body": body}], _Context(BUILD / model, 1, explain=False))
+    return {"null_handler": {"answer": answer, "headers": kind == "null_headers"}}
 
 
 def _input(model: str) -> np.ndarray:
@@ -403,8 +428,9 @@ def main() -> None:
     os.environ["EXPLAIN_PROFILE_DIR"] = str(profile_dir)
     store = tmp / "store"
     store.mkdir()
-    endpoints = {m: {k: variant(m, k, *ENDPOINTS[k][:2], workers[k], store)
-                     for k in sorted(kinds)} for m in models}
+    endpoints = {m: {k: variant(m, k, *ENDPOINTS[k][:2], workers[k], store,
+                                null_mode(k, m, opts.n_steps)) for k in sorted(kinds)}
+                 for m in models}
     run_dir = tmp / "run"
     t_start = time.monotonic()
     server = launcher.start(store, run_dir, auth=False, timeout=600)  # the specs' workers
@@ -577,7 +603,8 @@ def table(results: dict, inproc: dict, opts: argparse.Namespace, threads: int) -
                          f"{_median(rows, 'server_cpu_ms'):.2f} |")
     pairs = [(x, y) for x, y in (("a", "c"), ("ax", "c"), ("a", "b"), ("ap", "cp"),
                                  ("ax", "a"), ("a2", "c2"), ("ap2", "cp2"), ("a2", "a"),
-                                 ("ap2", "ap")) if x in next(iter(results.values()))
+                                 ("ap2", "ap"), ("zpa", "zp"), ("zph", "zpa"), ("ap", "zph"),
+                                 ("cp", "zp")) if x in next(iter(results.values()))
              and y in next(iter(results.values()))]
     lines += ["", "Ratios: medians over rounds of the per-round ratio (configs of a round run "
               "back to back).", "",
@@ -635,6 +662,16 @@ def targets(results: dict, inproc: dict, overhead: dict) -> str:
                                      for a, c in zip(per["ap"], per["cp"]))
             lines.append(f"- {m} predictions, server CPU per request stock / ours (frontend + "
                          f"workers; not a target, less moved by load than rps): {cost:.2f}")
+        if all(c in per for c in ("ap", "cp", "zp", "zpa", "zph")):
+            us = {c: statistics.median(1e6 / r["rps"] if r["rps"] else float("nan")
+                                       for r in per[c]) for c in ("ap", "cp", "zp", "zpa", "zph")}
+            lines.append(
+                f"- {m} a prediction served, us per request (medians of 1e6 / rps; not a "
+                f"target): TorchServe's floor {us['zp']:.1f}; ours {us['ap']:.1f} = floor + "
+                f"our answer's size {us['zpa'] - us['zp']:.1f} + our header reads and "
+                f"Content-Type {us['zph'] - us['zpa']:.1f} + our computing "
+                f"{us['ap'] - us['zph']:.1f}; stock {us['cp']:.1f} = floor + "
+                f"{us['cp'] - us['zp']:.1f}")
         if "a2" in per and "c2" in per:
             line(f"{m} fused / stock captum, 2 workers each (the same target, another "
                  f"deployment) >= {A_OVER_C.get(m, 3.0)}x", _ratios(per["a2"], per["c2"]),

@@ -118,3 +118,37 @@ def test_wrk_window_reads_wrks_summary_line(tmp_path: pathlib.Path, monkeypatch)
     res = wrk_run(server, "m", "predictions", body, "application/json", 16, 2,
                   tmp_path / "out")
     assert res["rps"] == 0.0 and "unable to connect" in res["note"]
+
+
+class _RecordingContext:
+    def __init__(self, model_dir) -> None:
+        self.system_properties = {"model_dir": str(model_dir)}
+        self.content_types: dict[int, str] = {}
+
+    def get_all_request_header(self, idx):
+        return {"Content-Type": "application/json"}
+
+    def get_request_header(self, idx, key):
+        return None
+
+    def set_response_content_type(self, idx, value):
+        self.content_types[idx] = value
+
+
+def test_the_null_handler_answers_its_specs_text_and_handles_headers_only_when_asked(tmp_path):
+    import yaml
+
+    from bench.null_handler import NullHandler
+
+    def served(spec: dict) -> tuple[list[str], dict[int, str]]:
+        (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+        ctx = _RecordingContext(tmp_path)
+        h = NullHandler()
+        h.initialize(ctx)
+        return h.handle([{}, {}, {}], ctx), ctx.content_types
+
+    assert served({"name": "m"}) == (["{}"] * 3, {})
+    answer = '{"model": "m", "x": "' + "a" * 50 + '"}'
+    assert served({"null_handler": {"answer": answer}}) == ([answer] * 3, {})
+    assert served({"null_handler": {"answer": answer, "headers": True}}) == (
+        [answer] * 3, {i: "application/json" for i in range(3)})
