@@ -56,16 +56,32 @@ def _centered(x: Tensor, y: Tensor, w: Tensor) -> tuple[Tensor, Tensor, Tensor, 
     return x - x_mean.unsqueeze(1), y - y_mean.unsqueeze(1), wn, x_mean, y_mean
 
 
+def _finite(*data: Tensor) -> Tensor:
+    """(P,) whether every value of problem p is finite in each of ``data`` (P, ...)."""
+    ok = torch.ones(data[0].shape[0], dtype=torch.bool, device=data[0].device)
+    for t in data:
+        ok &= torch.isfinite(t).flatten(1).all(1)
+    return ok
+
+
 class LinearRegression(LinearModel):
     """Weighted least squares with an intercept (minimum-norm when rank-deficient):
-    sklearn.linear_model.LinearRegression."""
+    sklearn.linear_model.LinearRegression. A problem holding a non-finite value (a model's
+    output overflowed on a perturbation) gets NaN coefficients, the others their solution:
+    LAPACK would fail the whole batch on it."""
 
     def solve(self, x: Tensor, y: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
         xc, yc, wn, x_mean, y_mean = _centered(x, y, w)
         root = wn.sqrt().unsqueeze(2)
+        a, b = root * xc, root * yc.unsqueeze(2)                          # (P, n, F), (P, n, 1)
         driver = "gelsd" if x.device.type == "cpu" else None
-        coef = torch.linalg.lstsq(root * xc, root * yc.unsqueeze(2), driver=driver).solution
-        coef = coef.squeeze(2)                                             # (P, F)
+        ok = _finite(a, b)
+        if bool(ok.all()):
+            coef = torch.linalg.lstsq(a, b, driver=driver).solution.squeeze(2)  # (P, F)
+        else:
+            coef = torch.full(a.shape[::2], float("nan"), dtype=a.dtype, device=a.device)
+            if bool(ok.any()):
+                coef[ok] = torch.linalg.lstsq(a[ok], b[ok], driver=driver).solution.squeeze(2)
         return coef, y_mean - (x_mean * coef).sum(1)
 
 
@@ -82,6 +98,11 @@ class Lasso(LinearModel):
 
     def solve(self, x: Tensor, y: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
         xc, yc, wn, x_mean, y_mean = _centered(x, y, w)
+        ok = _finite(xc, yc, wn)  # a problem with a non-finite value: NaN, not 1000 sweeps
+        if not bool(ok.all()):
+            keep = ok.view(-1, 1, 1)
+            xc, yc = torch.where(keep, xc, 0.0), torch.where(ok.view(-1, 1), yc, 0.0)
+            wn = torch.where(ok.view(-1, 1), wn, 0.0)
         gram = torch.einsum("pn,pnf,png->pfg", wn, xc, xc)                 # (P, F, F)
         corr = torch.einsum("pn,pnf,pn->pf", wn, xc, yc)                   # (P, F)
         diag = gram.diagonal(dim1=1, dim2=2)
@@ -97,4 +118,5 @@ class Lasso(LinearModel):
             step = (coef - before).abs().max()
             if float(step) <= self.tol * max(float(coef.abs().max()), 1.0):
                 break
+        coef = torch.where(ok.view(-1, 1), coef, float("nan"))
         return coef, y_mean - (x_mean * coef).sum(1)
