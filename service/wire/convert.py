@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
 
 from service._proto.explain.v1 import explain_pb2 as pb
 from service.runtime.algorithms import AlgorithmTable, default_table, text_table
@@ -185,8 +186,10 @@ def _parse_error_field(text: str) -> str:
     chain of "Failed to parse X field" segments, the "at ExplainRequest.a.b" path, and the
     unknown field name, whichever says the most."""
     chain = re.findall(r"Failed to parse (\w+) field", text)
-    at = re.search(r'at "?ExplainRequest\.?([\w.]*)', text)
+    at = re.search(r'at "?ExplainRequest\.?([\w.]*)(?:\[(.*)\])?', text)
     path = [p for p in (at.group(1).split(".") if at else []) if p]
+    if at and at.group(2) is not None and path:  # a map entry: name its key
+        path[-1] += f"[{shown(at.group(2))}]"
     unknown = re.search(r'has no field named "([^"]+)"', text)
     if unknown:
         return ".".join([*path, unknown.group(1)])
@@ -196,7 +199,7 @@ def _parse_error_field(text: str) -> str:
     def norm(name: str) -> str:
         return name.replace("_", "").lower()
 
-    if chain and norm(chain[-1]) not in {norm(p) for p in path}:
+    if chain and norm(chain[-1]) not in {norm(p.split("[")[0]) for p in path}:
         path.append(chain[-1])
     return ".".join(path)
 
@@ -233,6 +236,11 @@ def _check_json(body: Any, limits: Limits) -> None:
                                 "(max_body_bytes)")
 
 
+_NUMBERS = frozenset({FieldDescriptor.CPPTYPE_DOUBLE, FieldDescriptor.CPPTYPE_FLOAT,
+                      FieldDescriptor.CPPTYPE_INT32, FieldDescriptor.CPPTYPE_INT64,
+                      FieldDescriptor.CPPTYPE_UINT32, FieldDescriptor.CPPTYPE_UINT64})
+
+
 def _check_types(body: Mapping[str, Any], message: Any, path: str) -> None:
     """Objects where the schema has messages and lists where it has repeated fields, before
     json_format reads them (it iterates a string given for a message as if it were keys)."""
@@ -261,6 +269,14 @@ def _check_types(body: Mapping[str, Any], message: Any, path: str) -> None:
             raise InvalidInput(where, f"must be an object, got {type(value).__name__}")
         if not is_map:
             _check_types(value, sub, where)
+            continue
+        entry = sub.fields_by_name["value"]
+        if entry.message_type is None and entry.enum_type is None:  # a map of scalars
+            for k, v in value.items():
+                if v is None or isinstance(v, (list, dict)):
+                    raise InvalidInput(f"{where}[{shown(k)}]", "must be a "
+                                       + ("number" if entry.cpp_type in _NUMBERS else "string")
+                                       + f", got {'null' if v is None else type(v).__name__}")
 
 
 def request_from_dict(body: Mapping[str, Any], explain: bool,

@@ -82,6 +82,15 @@ def test_raw_image_body():
     (b"not json", "body"),
     (b"", "body"),
     (b"[1, 2]", "body"),
+    # a map entry is named by its key (protobuf's message, and null / list / object values
+    # caught before it)
+    (b'{"inputs": {"tabular": {"features": {"mean radius": "x"}}}}',
+     "inputs.tabular.features['mean radius']"),
+    (b'{"inputs": {"tabular": {"features": {"a]b": "x"}}}}', "inputs.tabular.features['a]b']"),
+    (b'{"inputs": {"tabular": {"features": {"age": null}}}}', "inputs.tabular.features['age']"),
+    (b'{"inputs": {"tabular": {"features": {"age": [1]}}}}', "inputs.tabular.features['age']"),
+    (b'{"inputs": {"tabular": {"features": {"age": {"v": 1}}}}}',
+     "inputs.tabular.features['age']"),
 ])
 def test_malformed_bodies_name_the_field(body, field):
     with pytest.raises(InvalidInput) as err:
