@@ -6,8 +6,9 @@ load generator allow on this machine with no work done: the rate no handler can 
 The archive's spec.yaml may ask it (``null_handler:``) to answer a given ``answer`` text
 instead (our handler's answer to the bench's request: what a larger answer costs the
 transport) and, with ``headers: true``, to do with TorchServe's context per request what our
-handler does (read the request's headers, set the answer's Content-Type): the cost of the
-transport's part of our answer, apart from computing it. For benchmarking only."""
+handler does (its own ``_meta`` reads the request's headers; then it sets the answer's
+Content-Type): the cost of the transport's part of our answer, apart from computing it. For
+benchmarking only."""
 
 from __future__ import annotations
 
@@ -21,14 +22,16 @@ class NullHandler:
         with open(os.path.join(context.system_properties["model_dir"], "spec.yaml")) as f:
             mode = (yaml.safe_load(f) or {}).get("null_handler") or {}
         self.answer = str(mode.get("answer", "{}"))
-        self.headers = bool(mode.get("headers", False))
+        self.meta = None
+        if mode.get("headers", False):
+            from handlers.explain_handler import ExplainHandler  # its code, not a copy
+
+            self.meta = ExplainHandler._meta
         self.initialized = True
 
     def handle(self, data: list, context) -> list[str]:
-        if self.headers:  # as handlers/explain_handler.py's _meta and content type
+        if self.meta is not None:
             for idx in range(len(data)):
-                headers = context.get_all_request_header(idx) or {}
-                {str(k).lower(): v for k, v in headers.items() if isinstance(v, str)}
-                context.get_request_header(idx, "explain")
+                self.meta(context, idx)
                 context.set_response_content_type(idx, "application/json")
         return [self.answer] * len(data)

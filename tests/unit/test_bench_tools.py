@@ -123,9 +123,12 @@ def test_wrk_window_reads_wrks_summary_line(tmp_path: pathlib.Path, monkeypatch)
 class _RecordingContext:
     def __init__(self, model_dir) -> None:
         self.system_properties = {"model_dir": str(model_dir)}
+        self.request_ids = {0: "r0", 1: "r1", 2: "r2"}
         self.content_types: dict[int, str] = {}
+        self.headers_read: list[int] = []
 
     def get_all_request_header(self, idx):
+        self.headers_read.append(idx)
         return {"Content-Type": "application/json"}
 
     def get_request_header(self, idx, key):
@@ -140,15 +143,15 @@ def test_the_null_handler_answers_its_specs_text_and_handles_headers_only_when_a
 
     from bench.null_handler import NullHandler
 
-    def served(spec: dict) -> tuple[list[str], dict[int, str]]:
+    def served(spec: dict) -> tuple[list[str], dict[int, str], list[int]]:
         (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
         ctx = _RecordingContext(tmp_path)
         h = NullHandler()
         h.initialize(ctx)
-        return h.handle([{}, {}, {}], ctx), ctx.content_types
+        return h.handle([{}, {}, {}], ctx), ctx.content_types, ctx.headers_read
 
-    assert served({"name": "m"}) == (["{}"] * 3, {})
+    assert served({"name": "m"}) == (["{}"] * 3, {}, [])
     answer = '{"model": "m", "x": "' + "a" * 50 + '"}'
-    assert served({"null_handler": {"answer": answer}}) == ([answer] * 3, {})
+    assert served({"null_handler": {"answer": answer}}) == ([answer] * 3, {}, [])
     assert served({"null_handler": {"answer": answer, "headers": True}}) == (
-        [answer] * 3, {i: "application/json" for i in range(3)})
+        [answer] * 3, {i: "application/json" for i in range(3)}, [0, 1, 2])
