@@ -79,7 +79,8 @@ class LinearRegression(LinearModel):
         if bool(ok.all()):
             coef = torch.linalg.lstsq(a, b, driver=driver).solution.squeeze(2)  # (P, F)
         else:
-            coef = torch.full(a.shape[::2], float("nan"), dtype=a.dtype, device=a.device)
+            coef = torch.full((a.shape[0], a.shape[2]), float("nan"), dtype=a.dtype,
+                              device=a.device)                              # (P, F)
             if bool(ok.any()):
                 coef[ok] = torch.linalg.lstsq(a[ok], b[ok], driver=driver).solution.squeeze(2)
         return coef, y_mean - (x_mean * coef).sum(1)
@@ -99,10 +100,10 @@ class Lasso(LinearModel):
     def solve(self, x: Tensor, y: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
         xc, yc, wn, x_mean, y_mean = _centered(x, y, w)
         ok = _finite(xc, yc, wn)  # a problem with a non-finite value: NaN, not 1000 sweeps
+        row = ok.view(-1, 1)                                               # (P, 1)
         if not bool(ok.all()):
-            keep = ok.view(-1, 1, 1)
-            xc, yc = torch.where(keep, xc, 0.0), torch.where(ok.view(-1, 1), yc, 0.0)
-            wn = torch.where(ok.view(-1, 1), wn, 0.0)
+            xc = torch.where(row.unsqueeze(2), xc, 0.0)
+            yc, wn = torch.where(row, yc, 0.0), torch.where(row, wn, 0.0)
         gram = torch.einsum("pn,pnf,png->pfg", wn, xc, xc)                 # (P, F, F)
         corr = torch.einsum("pn,pnf,pn->pf", wn, xc, yc)                   # (P, F)
         diag = gram.diagonal(dim1=1, dim2=2)
@@ -118,5 +119,5 @@ class Lasso(LinearModel):
             step = (coef - before).abs().max()
             if float(step) <= self.tol * max(float(coef.abs().max()), 1.0):
                 break
-        coef = torch.where(ok.view(-1, 1), coef, float("nan"))
+        coef = torch.where(row, coef, float("nan"))
         return coef, y_mean - (x_mean * coef).sum(1)

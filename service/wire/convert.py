@@ -236,9 +236,9 @@ def _check_json(body: Any, limits: Limits) -> None:
                                 "(max_body_bytes)")
 
 
-_NUMBERS = frozenset({FieldDescriptor.CPPTYPE_DOUBLE, FieldDescriptor.CPPTYPE_FLOAT,
-                      FieldDescriptor.CPPTYPE_INT32, FieldDescriptor.CPPTYPE_INT64,
-                      FieldDescriptor.CPPTYPE_UINT32, FieldDescriptor.CPPTYPE_UINT64})
+# what a map's scalar value must be, by its protobuf type (the rest: a number)
+_SCALAR_KIND = {FieldDescriptor.CPPTYPE_STRING: "a string",
+                FieldDescriptor.CPPTYPE_BOOL: "true or false"}
 
 
 def _check_types(body: Mapping[str, Any], message: Any, path: str) -> None:
@@ -274,9 +274,9 @@ def _check_types(body: Mapping[str, Any], message: Any, path: str) -> None:
         if entry.message_type is None and entry.enum_type is None:  # a map of scalars
             for k, v in value.items():
                 if v is None or isinstance(v, (list, dict)):
-                    raise InvalidInput(f"{where}[{shown(k)}]", "must be a "
-                                       + ("number" if entry.cpp_type in _NUMBERS else "string")
-                                       + f", got {'null' if v is None else type(v).__name__}")
+                    kind = _SCALAR_KIND.get(entry.cpp_type, "a number")
+                    raise InvalidInput(f"{where}[{shown(k)}]", f"must be {kind}, got "
+                                       f"{'null' if v is None else type(v).__name__}")
 
 
 def request_from_dict(body: Mapping[str, Any], explain: bool,
